@@ -1,0 +1,92 @@
+"""Where a hub keeps its files, and loading them with clear errors."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from trust.errors import ConfigError
+from trust.keys import SigningKey
+from trust.tls import TlsMaterial
+
+DEFAULT_DIRECTORY_TTL_S = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class HubLayout:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "hub.toml"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.root / "ca.key"
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.root / "ca.pem"
+
+    @property
+    def tls_key(self) -> Path:
+        return self.root / "hub-tls.key"
+
+    @property
+    def tls_cert(self) -> Path:
+        return self.root / "hub-tls.pem"
+
+    @property
+    def signing_key(self) -> Path:
+        return self.root / "hub-signing.key"
+
+    @property
+    def registry_db(self) -> Path:
+        return self.root / "registry.db"
+
+    @property
+    def runtime(self) -> Path:
+        """Written by `rcf hub serve`: the addresses it listens on."""
+        return self.root / "hub-runtime.json"
+
+    def require(self) -> None:
+        if not self.config.exists():
+            raise ConfigError(f"{self.root} is not a hub folder; run 'rcf hub init' first.")
+
+    def load_config(self) -> HubConfig:
+        self.require()
+        try:
+            data = tomllib.loads(self.config.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"Cannot read {self.config}: {exc}.") from exc
+        try:
+            return HubConfig(
+                network=str(data["network"]),
+                directory_ttl_s=int(data.get("directory_ttl_s", DEFAULT_DIRECTORY_TTL_S)),
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ConfigError(f"{self.config} is missing or has a bad value: {exc}.") from exc
+
+    def load_signing_key(self) -> SigningKey:
+        return SigningKey.load(self.signing_key)
+
+    def load_tls(self) -> TlsMaterial:
+        return TlsMaterial.load(key=self.tls_key, cert=self.tls_cert, ca=self.ca_cert)
+
+    def read_runtime(self) -> dict[str, str]:
+        try:
+            data = json.loads(self.runtime.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"The hub in {self.root} is not running (no {self.runtime.name}); "
+                "start it with 'rcf hub serve' or give --hub-address."
+            ) from exc
+        return {str(k): str(v) for k, v in data.items()}
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    network: str
+    directory_ttl_s: int

@@ -1,0 +1,65 @@
+"""Creating a hub folder and opening its registry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hub.layout import DEFAULT_DIRECTORY_TTL_S, HubLayout
+from hub.registry import Registry
+from trust import pki
+from trust.errors import ConfigError
+from trust.keys import SigningKey
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.touch(mode=0o600, exist_ok=False)
+    path.write_bytes(data)
+
+
+def init_hub(root: Path, *, network: str, directory_ttl_s: int = DEFAULT_DIRECTORY_TTL_S) -> HubLayout:
+    """Create the network CA, the hub's TLS certificate and signing key, and the registry."""
+    layout = HubLayout(root)
+    if layout.config.exists():
+        raise ConfigError(f"{root} already holds a hub; refusing to overwrite its keys.")
+    if directory_ttl_s < 60:
+        raise ConfigError("The directory lifetime must be at least 60 seconds.")
+    root.mkdir(parents=True, exist_ok=True)
+    ca_key, ca_cert = pki.create_ca(network)
+    _write_private(layout.ca_key, ca_key)
+    layout.ca_cert.write_bytes(ca_cert)
+    tls_key = pki.new_private_key_pem()
+    _write_private(layout.tls_key, tls_key)
+    layout.tls_cert.write_bytes(
+        pki.issue_certificate(
+            ca_key_pem=ca_key,
+            ca_cert_pem=ca_cert,
+            csr_pem=pki.make_csr(tls_key, "hub"),
+            common_name="hub",
+            dns_name=pki.HUB_NAME,
+        )
+    )
+    SigningKey.generate().save(layout.signing_key)
+    # The config file is written last: its presence marks a complete hub folder.
+    layout.config.write_text(
+        f"network = {json.dumps(network)}\ndirectory_ttl_s = {int(directory_ttl_s)}\n"
+    )
+    open_registry(layout).close()
+    return layout
+
+
+def open_registry(layout: HubLayout) -> Registry:
+    config = layout.load_config()
+    try:
+        ca_key = layout.ca_key.read_bytes()
+        ca_cert = layout.ca_cert.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"Cannot read the hub CA in {layout.root}: {exc.strerror}.") from exc
+    return Registry(
+        layout.registry_db,
+        network=config.network,
+        signing_key=layout.load_signing_key(),
+        ca_key_pem=ca_key,
+        ca_cert_pem=ca_cert,
+        directory_ttl_s=config.directory_ttl_s,
+    )

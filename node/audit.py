@@ -1,0 +1,130 @@
+"""The node's local audit log: append-only, hash-chained, every record signed.
+
+A record says who asked whom for what kind of query, why, what was decided and
+the digests of both messages; never the query's contents. Each record's hash
+covers the previous one, so removing or editing a record breaks the chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from node.state import StateDB
+from trust.clock import now_ms
+from trust.errors import VerificationError
+from trust.keys import SigningKey, verify_signature
+
+GENESIS = "0" * 64
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    query_id: str
+    query_type: str
+    purpose: str
+    requester: str
+    responder: str
+    side: str  # "responder" or "requester"
+    decision: str  # answered, refused, failed
+    reason: str
+    request_sha256: str
+    response_sha256: str = ""
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    seq: int
+    ts_ms: int
+    event: AuditEvent
+    prev_hash: str
+    record_hash: str
+    key_id: str
+    signature: bytes
+
+
+def record_hash(seq: int, ts_ms: int, event: AuditEvent, prev_hash: str) -> str:
+    body = {"seq": seq, "ts_ms": ts_ms, "prev_hash": prev_hash, **asdict(event)}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class AuditLog:
+    def __init__(self, state: StateDB, signing_key: SigningKey) -> None:
+        self._state = state
+        self._key = signing_key
+
+    def append(self, event: AuditEvent) -> None:
+        """Append and wait until the record is committed."""
+        self._state.submit(lambda conn: self._write(conn, event)).result(timeout=30)
+
+    def _write(self, conn: sqlite3.Connection, event: AuditEvent) -> int:
+        last = conn.execute("SELECT seq, record_hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev = (int(last[0]) + 1, str(last[1])) if last else (1, GENESIS)
+        ts = now_ms()
+        digest = record_hash(seq, ts, event, prev)
+        sig = self._key.sign(bytes.fromhex(digest))
+        e = event
+        conn.execute(
+            "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                seq, ts, e.query_id, e.query_type, e.purpose, e.requester, e.responder, e.side,
+                e.decision, e.reason, e.request_sha256, e.response_sha256, prev, digest,
+                self._key.key_id, sig,
+            ),
+        )  # fmt: skip
+        return seq
+
+    def records(self, *, limit: int | None = None) -> list[AuditRecord]:
+        sql = (
+            "SELECT seq, ts_ms, query_id, query_type, purpose, requester, responder, side,"
+            " decision, reason, request_sha256, response_sha256, prev_hash, record_hash, key_id,"
+            " signature FROM audit ORDER BY seq DESC"
+        )
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        rows = self._state.read(sql)[::-1]
+        return [_record_from_row(r) for r in rows]
+
+    def count(self) -> int:
+        return int(self._state.read("SELECT COUNT(*) FROM audit")[0][0])  # type: ignore[call-overload]
+
+
+def _record_from_row(r: tuple[Any, ...]) -> AuditRecord:
+    event = AuditEvent(*[str(x) for x in r[2:12]])
+    return AuditRecord(
+        seq=int(r[0]),
+        ts_ms=int(r[1]),
+        event=event,
+        prev_hash=str(r[12]),
+        record_hash=str(r[13]),
+        key_id=str(r[14]),
+        signature=bytes(r[15]),
+    )
+
+
+def verify_chain(records: list[AuditRecord], public_keys: dict[str, bytes]) -> int:
+    """Check sequence, hash chain and signatures from the first record; return the count."""
+    prev = GENESIS
+    for expected_seq, rec in enumerate(records, start=1):
+        if rec.seq != expected_seq:
+            raise VerificationError(f"Audit record {expected_seq} is missing.", reason="audit_gap")
+        if rec.prev_hash != prev:
+            raise VerificationError(
+                f"Audit record {rec.seq} does not chain to its predecessor.", reason="audit_chain"
+            )
+        if record_hash(rec.seq, rec.ts_ms, rec.event, rec.prev_hash) != rec.record_hash:
+            raise VerificationError(
+                f"Audit record {rec.seq} was altered after it was written.", reason="audit_chain"
+            )
+        key = public_keys.get(rec.key_id)
+        if key is None:
+            raise VerificationError(
+                f"Audit record {rec.seq} is signed by an unknown key.", reason="unknown_key"
+            )
+        verify_signature(public_key=key, message=bytes.fromhex(rec.record_hash), signature=rec.signature)
+        prev = rec.record_hash
+    return len(records)

@@ -1,0 +1,180 @@
+"""A node's folder, its `node.toml`, and loading both with clear errors.
+
+`node.toml` holds what an operator may edit: the hub's address, listen
+addresses, time windows, size limit, refresh interval and the interim
+allow-list (``[allow]``: query type → member ids, ``group:NAME``,
+``role:NAME`` or ``*`` for every active member; anything unlisted is denied).
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trust.errors import ConfigError
+from trust.keys import SigningKey
+from trust.tls import TlsMaterial
+
+DEFAULTS: dict[str, Any] = {
+    "listen": "127.0.0.1:0",
+    "operator_listen": "127.0.0.1:0",
+    "directory_refresh_s": 60.0,
+    "max_message_bytes": 1024 * 1024,
+    "max_clock_skew_s": 30.0,
+    "max_request_ttl_s": 300.0,
+    "request_ttl_s": 60.0,
+    "audit_sync": "normal",
+}
+KNOWN_KEYS = {"member_id", "hub_address", "hub_public_key", "allow", *DEFAULTS}
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    member_id: str
+    hub_address: str
+    hub_public_key: bytes
+    listen: str
+    operator_listen: str
+    directory_refresh_s: float
+    max_message_bytes: int
+    max_clock_skew_s: float
+    max_request_ttl_s: float
+    request_ttl_s: float
+    audit_sync: str
+    allow: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def render_config(
+    *, member_id: str, hub_address: str, hub_public_key: bytes, allow: dict[str, list[str]]
+) -> str:
+    lines = [
+        "# rcf node configuration; edit and restart the node to apply.",
+        f"member_id = {_toml_value(member_id)}",
+        f"hub_address = {_toml_value(hub_address)}",
+        f"hub_public_key = {_toml_value(hub_public_key.hex())}",
+    ]
+    lines += [f"{k} = {_toml_value(v)}" for k, v in DEFAULTS.items()]
+    lines += ["", "# Who may ask what (default deny) until sharing policies replace this.", "[allow]"]
+    lines += [f"{k} = {_toml_value(v)}" for k, v in allow.items()]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class NodeLayout:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "node.toml"
+
+    @property
+    def tls_key(self) -> Path:
+        return self.root / "tls.key"
+
+    @property
+    def tls_cert(self) -> Path:
+        return self.root / "tls.pem"
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.root / "ca.pem"
+
+    @property
+    def signing_key(self) -> Path:
+        return self.root / "signing.key"
+
+    @property
+    def directory_cache(self) -> Path:
+        return self.root / "directory.signed"
+
+    @property
+    def state_db(self) -> Path:
+        return self.root / "state.db"
+
+    @property
+    def operator_token(self) -> Path:
+        return self.root / "operator.token"
+
+    @property
+    def runtime(self) -> Path:
+        return self.root / "node-runtime.json"
+
+    @property
+    def enroll_request(self) -> Path:
+        return self.root / "enroll-request.json"
+
+    def require(self) -> None:
+        if not self.config.exists():
+            hint = (
+                " (enrolment is pending: run 'rcf node enroll --response FILE')"
+                if self.enroll_request.exists()
+                else " (run 'rcf node init' first)"
+            )
+            raise ConfigError(f"{self.root} is not an enrolled node folder{hint}.")
+
+    def load_config(self) -> NodeConfig:
+        self.require()
+        try:
+            data = tomllib.loads(self.config.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{self.config} is not valid TOML: {exc}.") from exc
+        except OSError as exc:
+            raise ConfigError(f"Cannot read {self.config}: {exc.strerror}.") from exc
+        unknown = set(data) - KNOWN_KEYS
+        if unknown:
+            raise ConfigError(f"{self.config}: unknown setting '{sorted(unknown)[0]}'.")
+        merged = {**DEFAULTS, **data}
+        try:
+            allow_raw = merged.get("allow", {})
+            if not isinstance(allow_raw, dict):
+                raise TypeError("[allow] must be a table")
+            allow = {str(k): tuple(str(x) for x in v) for k, v in allow_raw.items()}
+            config = NodeConfig(
+                member_id=str(merged["member_id"]),
+                hub_address=str(merged["hub_address"]),
+                hub_public_key=bytes.fromhex(str(merged["hub_public_key"])),
+                listen=str(merged["listen"]),
+                operator_listen=str(merged["operator_listen"]),
+                directory_refresh_s=float(merged["directory_refresh_s"]),
+                max_message_bytes=int(merged["max_message_bytes"]),
+                max_clock_skew_s=float(merged["max_clock_skew_s"]),
+                max_request_ttl_s=float(merged["max_request_ttl_s"]),
+                request_ttl_s=float(merged["request_ttl_s"]),
+                audit_sync=str(merged["audit_sync"]),
+                allow=allow,
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ConfigError(f"{self.config} is missing or has a bad value: {exc}.") from exc
+        if config.max_message_bytes < 1024 or config.directory_refresh_s <= 0:
+            raise ConfigError(f"{self.config}: limits must be positive (max_message_bytes >= 1024).")
+        if config.audit_sync not in ("normal", "full"):
+            raise ConfigError(f"{self.config}: audit_sync must be 'normal' or 'full'.")
+        return config
+
+    def load_signing_key(self) -> SigningKey:
+        return SigningKey.load(self.signing_key)
+
+    def load_tls(self) -> TlsMaterial:
+        return TlsMaterial.load(key=self.tls_key, cert=self.tls_cert, ca=self.ca_cert)
+
+    def read_runtime(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.runtime.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"The node in {self.root} is not running; start it with 'rcf node serve'."
+            ) from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{self.runtime} is damaged; restart the node.")
+        return data

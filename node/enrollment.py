@@ -1,0 +1,206 @@
+"""Setting up a node folder and enrolling it with the hub.
+
+Two ways: a join token (the node calls the hub's enrolment port), or an
+offline file exchange (``enroll-request.json`` goes to the hub admin, a
+response file comes back). Either way the node ends with its TLS certificate,
+the CA, the pinned hub key and a verified directory in its folder.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from node.config import NodeLayout, render_config
+from node.directory_cache import write_atomically
+from node.hub_client import enroll_over_wire
+from protos.rcf.v1 import envelope_pb2
+from trust import pki
+from trust.clock import now_ms
+from trust.directory import verify_directory
+from trust.dsse import Envelope
+from trust.errors import ConfigError, RcfError
+from trust.join_token import JoinToken
+from trust.keys import SigningKey
+
+REQUEST_KIND = "rcf-enroll-request/v1"
+RESPONSE_KIND = "rcf-enroll-response/v1"
+DEFAULT_ALLOW = {"Ping": ["*"]}
+
+
+@dataclass(frozen=True)
+class EnrollmentMaterial:
+    """What the hub hands back, however it travelled."""
+
+    member_id: str
+    certificate_pem: bytes
+    ca_pem: bytes
+    hub_public_key: bytes
+    hub_address: str
+    directory: Envelope
+
+
+def _prepare(root: Path, member_id: str) -> tuple[NodeLayout, bytes, SigningKey]:
+    pki.check_member_id(member_id)
+    layout = NodeLayout(root)
+    if layout.config.exists() or layout.tls_key.exists():
+        raise ConfigError(f"{root} already holds a node; refusing to overwrite its keys.")
+    root.mkdir(parents=True, exist_ok=True)
+    key_pem = pki.new_private_key_pem()
+    layout.tls_key.touch(mode=0o600)
+    layout.tls_key.write_bytes(key_pem)
+    signing = SigningKey.generate()
+    signing.save(layout.signing_key)
+    return layout, pki.make_csr(key_pem, member_id), signing
+
+
+def init_with_token(root: Path, *, member_id: str, token_text: str) -> NodeLayout:
+    """Create keys, enrol over the wire with a join token, and write the node folder."""
+    token = JoinToken.decode(token_text)
+    if token.member_id != member_id:
+        raise ConfigError(f"This join token is for {token.member_id}, not {member_id}.")
+    layout, csr, signing = _prepare(root, member_id)
+    try:
+        reply = enroll_over_wire(
+            enroll_address=token.enroll_address,
+            ca_pem=token.ca_pem,
+            secret=token.secret,
+            member_id=member_id,
+            csr_pem=csr,
+            signing_public_key=signing.public_key,
+        )
+    except RcfError:
+        _discard_keys(layout)
+        raise
+    _install(
+        layout,
+        EnrollmentMaterial(
+            member_id=member_id,
+            certificate_pem=reply.certificate_pem,
+            ca_pem=token.ca_pem,
+            hub_public_key=token.hub_public_key,
+            hub_address=token.hub_address,
+            directory=Envelope.from_proto(reply.directory),
+        ),
+    )
+    return layout
+
+
+def init_offline(root: Path, *, member_id: str) -> Path:
+    """Create keys and write the enrolment request file for the hub admin."""
+    layout, csr, signing = _prepare(root, member_id)
+    request = {
+        "kind": REQUEST_KIND,
+        "member_id": member_id,
+        "csr_pem": csr.decode(),
+        "signing_public_key": signing.public_key.hex(),
+        "signing_key_id": signing.key_id,
+    }
+    layout.enroll_request.write_text(json.dumps(request, indent=2) + "\n")
+    return layout.enroll_request
+
+
+def read_request(path: Path) -> tuple[str, bytes, bytes]:
+    """(member id, CSR, signing public key) from an offline enrolment request file."""
+    data = _read_json(path, REQUEST_KIND)
+    try:
+        return (
+            str(data["member_id"]),
+            str(data["csr_pem"]).encode(),
+            bytes.fromhex(str(data["signing_public_key"])),
+        )
+    except (KeyError, ValueError) as exc:
+        raise ConfigError(f"{path} is not a complete enrolment request.") from exc
+
+
+def write_response(path: Path, material: EnrollmentMaterial) -> None:
+    body = {
+        "kind": RESPONSE_KIND,
+        "member_id": material.member_id,
+        "certificate_pem": material.certificate_pem.decode(),
+        "ca_pem": material.ca_pem.decode(),
+        "hub_public_key": material.hub_public_key.hex(),
+        "hub_address": material.hub_address,
+        "directory": material.directory.to_proto().SerializeToString().hex(),
+    }
+    path.write_text(json.dumps(body, indent=2) + "\n")
+
+
+def complete_offline(root: Path, *, response_path: Path) -> NodeLayout:
+    """Install the hub's answer to an offline enrolment request."""
+    layout = NodeLayout(root)
+    if layout.config.exists():
+        raise ConfigError(f"{root} is already enrolled.")
+    if not layout.enroll_request.exists():
+        raise ConfigError(f"{root} has no pending enrolment request; run 'rcf node init --offline'.")
+    asked_member, _, asked_key = read_request(layout.enroll_request)
+    data = _read_json(response_path, RESPONSE_KIND)
+    try:
+        msg = envelope_pb2.Envelope()
+        msg.ParseFromString(bytes.fromhex(str(data["directory"])))
+        material = EnrollmentMaterial(
+            member_id=str(data["member_id"]),
+            certificate_pem=str(data["certificate_pem"]).encode(),
+            ca_pem=str(data["ca_pem"]).encode(),
+            hub_public_key=bytes.fromhex(str(data["hub_public_key"])),
+            hub_address=str(data["hub_address"]),
+            directory=Envelope.from_proto(msg),
+        )
+    except (KeyError, ValueError) as exc:
+        raise ConfigError(f"{response_path} is not a complete enrolment response.") from exc
+    if material.member_id != asked_member:
+        raise ConfigError(f"{response_path} is for {material.member_id}, not {asked_member}.")
+    if layout.load_signing_key().public_key != asked_key:
+        raise ConfigError("The signing key in this folder is not the one the request carried.")
+    _install(layout, material)
+    layout.enroll_request.unlink()
+    return layout
+
+
+def _install(layout: NodeLayout, material: EnrollmentMaterial) -> None:
+    """Check the hub's answer, then write the node folder; node.toml is written last."""
+    pki.verify_issued_by(material.certificate_pem, material.ca_pem)
+    if pki.common_name(material.certificate_pem) != material.member_id:
+        raise ConfigError("The issued certificate names a different member.")
+    if not pki.certificate_matches_key(material.certificate_pem, layout.tls_key.read_bytes()):
+        raise ConfigError("The issued certificate is not for this node's TLS key.")
+    directory = verify_directory(
+        material.directory, hub_public_key=material.hub_public_key, now_ms=now_ms()
+    )
+    member = directory.member(material.member_id)
+    signing = layout.load_signing_key()
+    if member is None or signing.key_id not in {k.key_id for k in member.signing_keys}:
+        raise ConfigError("The hub's directory does not list this node's signing key.")
+    layout.tls_cert.write_bytes(material.certificate_pem)
+    layout.ca_cert.write_bytes(material.ca_pem)
+    write_atomically(layout.directory_cache, material.directory.to_proto().SerializeToString())
+    layout.operator_token.touch(mode=0o600)
+    layout.operator_token.write_text(secrets.token_urlsafe(32) + "\n")
+    layout.config.write_text(
+        render_config(
+            member_id=material.member_id,
+            hub_address=material.hub_address,
+            hub_public_key=material.hub_public_key,
+            allow=DEFAULT_ALLOW,
+        )
+    )
+
+
+def _discard_keys(layout: NodeLayout) -> None:
+    layout.tls_key.unlink(missing_ok=True)
+    layout.signing_key.unlink(missing_ok=True)
+
+
+def _read_json(path: Path, kind: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"Cannot read {path}: {exc.strerror}.") from exc
+    except ValueError as exc:
+        raise ConfigError(f"{path} is not valid JSON.") from exc
+    if not isinstance(data, dict) or data.get("kind") != kind:
+        raise ConfigError(f"{path} is not an {kind} file.")
+    return data

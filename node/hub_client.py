@@ -1,0 +1,94 @@
+"""The node's calls to the hub: enrol, fetch the directory, publish its endpoint."""
+
+from __future__ import annotations
+
+import grpc
+
+from protos.rcf.v1 import hub_pb2, hub_pb2_grpc
+from trust import pki
+from trust.clock import now_ms
+from trust.dsse import Envelope, sign_envelope
+from trust.errors import PeerError
+from trust.keys import SigningKey
+from trust.tls import TlsMaterial, channel_options, secure_channel
+
+ENDPOINT_UPDATE_TYPE = "rcf.v1.EndpointUpdate"
+HUB_MAX_BYTES = 8 * 1024 * 1024
+
+
+def _hub_error(exc: grpc.RpcError) -> PeerError:
+    if isinstance(exc, grpc.Call):
+        code, details = exc.code(), exc.details() or ""
+        if code == grpc.StatusCode.UNAVAILABLE:
+            return PeerError(f"The hub is unreachable ({details}).", reason="hub_unreachable")
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return PeerError("The hub did not answer in time.", reason="hub_timeout")
+        reason, _, message = details.partition(": ")
+        return PeerError(f"The hub refused: {message or details}", reason=reason or "hub_refused")
+    return PeerError("The hub call failed.", reason="hub_error")
+
+
+def enroll_over_wire(
+    *,
+    enroll_address: str,
+    ca_pem: bytes,
+    secret: str,
+    member_id: str,
+    csr_pem: bytes,
+    signing_public_key: bytes,
+    timeout_s: float = 10.0,
+) -> hub_pb2.EnrollResponse:
+    """Enrol on the hub's server-authenticated port; we have no client certificate yet."""
+    creds = grpc.ssl_channel_credentials(root_certificates=ca_pem)
+    options = channel_options(server_name=pki.HUB_NAME, max_message_bytes=HUB_MAX_BYTES)
+    with grpc.secure_channel(enroll_address, creds, options=options) as channel:
+        stub = hub_pb2_grpc.HubStub(channel)
+        try:
+            return stub.Enroll(
+                hub_pb2.EnrollRequest(
+                    join_token=secret,
+                    member_id=member_id,
+                    csr_pem=csr_pem,
+                    signing_public_key=signing_public_key,
+                ),
+                timeout=timeout_s,
+            )
+        except grpc.RpcError as exc:
+            raise _hub_error(exc) from exc
+
+
+class HubClient:
+    """A long-lived mutual-TLS channel to the hub."""
+
+    def __init__(self, *, address: str, tls: TlsMaterial) -> None:
+        self._channel = secure_channel(
+            target=address, tls=tls, server_name=pki.HUB_NAME, max_message_bytes=HUB_MAX_BYTES
+        )
+        self._stub = hub_pb2_grpc.HubStub(self._channel)
+
+    def get_directory(self, *, have_serial: int, timeout_s: float = 10.0) -> Envelope:
+        try:
+            reply = self._stub.GetDirectory(
+                hub_pb2.GetDirectoryRequest(have_serial=have_serial), timeout=timeout_s
+            )
+        except grpc.RpcError as exc:
+            raise _hub_error(exc) from exc
+        return Envelope.from_proto(reply)
+
+    def update_endpoint(
+        self, *, member_id: str, endpoint: str, key: SigningKey, timeout_s: float = 10.0
+    ) -> Envelope:
+        update = hub_pb2.EndpointUpdate(member_id=member_id, endpoint=endpoint, issued_at_ms=now_ms())
+        signed = sign_envelope(
+            payload_type=ENDPOINT_UPDATE_TYPE,
+            payload=update.SerializeToString(deterministic=True),
+            signers=[key],
+        )
+        try:
+            reply = self._stub.UpdateEndpoint(signed.to_proto(), timeout=timeout_s)
+        except grpc.RpcError as exc:
+            raise _hub_error(exc) from exc
+        return Envelope.from_proto(reply)
+
+    def close(self) -> None:
+        self._channel.close()

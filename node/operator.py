@@ -1,0 +1,87 @@
+"""gRPC adapter for the local operator API, guarded by the operator token.
+
+The CLI never holds the member's signing key: it asks its own node, which
+signs, sends, verifies and audits.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+
+import grpc
+
+from node.peers import PeerClient
+from node.queries import PING
+from protos.rcf.v1 import operator_pb2, operator_pb2_grpc
+from trust.errors import RcfError, RequestRejected
+from trust.serving import abort
+
+TOKEN_HEADER = "x-rcf-operator-token"
+DEFAULT_PEER_TIMEOUT_MS = 5000
+
+
+class OperatorServicer(operator_pb2_grpc.OperatorServicer):
+    def __init__(
+        self,
+        *,
+        token: str,
+        peers: PeerClient,
+        status: Callable[[], operator_pb2.StatusResponse],
+        refresh: Callable[[], None],
+    ) -> None:
+        self._token = token.encode()
+        self._peers = peers
+        self._status = status
+        self._refresh = refresh
+
+    def _authenticate(self, context: grpc.ServicerContext) -> None:
+        given = dict(context.invocation_metadata()).get(TOKEN_HEADER, "")
+        if not isinstance(given, str) or not hmac.compare_digest(given.encode(), self._token):
+            raise RequestRejected(
+                "Wrong or missing operator token.", reason="bad_operator_token",
+                status="UNAUTHENTICATED",
+            )  # fmt: skip
+
+    def Status(
+        self, request: operator_pb2.StatusRequest, context: grpc.ServicerContext
+    ) -> operator_pb2.StatusResponse:
+        try:
+            self._authenticate(context)
+            return self._status()
+        except RcfError as exc:
+            abort(context, exc)
+
+    def RefreshDirectory(
+        self, request: operator_pb2.RefreshDirectoryRequest, context: grpc.ServicerContext
+    ) -> operator_pb2.StatusResponse:
+        try:
+            self._authenticate(context)
+            self._refresh()
+            return self._status()
+        except RcfError as exc:
+            abort(context, exc)
+
+    def PingPeer(
+        self, request: operator_pb2.PingPeerRequest, context: grpc.ServicerContext
+    ) -> operator_pb2.PingPeerResponse:
+        try:
+            self._authenticate(context)
+            timeout_ms = request.timeout_ms or DEFAULT_PEER_TIMEOUT_MS
+            answer = self._peers.call(
+                PING,
+                responder=request.member_id,
+                purpose=request.purpose or "connectivity-check",
+                fill=lambda r: setattr(r, "data", b"ping"),
+                timeout_s=timeout_ms / 1000,
+            )
+        except RcfError as exc:
+            abort(context, exc)
+        return operator_pb2.PingPeerResponse(
+            member_id=request.member_id,
+            query_id=answer.query_id,
+            latency_ms=answer.latency_ms,
+            signer_member=answer.signer_member,
+            signer_key_id=answer.signer_key_id,
+            request_digest_matches=True,
+        )

@@ -1,0 +1,201 @@
+"""Calling peers: build and sign a request, send it over mutual TLS, verify the answer.
+
+The answer must be signed by a current key of the member we asked, bind the
+SHA-256 of our request payload and repeat our query id; anything else is a
+PeerError. The requester side audits every call too.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Generic
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from node.audit import AuditEvent, AuditLog
+from node.directory_cache import DirectoryCache
+from node.pipeline import QuerySpec, Req, Resp, check_active, resolve_member_key, sha256_hex
+from protos.rcf.v1 import envelope_pb2, federation_pb2_grpc
+from trust import pki
+from trust.clock import now_ms
+from trust.dsse import Envelope, sign_envelope, verify_envelope
+from trust.errors import PeerError, RcfError
+from trust.keys import SigningKey
+from trust.tls import TlsMaterial, secure_channel
+
+
+@dataclass(frozen=True)
+class PeerAnswer(Generic[Resp]):
+    response: Resp
+    query_id: str
+    latency_ms: float
+    signer_member: str
+    signer_key_id: str
+
+
+class PeerClient:
+    def __init__(
+        self,
+        *,
+        member_id: str,
+        signing_key: SigningKey,
+        tls: TlsMaterial,
+        directory: DirectoryCache,
+        audit: AuditLog,
+        request_ttl_ms: int,
+        max_message_bytes: int,
+    ) -> None:
+        self.member_id = member_id
+        self._key = signing_key
+        self._tls = tls
+        self._directory = directory
+        self._audit = audit
+        self._ttl_ms = request_ttl_ms
+        self._max_bytes = max_message_bytes
+        self._lock = threading.Lock()
+        self._channels: dict[tuple[str, str], grpc.Channel] = {}
+
+    def _stub(self, member_id: str, endpoint: str) -> federation_pb2_grpc.FederationStub:
+        with self._lock:
+            key = (member_id, endpoint)
+            channel = self._channels.get(key)
+            if channel is None:
+                channel = secure_channel(
+                    target=endpoint,
+                    tls=self._tls,
+                    server_name=pki.node_server_name(member_id),
+                    max_message_bytes=self._max_bytes * 2,
+                )
+                self._channels[key] = channel
+            return federation_pb2_grpc.FederationStub(channel)
+
+    def close(self) -> None:
+        with self._lock:
+            for channel in self._channels.values():
+                channel.close()
+            self._channels.clear()
+
+    def call(
+        self,
+        spec: QuerySpec[Req, Resp],
+        *,
+        responder: str,
+        purpose: str,
+        fill: Callable[[Req], None],
+        timeout_s: float,
+    ) -> PeerAnswer[Resp]:
+        """Send one signed query to responder and return its verified answer."""
+        directory = self._directory.current()
+        member = directory.member(responder)
+        if member is None:
+            raise PeerError(f"{responder} is not a member of this network.", reason="unknown_member")
+        check_active(member)
+        endpoints = [n.endpoint for n in member.nodes if n.endpoint]
+        if not endpoints:
+            raise PeerError(f"{responder} has no node endpoint in the directory yet.")
+
+        request = spec.request_cls()
+        now = now_ms()
+        h = request.header
+        h.query_id = str(uuid.uuid4())
+        h.requester = self.member_id
+        h.responder = responder
+        h.purpose = purpose
+        h.issued_at_ms = now
+        h.expires_at_ms = now + self._ttl_ms
+        h.nonce = secrets.token_bytes(16)
+        fill(request)
+        payload = request.SerializeToString(deterministic=True)  # type: ignore[attr-defined]
+        envelope = sign_envelope(payload_type=spec.request_type, payload=payload, signers=[self._key])
+        event = AuditEvent(
+            query_id=h.query_id,
+            query_type=spec.query_type,
+            purpose=purpose,
+            requester=self.member_id,
+            responder=responder,
+            side="requester",
+            decision="answered",
+            reason="ok",
+            request_sha256=sha256_hex(payload),
+        )
+        method = getattr(self._stub(responder, endpoints[0]), spec.query_type)
+        started = time.perf_counter()
+        try:
+            reply: envelope_pb2.Envelope = method(envelope.to_proto(), timeout=timeout_s)
+            latency_ms = (time.perf_counter() - started) * 1000
+            answer = self._verify_answer(spec, reply, responder, h.query_id, payload, latency_ms)
+        except grpc.RpcError as exc:
+            error = _peer_error(responder, exc)
+            self._audit.append(_with(event, decision="failed", reason=error.reason))
+            raise error from exc
+        except RcfError as exc:
+            self._audit.append(_with(event, decision="failed", reason=exc.reason))
+            raise
+        self._audit.append(_with(event, response_sha256=sha256_hex(reply.payload)))
+        return answer
+
+    def _verify_answer(
+        self,
+        spec: QuerySpec[Req, Resp],
+        reply: envelope_pb2.Envelope,
+        responder: str,
+        query_id: str,
+        request_payload: bytes,
+        latency_ms: float,
+    ) -> PeerAnswer[Resp]:
+        directory = self._directory.current()
+        try:
+            verified = verify_envelope(
+                envelope=Envelope.from_proto(reply),
+                expected_type=spec.response_type,
+                resolve_key=resolve_member_key(directory, at_ms=now_ms(), member_id=responder),
+            )
+        except RcfError as exc:
+            raise PeerError(
+                f"{responder}'s answer failed verification: {exc}", reason="bad_answer"
+            ) from exc
+        response = spec.response_cls()
+        try:
+            response.ParseFromString(verified.payload)  # type: ignore[attr-defined]
+        except DecodeError as exc:
+            raise PeerError(f"{responder}'s answer is malformed.", reason="bad_answer") from exc
+        rh = response.header
+        if rh.request_sha256 != bytes.fromhex(sha256_hex(request_payload)) or rh.query_id != query_id:
+            raise PeerError(
+                f"{responder}'s answer does not answer our request (digest or query id differs).",
+                reason="bad_answer",
+            )
+        if rh.responder != responder or rh.requester != self.member_id:
+            raise PeerError(f"{responder}'s answer names the wrong parties.", reason="bad_answer")
+        return PeerAnswer(
+            response=response,
+            query_id=query_id,
+            latency_ms=latency_ms,
+            signer_member=responder,
+            signer_key_id=verified.key_ids[0],
+        )
+
+
+def _with(event: AuditEvent, **changes: str) -> AuditEvent:
+    return replace(event, **changes)
+
+
+def _peer_error(responder: str, exc: grpc.RpcError) -> PeerError:
+    code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
+    details = (exc.details() if isinstance(exc, grpc.Call) else "") or ""
+    if code in (grpc.StatusCode.UNAVAILABLE,):
+        return PeerError(f"{responder} is unreachable ({details}).", reason="unreachable")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return PeerError(f"{responder} did not answer in time.", reason="timeout")
+    reason, _, message = details.partition(": ")
+    return PeerError(
+        f"{responder} refused the request ({code.name}): {message or details}",
+        reason=f"refused:{reason}" if message else "refused",
+        status=code.name,
+    )

@@ -1,0 +1,181 @@
+"""Running a node: the federation server (mutual TLS), the operator server
+(127.0.0.1, token), and the background directory refresh."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+
+import structlog
+
+from node.audit import AuditLog
+from node.authorize import AllowList
+from node.config import NodeLayout
+from node.directory_cache import DirectoryCache
+from node.federation import FederationServicer
+from node.hub_client import HubClient
+from node.operator import OperatorServicer
+from node.peers import PeerClient
+from node.pipeline import Limits, Pipeline
+from node.replay import ReplayGuard
+from node.state import StateDB
+from protos.rcf.v1 import federation_pb2, federation_pb2_grpc, operator_pb2, operator_pb2_grpc
+from trust.errors import ConfigError, RcfError
+from trust.serving import bind, build_server
+
+log = structlog.get_logger("rcf.node")
+
+LOOPBACK_PREFIXES = ("127.", "localhost:", "[::1]:")
+
+
+class NodeServer:
+    def __init__(self, layout: NodeLayout) -> None:
+        self.layout = layout
+        self.config = config = layout.load_config()
+        if not config.operator_listen.startswith(LOOPBACK_PREFIXES):
+            raise ConfigError("operator_listen must be a loopback address (127.0.0.1:PORT).")
+        self.signing_key = layout.load_signing_key()
+        self.tls = layout.load_tls()
+        self._token = layout.operator_token.read_text().strip()
+        self.directory = DirectoryCache(layout.directory_cache, hub_public_key=config.hub_public_key)
+        self.state = StateDB(layout.state_db, sync=config.audit_sync)
+        self.audit = AuditLog(self.state, self.signing_key)
+        self.pipeline = Pipeline(
+            member_id=config.member_id,
+            signing_key=self.signing_key,
+            directory=self.directory,
+            replay=ReplayGuard(self.state),
+            audit=self.audit,
+            allow=AllowList(config.allow),
+            limits=Limits(
+                max_message_bytes=config.max_message_bytes,
+                max_clock_skew_ms=int(config.max_clock_skew_s * 1000),
+                max_request_ttl_ms=int(config.max_request_ttl_s * 1000),
+            ),
+        )
+        self.peers = PeerClient(
+            member_id=config.member_id,
+            signing_key=self.signing_key,
+            tls=self.tls,
+            directory=self.directory,
+            audit=self.audit,
+            request_ttl_ms=int(config.request_ttl_s * 1000),
+            max_message_bytes=config.max_message_bytes,
+        )
+        self.hub = HubClient(address=config.hub_address, tls=self.tls)
+        # gRPC itself stops messages far past the limit; between the two the
+        # pipeline refuses them with an audit record.
+        transport_limit = config.max_message_bytes * 2 + 64 * 1024
+        self._server, _ = build_server(
+            max_workers=16,
+            max_message_bytes=transport_limit,
+            service_names=[federation_pb2.DESCRIPTOR.services_by_name["Federation"].full_name],
+        )
+        federation_pb2_grpc.add_FederationServicer_to_server(
+            FederationServicer(self.pipeline), self._server
+        )
+        self._operator, _ = build_server(
+            max_workers=8,
+            max_message_bytes=transport_limit,
+            service_names=[operator_pb2.DESCRIPTOR.services_by_name["Operator"].full_name],
+        )
+        operator_pb2_grpc.add_OperatorServicer_to_server(
+            OperatorServicer(
+                token=self._token,
+                peers=self.peers,
+                status=self.status,
+                refresh=self.refresh_directory,
+            ),
+            self._operator,
+        )
+        self.address = ""
+        self.operator_address = ""
+        self._endpoint_published = False
+        self.last_refresh_error = ""
+        self._stop = threading.Event()
+        self._refresher = threading.Thread(target=self._refresh_loop, name="dir-refresh", daemon=True)
+
+    def start(self, *, listen: str | None = None) -> None:
+        self.address = bind(
+            self._server, listen or self.config.listen, self.tls.server_credentials()
+        )
+        port = self._operator.add_insecure_port(self.config.operator_listen)
+        if port == 0:
+            raise ConfigError(f"Cannot listen on {self.config.operator_listen}.")
+        self.operator_address = f"{self.config.operator_listen.rsplit(':', 1)[0]}:{port}"
+        self._server.start()
+        self._operator.start()
+        self.refresh_directory(raise_errors=False)
+        self._write_runtime()
+        self._refresher.start()
+        log.info(
+            "node_started",
+            member=self.config.member_id,
+            address=self.address,
+            operator=self.operator_address,
+        )
+
+    def _write_runtime(self) -> None:
+        tmp = self.layout.runtime.with_name(self.layout.runtime.name + ".tmp")
+        tmp.touch(mode=0o600)
+        tmp.write_text(
+            json.dumps(
+                {
+                    "member_id": self.config.member_id,
+                    "address": self.address,
+                    "operator_address": self.operator_address,
+                    "pid": os.getpid(),
+                }
+            )
+        )
+        tmp.replace(self.layout.runtime)
+
+    def refresh_directory(self, *, raise_errors: bool = True) -> None:
+        """Publish our endpoint if not yet done, then fetch the newest directory."""
+        try:
+            if not self._endpoint_published:
+                envelope = self.hub.update_endpoint(
+                    member_id=self.config.member_id, endpoint=self.address, key=self.signing_key
+                )
+                self.directory.update(envelope)
+                self._endpoint_published = True
+            envelope = self.hub.get_directory(have_serial=self.directory.peek().serial)
+            if self.directory.update(envelope):
+                log.info("directory_updated", serial=self.directory.peek().serial)
+            self.last_refresh_error = ""
+        except RcfError as exc:
+            self.last_refresh_error = str(exc)
+            log.warning("directory_refresh_failed", reason=exc.reason, error=str(exc))
+            if raise_errors:
+                raise
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.wait(self.config.directory_refresh_s):
+            self.refresh_directory(raise_errors=False)
+
+    def status(self) -> operator_pb2.StatusResponse:
+        directory = self.directory.peek()
+        return operator_pb2.StatusResponse(
+            member_id=self.config.member_id,
+            federation_endpoint=self.address,
+            directory_serial=directory.serial,
+            directory_expires_at_ms=directory.expires_at_ms,
+            directory_fetched_at_ms=self.directory.fetched_at_ms,
+            last_refresh_error=self.last_refresh_error,
+            audit_records=self.audit.count(),
+            signing_key_id=self.signing_key.key_id,
+        )
+
+    def wait(self) -> None:
+        self._server.wait_for_termination()
+
+    def stop(self, grace: float = 1.0) -> None:
+        self._stop.set()
+        self._operator.stop(grace).wait()
+        self._server.stop(grace).wait()
+        self.peers.close()
+        self.hub.close()
+        self.state.close()
+        self.layout.runtime.unlink(missing_ok=True)
+        log.info("node_stopped", member=self.config.member_id)

@@ -1,0 +1,49 @@
+"""What every gRPC server here shares: health, reflection, size caps, error mapping."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from concurrent import futures
+from typing import NoReturn
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from trust.errors import RcfError
+
+
+def build_server(
+    *, max_workers: int, max_message_bytes: int, service_names: Iterable[str]
+) -> tuple[grpc.Server, health.HealthServicer]:
+    """A thread-pool server with health checking and reflection registered."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers),
+        options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
+    reflection.enable_server_reflection(names, server)
+    for name in [*service_names, ""]:
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server, health_servicer
+
+
+def bind(server: grpc.Server, address: str, credentials: grpc.ServerCredentials) -> str:
+    """Bind address (port 0 picks a free one) and return the actual host:port."""
+    port = server.add_secure_port(address, credentials)
+    if port == 0:
+        raise OSError(f"cannot listen on {address}")
+    host = address.rsplit(":", 1)[0]
+    return f"{host}:{port}"
+
+
+def abort(context: grpc.ServicerContext, error: RcfError) -> NoReturn:
+    """End the call with the status code the error names and its one-sentence message."""
+    code = getattr(grpc.StatusCode, error.status, grpc.StatusCode.INTERNAL)
+    context.abort(code, f"{error.reason}: {error.message}")
