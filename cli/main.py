@@ -1,2 +1,43 @@
+"""The `rcf` command line. Thin: parses, calls a client or a module, renders."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+import sys
+
+import click
+import structlog
+
+from cli import audit_cmds, bench_cmds, demo_cmds, hub_cmds, node_cmds
+
+
+def configure_logging() -> None:
+    """Structured JSON logs on stderr; level from RCF_LOG_LEVEL (default warning)."""
+    level = getattr(logging, os.environ.get("RCF_LOG_LEVEL", "WARNING").upper(), logging.WARNING)
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(importlib.metadata.version("rcf-exchange"), prog_name="rcf")
+def rcf() -> None:
+    """rcf-exchange: answer each other's questions without handing over data."""
+    configure_logging()
+
+
+for module in (hub_cmds, node_cmds, audit_cmds, demo_cmds, bench_cmds):
+    module.register(rcf)
+
+
 def main() -> None:
-    pass
+    rcf(prog_name="rcf")

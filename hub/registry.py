@@ -42,7 +42,9 @@ GROUP_NAME_MAX = 64
 def _check_label(kind: str, value: str) -> str:
     ok = value and len(value) <= GROUP_NAME_MAX and value.replace("-", "").isalnum()
     if not ok or value != value.lower():
-        raise RegistryError(f"'{value}' is not a valid {kind}: use lower-case letters, digits, '-'.")
+        raise RegistryError(
+            f"'{value}' is not a valid {kind}: use lower-case letters, digits, '-'."
+        )
     return value
 
 
@@ -67,7 +69,9 @@ class Registry:
         ca_cert_pem: bytes,
         directory_ttl_s: int,
     ) -> None:
-        self._conn = sqlite3.connect(db_path, timeout=30, check_same_thread=False, isolation_level=None)
+        self._conn = sqlite3.connect(
+            db_path, timeout=30, check_same_thread=False, isolation_level=None
+        )
         self._db = sqlite_utils.Database(self._conn)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -86,7 +90,8 @@ class Registry:
     def _ensure_schema(self) -> None:
         with self._tx():
             self._db.execute(
-                "CREATE TABLE IF NOT EXISTS members (member_id TEXT PRIMARY KEY, name TEXT NOT NULL,"
+                "CREATE TABLE IF NOT EXISTS members (member_id TEXT PRIMARY KEY,"
+                " name TEXT NOT NULL,"
                 " status TEXT NOT NULL, groups_json TEXT NOT NULL, roles_json TEXT NOT NULL,"
                 " created_at_ms INTEGER NOT NULL)"
             )
@@ -149,7 +154,14 @@ class Registry:
                 raise RegistryError(f"Member {member_id} already exists.")
             self._conn.execute(
                 "INSERT INTO members VALUES (?, ?, ?, ?, ?, ?)",
-                (member_id, name or member_id, "active", json.dumps(groups), json.dumps(roles), now_ms()),
+                (
+                    member_id,
+                    name or member_id,
+                    "active",
+                    json.dumps(groups),
+                    json.dumps(roles),
+                    now_ms(),
+                ),
             )
             directory = self._publish()
         member = directory.member(member_id)
@@ -240,7 +252,7 @@ class Registry:
             self._publish()
 
     def ncps(self, member_id: str | None = None) -> list[tuple[str, Ncp]]:
-        sql = "SELECT * FROM ncps" + (" WHERE member_id = ?" if member_id else "")
+        sql = "SELECT * FROM ncps" + (" WHERE member_id = ?" if member_id else "")  # noqa: S608 - constant text, values bound
         rows = self._rows(sql + " ORDER BY member_id, ncp_id", (member_id,) if member_id else ())
         return [(str(r["member_id"]), _ncp_from_row(r)) for r in rows]
 
@@ -309,7 +321,9 @@ class Registry:
     def _enroll(self, member_id: str, csr_pem: bytes, signing_public_key: bytes) -> EnrollResult:
         row = self._require_member(member_id)
         if row["status"] == "revoked":
-            raise RegistryError(f"Member {member_id} is revoked and cannot enrol.", reason="revoked")
+            raise RegistryError(
+                f"Member {member_id} is revoked and cannot enrol.", reason="revoked"
+            )
         cert_pem = pki.issue_certificate(
             ca_key_pem=self._ca_key,
             ca_cert_pem=self._ca_cert,
@@ -333,7 +347,8 @@ class Registry:
         if not self._rows("SELECT 1 FROM signing_keys WHERE key_id = ?", (key_id,)):
             # Rotation: earlier keys stay listed, closed at now, so old signatures still verify.
             self._conn.execute(
-                "UPDATE signing_keys SET valid_until_ms = ? WHERE member_id = ? AND valid_until_ms = 0",
+                "UPDATE signing_keys SET valid_until_ms = ?"
+                " WHERE member_id = ? AND valid_until_ms = 0",
                 (now, member_id),
             )
             self._conn.execute(
@@ -341,7 +356,9 @@ class Registry:
                 (key_id, member_id, signing_public_key, now),
             )
         directory = self._publish()
-        return EnrollResult(member_id, cert_pem, self._ca_cert, sign_directory(directory, self._key))
+        return EnrollResult(
+            member_id, cert_pem, self._ca_cert, sign_directory(directory, self._key)
+        )
 
     def update_endpoint(self, member_id: str, endpoint: str) -> Directory:
         with self._tx():

@@ -88,7 +88,9 @@ class HubServicer(hub_pb2_grpc.HubServicer):
 
                 def resolve(key_id: str) -> bytes:
                     if key_id not in keys:
-                        raise VerificationError(f"Key {key_id} is not a current key of {member_id}.")
+                        raise VerificationError(
+                            f"Key {key_id} is not a current key of {member_id}."
+                        )
                     return keys[key_id].public_key
 
                 verified = verify_envelope(

@@ -17,7 +17,9 @@ def _write_private(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
-def init_hub(root: Path, *, network: str, directory_ttl_s: int = DEFAULT_DIRECTORY_TTL_S) -> HubLayout:
+def init_hub(
+    root: Path, *, network: str, directory_ttl_s: int = DEFAULT_DIRECTORY_TTL_S
+) -> HubLayout:
     """Create the network CA, the hub's TLS certificate and signing key, and the registry."""
     layout = HubLayout(root)
     if layout.config.exists():

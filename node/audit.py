@@ -62,7 +62,9 @@ class AuditLog:
         self._state.submit(lambda conn: self._write(conn, event)).result(timeout=30)
 
     def _write(self, conn: sqlite3.Connection, event: AuditEvent) -> int:
-        last = conn.execute("SELECT seq, record_hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        last = conn.execute(
+            "SELECT seq, record_hash FROM audit ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
         seq, prev = (int(last[0]) + 1, str(last[1])) if last else (1, GENESIS)
         ts = now_ms()
         digest = record_hash(seq, ts, event, prev)
@@ -90,7 +92,8 @@ class AuditLog:
         return [_record_from_row(r) for r in rows]
 
     def count(self) -> int:
-        return int(self._state.read("SELECT COUNT(*) FROM audit")[0][0])  # type: ignore[call-overload]
+        (value,) = self._state.read("SELECT COUNT(*) FROM audit")[0]
+        return int(str(value))
 
 
 def _record_from_row(r: tuple[Any, ...]) -> AuditRecord:
@@ -125,6 +128,8 @@ def verify_chain(records: list[AuditRecord], public_keys: dict[str, bytes]) -> i
             raise VerificationError(
                 f"Audit record {rec.seq} is signed by an unknown key.", reason="unknown_key"
             )
-        verify_signature(public_key=key, message=bytes.fromhex(rec.record_hash), signature=rec.signature)
+        verify_signature(
+            public_key=key, message=bytes.fromhex(rec.record_hash), signature=rec.signature
+        )
         prev = rec.record_hash
     return len(records)

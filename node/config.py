@@ -65,7 +65,11 @@ def render_config(
         f"hub_public_key = {_toml_value(hub_public_key.hex())}",
     ]
     lines += [f"{k} = {_toml_value(v)}" for k, v in DEFAULTS.items()]
-    lines += ["", "# Who may ask what (default deny) until sharing policies replace this.", "[allow]"]
+    lines += [
+        "",
+        "# Who may ask what (default deny) until sharing policies replace this.",
+        "[allow]",
+    ]
     lines += [f"{k} = {_toml_value(v)}" for k, v in allow.items()]
     return "\n".join(lines) + "\n"
 
@@ -157,7 +161,9 @@ class NodeLayout:
         except (KeyError, ValueError, TypeError) as exc:
             raise ConfigError(f"{self.config} is missing or has a bad value: {exc}.") from exc
         if config.max_message_bytes < 1024 or config.directory_refresh_s <= 0:
-            raise ConfigError(f"{self.config}: limits must be positive (max_message_bytes >= 1024).")
+            raise ConfigError(
+                f"{self.config}: limits must be positive (max_message_bytes >= 1024)."
+            )
         if config.audit_sync not in ("normal", "full"):
             raise ConfigError(f"{self.config}: audit_sync must be 'normal' or 'full'.")
         return config

@@ -135,7 +135,9 @@ def complete_offline(root: Path, *, response_path: Path) -> NodeLayout:
     if layout.config.exists():
         raise ConfigError(f"{root} is already enrolled.")
     if not layout.enroll_request.exists():
-        raise ConfigError(f"{root} has no pending enrolment request; run 'rcf node init --offline'.")
+        raise ConfigError(
+            f"{root} has no pending enrolment request; run 'rcf node init --offline'."
+        )
     asked_member, _, asked_key = read_request(layout.enroll_request)
     data = _read_json(response_path, RESPONSE_KIND)
     try:

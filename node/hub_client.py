@@ -78,7 +78,9 @@ class HubClient:
     def update_endpoint(
         self, *, member_id: str, endpoint: str, key: SigningKey, timeout_s: float = 10.0
     ) -> Envelope:
-        update = hub_pb2.EndpointUpdate(member_id=member_id, endpoint=endpoint, issued_at_ms=now_ms())
+        update = hub_pb2.EndpointUpdate(
+            member_id=member_id, endpoint=endpoint, issued_at_ms=now_ms()
+        )
         signed = sign_envelope(
             payload_type=ENDPOINT_UPDATE_TYPE,
             payload=update.SerializeToString(deterministic=True),

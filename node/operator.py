@@ -17,7 +17,7 @@ from protos.rcf.v1 import operator_pb2, operator_pb2_grpc
 from trust.errors import RcfError, RequestRejected
 from trust.serving import abort
 
-TOKEN_HEADER = "x-rcf-operator-token"
+TOKEN_HEADER = "x-rcf-operator-token"  # noqa: S105 - a header name, not a secret
 DEFAULT_PEER_TIMEOUT_MS = 5000
 
 

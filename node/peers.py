@@ -94,7 +94,9 @@ class PeerClient:
         directory = self._directory.current()
         member = directory.member(responder)
         if member is None:
-            raise PeerError(f"{responder} is not a member of this network.", reason="unknown_member")
+            raise PeerError(
+                f"{responder} is not a member of this network.", reason="unknown_member"
+            )
         check_active(member)
         endpoints = [n.endpoint for n in member.nodes if n.endpoint]
         if not endpoints:
@@ -112,7 +114,9 @@ class PeerClient:
         h.nonce = secrets.token_bytes(16)
         fill(request)
         payload = request.SerializeToString(deterministic=True)  # type: ignore[attr-defined]
-        envelope = sign_envelope(payload_type=spec.request_type, payload=payload, signers=[self._key])
+        envelope = sign_envelope(
+            payload_type=spec.request_type, payload=payload, signers=[self._key]
+        )
         event = AuditEvent(
             query_id=h.query_id,
             query_type=spec.query_type,
@@ -166,7 +170,10 @@ class PeerClient:
         except DecodeError as exc:
             raise PeerError(f"{responder}'s answer is malformed.", reason="bad_answer") from exc
         rh = response.header
-        if rh.request_sha256 != bytes.fromhex(sha256_hex(request_payload)) or rh.query_id != query_id:
+        if (
+            rh.request_sha256 != bytes.fromhex(sha256_hex(request_payload))
+            or rh.query_id != query_id
+        ):
             raise PeerError(
                 f"{responder}'s answer does not answer our request (digest or query id differs).",
                 reason="bad_answer",

@@ -241,7 +241,9 @@ class Pipeline:
             signers=[self._key],
         ).to_proto()
 
-    def _check_header(self, header: envelope_pb2.RequestHeader, *, requester: str, now: int) -> None:
+    def _check_header(
+        self, header: envelope_pb2.RequestHeader, *, requester: str, now: int
+    ) -> None:
         if header.requester != requester:
             raise RequestRejected(
                 f"The request names {header.requester or 'nobody'} as requester but is signed by "
@@ -250,7 +252,8 @@ class Pipeline:
             )
         if header.responder != self.member_id:
             raise RequestRejected(
-                f"The request is addressed to {header.responder or 'nobody'}, not {self.member_id}.",
+                f"The request is addressed to {header.responder or 'nobody'}, "
+                f"not {self.member_id}.",
                 reason="wrong_responder",
                 status="INVALID_ARGUMENT",
             )
@@ -305,4 +308,3 @@ class _Seen:
             request_sha256=self.request_sha256,
             response_sha256=response_sha256,
         )
-

@@ -11,6 +11,8 @@ MAX_PING_DATA = 1024
 PING = QuerySpec("Ping", federation_pb2.PingRequest, federation_pb2.PingResponse)
 
 
-def answer_ping(request: federation_pb2.PingRequest, requester: Member) -> federation_pb2.PingResponse:
+def answer_ping(
+    request: federation_pb2.PingRequest, requester: Member
+) -> federation_pb2.PingResponse:
     """Echo up to MAX_PING_DATA bytes: proves liveness, keys and the signed round trip."""
     return federation_pb2.PingResponse(data=request.data[:MAX_PING_DATA])

@@ -21,7 +21,7 @@ class ReplayGuard:
         self._lock = threading.Lock()
         now = now_ms()
         self._seen: dict[tuple[str, bytes], int] = {
-            (str(r[0]), bytes(r[1])): int(r[2])  # type: ignore[call-overload, arg-type]
+            (str(r[0]), bytes(r[1])): int(r[2])  # type: ignore[call-overload]
             for r in state.read(
                 "SELECT requester, nonce, expires_at_ms FROM seen_nonces WHERE expires_at_ms > ?",
                 (now,),
@@ -48,7 +48,8 @@ class ReplayGuard:
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "INSERT OR IGNORE INTO seen_nonces VALUES (?, ?, ?)", (requester, nonce, expires_at_ms)
+                "INSERT OR IGNORE INTO seen_nonces VALUES (?, ?, ?)",
+                (requester, nonce, expires_at_ms),
             )
             if purge:
                 conn.execute("DELETE FROM seen_nonces WHERE expires_at_ms <= ?", (now,))

@@ -38,7 +38,9 @@ class NodeServer:
         self.signing_key = layout.load_signing_key()
         self.tls = layout.load_tls()
         self._token = layout.operator_token.read_text().strip()
-        self.directory = DirectoryCache(layout.directory_cache, hub_public_key=config.hub_public_key)
+        self.directory = DirectoryCache(
+            layout.directory_cache, hub_public_key=config.hub_public_key
+        )
         self.state = StateDB(layout.state_db, sync=config.audit_sync)
         self.audit = AuditLog(self.state, self.signing_key)
         self.pipeline = Pipeline(
@@ -94,7 +96,9 @@ class NodeServer:
         self._endpoint_published = False
         self.last_refresh_error = ""
         self._stop = threading.Event()
-        self._refresher = threading.Thread(target=self._refresh_loop, name="dir-refresh", daemon=True)
+        self._refresher = threading.Thread(
+            target=self._refresh_loop, name="dir-refresh", daemon=True
+        )
 
     def start(self, *, listen: str | None = None) -> None:
         self.address = bind(

@@ -8,8 +8,8 @@ from what is committed (the CI drift check).
 from __future__ import annotations
 
 import argparse
-import os
 import filecmp
+import os
 import shutil
 import sys
 import tempfile

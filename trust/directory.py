@@ -38,7 +38,9 @@ class SigningKeyInfo:
     valid_until_ms: int = 0  # 0: open-ended
 
     def valid_at(self, t_ms: int) -> bool:
-        return self.valid_from_ms <= t_ms and (self.valid_until_ms == 0 or t_ms < self.valid_until_ms)
+        return self.valid_from_ms <= t_ms and (
+            self.valid_until_ms == 0 or t_ms < self.valid_until_ms
+        )
 
 
 @dataclass(frozen=True)
@@ -117,11 +119,13 @@ class Directory:
                 directory_pb2.Member(
                     member_id=m.member_id,
                     name=m.name,
-                    status=m.status.value,  # type: ignore[arg-type]
+                    status=m.status.value,
                     groups=list(m.groups),
                     roles=list(m.roles),
                     nodes=[
-                        directory_pb2.NodeEntry(endpoint=n.endpoint, tls_cert_sha256=n.tls_cert_sha256)
+                        directory_pb2.NodeEntry(
+                            endpoint=n.endpoint, tls_cert_sha256=n.tls_cert_sha256
+                        )
                         for n in m.nodes
                     ],
                     signing_keys=[
@@ -231,7 +235,9 @@ def verify_directory(
         return hub_public_key
 
     try:
-        verified = verify_envelope(envelope=envelope, expected_type=DIRECTORY_TYPE, resolve_key=resolve)
+        verified = verify_envelope(
+            envelope=envelope, expected_type=DIRECTORY_TYPE, resolve_key=resolve
+        )
     except VerificationError as exc:
         raise DirectoryError(
             f"The directory's signature does not verify: {exc}", reason="directory_bad_signature"

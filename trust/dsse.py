@@ -36,7 +36,9 @@ class Envelope:
         return envelope_pb2.Envelope(
             payload=self.payload,
             payload_type=self.payload_type,
-            signatures=[envelope_pb2.Signature(key_id=s.key_id, sig=s.sig) for s in self.signatures],
+            signatures=[
+                envelope_pb2.Signature(key_id=s.key_id, sig=s.sig) for s in self.signatures
+            ],
         )
 
     @classmethod

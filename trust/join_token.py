@@ -56,4 +56,6 @@ class JoinToken:
                 hub_public_key=bytes.fromhex(data["hub_key"]),
             )
         except (binascii.Error, ValueError, KeyError, TypeError) as exc:
-            raise ConfigError("The join token is damaged; ask the hub admin for a new one.") from exc
+            raise ConfigError(
+                "The join token is damaged; ask the hub admin for a new one."
+            ) from exc

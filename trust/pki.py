@@ -136,7 +136,9 @@ def csr_common_name(csr_pem: bytes) -> str:
     try:
         csr = x509.load_pem_x509_csr(csr_pem)
     except ValueError as exc:
-        raise VerificationError("Not a valid certificate signing request.", reason="bad_csr") from exc
+        raise VerificationError(
+            "Not a valid certificate signing request.", reason="bad_csr"
+        ) from exc
     if not csr.is_signature_valid:
         raise VerificationError("The CSR's signature does not verify.", reason="bad_csr")
     names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
@@ -175,14 +177,16 @@ def issue_certificate(
             )
         )
         .issuer_name(ca_cert.subject)
-        .public_key(csr.public_key())  # type: ignore[arg-type]
+        .public_key(csr.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(dns_name)]), critical=False)
         .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
             critical=False,
         )
         .sign(ca_key, hashes.SHA256())
@@ -206,7 +210,9 @@ def common_name(cert_pem: bytes) -> str:
     """The subject common name of a certificate (a member id for node certificates)."""
     names = load_certificate(cert_pem).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     if len(names) != 1:
-        raise VerificationError("The certificate names no single subject.", reason="bad_certificate")
+        raise VerificationError(
+            "The certificate names no single subject.", reason="bad_certificate"
+        )
     return str(names[0].value)
 
 
@@ -219,6 +225,8 @@ def fingerprint(cert_pem: bytes) -> str:
 def certificate_matches_key(cert_pem: bytes, key_pem: bytes) -> bool:
     """True if the certificate certifies the public half of key_pem."""
     spki = serialization.PublicFormat.SubjectPublicKeyInfo
-    cert_pub = load_certificate(cert_pem).public_key().public_bytes(serialization.Encoding.DER, spki)
+    cert_pub = (
+        load_certificate(cert_pem).public_key().public_bytes(serialization.Encoding.DER, spki)
+    )
     key_pub = _load_key(key_pem).public_key().public_bytes(serialization.Encoding.DER, spki)
     return cert_pub == key_pub

@@ -71,4 +71,4 @@ def peer_certificate_pem(context: grpc.ServicerContext) -> bytes | None:
     values = context.auth_context().get("x509_pem_cert")
     if not values:
         return None
-    return values[0]
+    return bytes(next(iter(values)))

@@ -1,0 +1,391 @@
+"""`rcf hub …`: the RSO hub admin's commands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from cli.errors import guarded
+from cli.options import hub_dir_option, wait_for_signal
+from cli.output import console, emit_json, json_option, table
+from hub.layout import HubLayout
+from hub.registry import Registry
+from hub.server import HubServer
+from hub.setup import init_hub, open_registry
+from node.enrollment import EnrollmentMaterial, read_request, write_response
+from trust.directory import Member, MemberStatus, Ncp, verify_directory
+from trust.errors import ConfigError
+from trust.join_token import JoinToken
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> int:
+    """'90s', '15m', '12h', '7d' → seconds."""
+    unit = text[-1:]
+    if unit not in DURATION_UNITS or not text[:-1].isdigit():
+        raise ConfigError(f"'{text}' is not a duration; write e.g. 90s, 15m, 12h or 7d.")
+    return int(text[:-1]) * DURATION_UNITS[unit]
+
+
+def _registry(hub_dir: Path) -> Registry:
+    return open_registry(HubLayout(hub_dir))
+
+
+def member_dict(m: Member) -> dict[str, Any]:
+    return {
+        "member_id": m.member_id,
+        "name": m.name,
+        "status": m.status.label,
+        "groups": list(m.groups),
+        "roles": list(m.roles),
+        "endpoint": m.nodes[0].endpoint if m.nodes else "",
+        "signing_keys": [k.key_id for k in m.signing_keys],
+        "ncps": len(m.ncps),
+    }
+
+
+def ncp_dict(member_id: str, c: Ncp) -> dict[str, Any]:
+    return {
+        "member_id": member_id,
+        "ncp_id": c.ncp_id,
+        "agency": c.agency,
+        "role": c.role,
+        "name": c.name,
+        "email": c.email,
+        "phone": c.phone,
+        "languages": list(c.languages),
+        "working_hours": c.working_hours,
+    }
+
+
+@click.group("hub")
+def hub() -> None:
+    """Run and administer the RSO hub: registry, enrolment, directory."""
+
+
+@hub.command("init")
+@hub_dir_option
+@click.option("--network", default="rcf", show_default=True, help="The network's name.")
+@click.option("--directory-ttl", default="7d", show_default=True, help="Directory lifetime.")
+@guarded
+def hub_init(hub_dir: Path, network: str, directory_ttl: str) -> None:
+    """Create the network CA, the hub's keys and an empty registry."""
+    layout = init_hub(hub_dir, network=network, directory_ttl_s=parse_duration(directory_ttl))
+    click.echo(f"hub initialised in {layout.root} (network {network})")
+
+
+@hub.command("serve")
+@hub_dir_option
+@click.option("--listen", default="127.0.0.1:0", show_default=True, help="Mutual-TLS address.")
+@click.option(
+    "--enroll-listen",
+    default="127.0.0.1:0",
+    show_default=True,
+    help="Join-token enrolment address.",
+)
+@guarded
+def hub_serve(hub_dir: Path, listen: str, enroll_listen: str) -> None:
+    """Serve the registry until interrupted (Ctrl-C or SIGTERM)."""
+    server = HubServer(HubLayout(hub_dir))
+    server.start(listen=listen, enroll_listen=enroll_listen)
+    click.echo(f"hub serving on {server.address} (enrolment on {server.enroll_address})", err=True)
+    try:
+        wait_for_signal()
+    finally:
+        server.stop()
+
+
+@hub.group("member")
+def member() -> None:
+    """Members of the network: add, suspend, reinstate, revoke, list."""
+
+
+@member.command("add")
+@hub_dir_option
+@click.argument("member_id")
+@click.option("--name", default="", help="Display name, e.g. 'Thailand'.")
+@click.option("--group", "groups", multiple=True, help="Group, e.g. steering-group (repeatable).")
+@click.option("--role", "roles", multiple=True, help="Role, e.g. coordinator (repeatable).")
+@guarded
+def member_add(
+    hub_dir: Path, member_id: str, name: str, groups: tuple[str, ...], roles: tuple[str, ...]
+) -> None:
+    """Register a member state or organisation."""
+    m = _registry(hub_dir).add_member(member_id, name=name, groups=groups, roles=roles)
+    click.echo(f"member {m.member_id} added ({m.name})")
+
+
+def _status_command(name: str, status: MemberStatus, verb: str) -> None:
+    @member.command(name)
+    @hub_dir_option
+    @click.argument("member_id")
+    @guarded
+    def command(hub_dir: Path, member_id: str) -> None:
+        m = _registry(hub_dir).set_status(member_id, status)
+        click.echo(f"member {m.member_id} {verb}; nodes apply it at their next directory refresh")
+
+    command.__doc__ = f"Mark a member {status.label} in the directory."
+
+
+_status_command("suspend", MemberStatus.SUSPENDED, "suspended")
+_status_command("reinstate", MemberStatus.ACTIVE, "reinstated")
+_status_command("revoke", MemberStatus.REVOKED, "revoked (final)")
+
+
+@member.command("list")
+@hub_dir_option
+@json_option
+@guarded
+def member_list(hub_dir: Path, as_json: bool) -> None:
+    """List members with status, groups, roles and endpoint."""
+    members = [member_dict(m) for m in _registry(hub_dir).members()]
+    if as_json:
+        emit_json(members)
+        return
+    table(
+        "members",
+        ["member", "name", "status", "groups", "roles", "endpoint"],
+        [
+            [m["member_id"], m["name"], m["status"], ",".join(m["groups"]), ",".join(m["roles"]),
+             m["endpoint"]]
+            for m in members
+        ],
+    )  # fmt: skip
+
+
+@hub.group("token")
+def token() -> None:
+    """One-time join tokens for enrolling nodes over the wire."""
+
+
+def _addresses(
+    hub_dir: Path, hub_address: str | None, enroll_address: str | None
+) -> tuple[str, str]:
+    if hub_address and enroll_address:
+        return hub_address, enroll_address
+    runtime = HubLayout(hub_dir).read_runtime()
+    return hub_address or runtime["address"], enroll_address or runtime["enroll_address"]
+
+
+@token.command("create")
+@hub_dir_option
+@click.argument("member_id")
+@click.option("--hub-address", help="Address nodes reach the hub at (default: the running hub's).")
+@click.option("--enroll-address", help="Enrolment address (default: the running hub's).")
+@click.option("--ttl", default="24h", show_default=True, help="How long the token stays valid.")
+@guarded
+def token_create(
+    hub_dir: Path, member_id: str, hub_address: str | None, enroll_address: str | None, ttl: str
+) -> None:
+    """Print a join token for MEMBER_ID's node (`rcf node init --join-token …`)."""
+    layout = HubLayout(hub_dir)
+    address, enroll = _addresses(hub_dir, hub_address, enroll_address)
+    secret = _registry(hub_dir).create_join_token(member_id, ttl_ms=parse_duration(ttl) * 1000)
+    click.echo(
+        JoinToken(
+            secret=secret,
+            member_id=member_id,
+            hub_address=address,
+            enroll_address=enroll,
+            ca_pem=layout.ca_cert.read_bytes(),
+            hub_public_key=layout.load_signing_key().public_key,
+        ).encode()
+    )
+
+
+@hub.command("enroll")
+@hub_dir_option
+@click.option(
+    "--request", "request_path", required=True, type=click.Path(dir_okay=False, path_type=Path)
+)
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--hub-address", help="Address nodes reach the hub at (default: the running hub's).")
+@guarded
+def hub_enroll(hub_dir: Path, request_path: Path, out_path: Path, hub_address: str | None) -> None:
+    """Approve an offline enrolment request file and write the response file."""
+    layout = HubLayout(hub_dir)
+    member_id, csr, signing_public_key = read_request(request_path)
+    address = hub_address or layout.read_runtime()["address"]
+    result = _registry(hub_dir).enroll_offline(
+        member_id=member_id, csr_pem=csr, signing_public_key=signing_public_key
+    )
+    write_response(
+        out_path,
+        EnrollmentMaterial(
+            member_id=member_id,
+            certificate_pem=result.certificate_pem,
+            ca_pem=result.ca_certificate_pem,
+            hub_public_key=layout.load_signing_key().public_key,
+            hub_address=address,
+            directory=result.directory,
+        ),
+    )
+    click.echo(f"enrolled {member_id}; give {out_path} to its node operator")
+
+
+@hub.group("ncp")
+def ncp() -> None:
+    """National Contact Points: who follows up a hit through official channels."""
+
+
+def _ncp_options(required: bool) -> list[Callable[[F], F]]:
+    return [
+        click.option("--agency", required=required, help="Agency, e.g. 'Royal Thai Police'."),
+        click.option("--role", "ncp_role", required=required, help="Role, e.g. 'duty officer'."),
+        click.option("--name", required=required, help="Person or desk name."),
+        click.option("--email", default=None),
+        click.option("--phone", default=None),
+        click.option("--language", "languages", multiple=True, help="Language (repeatable)."),
+        click.option("--hours", "working_hours", default=None, help="e.g. 'Mon-Fri 08-17 ICT'."),
+    ]
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _apply(options: list[Callable[[F], F]]) -> Callable[[F], F]:
+    def decorate(fn: F) -> F:
+        for opt in reversed(options):
+            fn = opt(fn)
+        return fn
+
+    return decorate
+
+
+@ncp.command("add")
+@hub_dir_option
+@click.argument("member_id")
+@_apply(_ncp_options(required=True))
+@guarded
+def ncp_add(
+    hub_dir: Path,
+    member_id: str,
+    agency: str,
+    ncp_role: str,
+    name: str,
+    email: str | None,
+    phone: str | None,
+    languages: tuple[str, ...],
+    working_hours: str | None,
+) -> None:
+    """Add an NCP for MEMBER_ID."""
+    added = _registry(hub_dir).add_ncp(
+        member_id,
+        Ncp(
+            ncp_id="",
+            agency=agency,
+            role=ncp_role,
+            name=name,
+            email=email or "",
+            phone=phone or "",
+            languages=languages,
+            working_hours=working_hours or "",
+        ),
+    )
+    click.echo(f"NCP {added.ncp_id} added for {member_id}")
+
+
+@ncp.command("update")
+@hub_dir_option
+@click.argument("ncp_id")
+@_apply(_ncp_options(required=False))
+@guarded
+def ncp_update(
+    hub_dir: Path,
+    ncp_id: str,
+    agency: str | None,
+    ncp_role: str | None,
+    name: str | None,
+    email: str | None,
+    phone: str | None,
+    languages: tuple[str, ...],
+    working_hours: str | None,
+) -> None:
+    """Change fields of an NCP; unnamed fields stay as they are."""
+    changes: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "agency": agency,
+            "role": ncp_role,
+            "name": name,
+            "email": email,
+            "phone": phone,
+            "working_hours": working_hours,
+        }.items()
+        if v is not None
+    }
+    if languages:
+        changes["languages"] = languages
+    if not changes:
+        raise ConfigError("Name at least one field to change (see --help).")
+    _registry(hub_dir).update_ncp(ncp_id, changes)
+    click.echo(f"NCP {ncp_id} updated")
+
+
+@ncp.command("remove")
+@hub_dir_option
+@click.argument("ncp_id")
+@guarded
+def ncp_remove(hub_dir: Path, ncp_id: str) -> None:
+    """Remove an NCP."""
+    _registry(hub_dir).remove_ncp(ncp_id)
+    click.echo(f"NCP {ncp_id} removed")
+
+
+@ncp.command("list")
+@hub_dir_option
+@click.option("--member", "member_id", default=None, help="Only this member's NCPs.")
+@json_option
+@guarded
+def ncp_list(hub_dir: Path, member_id: str | None, as_json: bool) -> None:
+    """List National Contact Points."""
+    rows = [ncp_dict(m, c) for m, c in _registry(hub_dir).ncps(member_id)]
+    if as_json:
+        emit_json(rows)
+        return
+    table(
+        "national contact points",
+        ["member", "id", "agency", "role", "name", "email", "phone", "languages", "hours"],
+        [
+            [r["member_id"], r["ncp_id"], r["agency"], r["role"], r["name"], r["email"],
+             r["phone"], ",".join(r["languages"]), r["working_hours"]]
+            for r in rows
+        ],
+    )  # fmt: skip
+
+
+@hub.command("directory")
+@hub_dir_option
+@json_option
+@guarded
+def hub_directory(hub_dir: Path, as_json: bool) -> None:
+    """Show the current signed directory's header and members."""
+    layout = HubLayout(hub_dir)
+    envelope = _registry(hub_dir).current_directory()
+    d = verify_directory(envelope, hub_public_key=layout.load_signing_key().public_key, now_ms=None)
+    members = [member_dict(m) for m in d.members]
+    if as_json:
+        emit_json(
+            {
+                "network": d.network,
+                "serial": d.serial,
+                "issued_at_ms": d.issued_at_ms,
+                "expires_at_ms": d.expires_at_ms,
+                "members": members,
+            }
+        )
+        return
+    console.print(f"network {d.network}, directory serial {d.serial}")
+    table(
+        "members",
+        ["member", "status", "endpoint", "keys"],
+        [[m["member_id"], m["status"], m["endpoint"], len(m["signing_keys"])] for m in members],
+    )
+
+
+def register(root: click.Group) -> None:
+    root.add_command(hub)
