@@ -19,9 +19,11 @@ from typing import Any
 
 import sqlite_utils
 
+from hub import dictionary_store
 from protos.rcf.v1 import envelope_pb2
 from trust import pki
 from trust.clock import now_ms
+from trust.dictionary import DataDictionary
 from trust.directory import (
     Directory,
     Member,
@@ -120,6 +122,7 @@ class Registry:
                 "CREATE TABLE IF NOT EXISTS directories (serial INTEGER PRIMARY KEY,"
                 " issued_at_ms INTEGER NOT NULL, envelope BLOB NOT NULL)"
             )
+            dictionary_store.ensure_schema(self._conn, self._key)
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
@@ -392,6 +395,18 @@ class Registry:
         msg.ParseFromString(rows[0]["envelope"])
         return Envelope.from_proto(msg)
 
+    # -- data dictionary ------------------------------------------------------
+
+    def signed_dictionary(self, version: str = "") -> Envelope:
+        """The signed data dictionary of version (the latest if empty)."""
+        return dictionary_store.signed(self._conn, version)
+
+    def publish_dictionary(self, dictionary: DataDictionary) -> Directory:
+        """Publish a new dictionary version and a directory that names it."""
+        with self._tx():
+            dictionary_store.publish(self._conn, dictionary, self._key)
+            return self._publish()
+
     def _publish(self) -> Directory:
         """Inside a transaction: sign and store the next directory serial."""
         now = now_ms()
@@ -437,6 +452,7 @@ class Registry:
             issued_at_ms=issued_at_ms,
             expires_at_ms=issued_at_ms + self._ttl_ms,
             members=tuple(members),
+            dictionary_version=dictionary_store.latest_version(self._conn),
         )
 
 

@@ -75,6 +75,16 @@ class HubServicer(hub_pb2_grpc.HubServicer):
         except RcfError as exc:
             abort(context, exc)
 
+    def GetDictionary(
+        self, request: hub_pb2.GetDictionaryRequest, context: grpc.ServicerContext
+    ) -> envelope_pb2.Envelope:
+        try:
+            with self._lock:
+                self._peer_member(context)
+                return self._registry.signed_dictionary(request.version).to_proto()
+        except RcfError as exc:
+            abort(context, exc)
+
     def UpdateEndpoint(
         self, request: envelope_pb2.Envelope, context: grpc.ServicerContext
     ) -> envelope_pb2.Envelope:

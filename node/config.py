@@ -103,6 +103,14 @@ class NodeLayout:
         return self.root / "directory.signed"
 
     @property
+    def dictionary_cache(self) -> Path:
+        return self.root / "dictionary.signed"
+
+    @property
+    def data_db(self) -> Path:
+        return self.root / "data.db"
+
+    @property
     def state_db(self) -> Path:
         return self.root / "state.db"
 
@@ -140,10 +148,7 @@ class NodeLayout:
             raise ConfigError(f"{self.config}: unknown setting '{sorted(unknown)[0]}'.")
         merged = {**DEFAULTS, **data}
         try:
-            allow_raw = merged.get("allow", {})
-            if not isinstance(allow_raw, dict):
-                raise TypeError("[allow] must be a table")
-            allow = {str(k): tuple(str(x) for x in v) for k, v in allow_raw.items()}
+            allow = _parse_allow(self.config, merged.get("allow", {}))
             config = NodeConfig(
                 member_id=str(merged["member_id"]),
                 hub_address=str(merged["hub_address"]),
@@ -184,3 +189,17 @@ class NodeLayout:
         if not isinstance(data, dict):
             raise ConfigError(f"{self.runtime} is damaged; restart the node.")
         return data
+
+
+def _parse_allow(path: Path, raw: object) -> dict[str, tuple[str, ...]]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: [allow] must be a table of query type = [requesters].")
+    allow = {}
+    for query_type, entries in raw.items():
+        if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+            raise ConfigError(
+                f"{path}: [allow] {query_type} must be a list of member ids, 'group:NAME', "
+                "'role:NAME' or '*'."
+            )
+        allow[str(query_type)] = tuple(entries)
+    return allow

@@ -75,6 +75,16 @@ class HubClient:
             raise _hub_error(exc) from exc
         return Envelope.from_proto(reply)
 
+    def get_dictionary(self, *, version: str = "", timeout_s: float = 10.0) -> Envelope:
+        """The hub's signed data dictionary of version (the latest if empty)."""
+        try:
+            reply = self._stub.GetDictionary(
+                hub_pb2.GetDictionaryRequest(version=version), timeout=timeout_s
+            )
+        except grpc.RpcError as exc:
+            raise _hub_error(exc) from exc
+        return Envelope.from_proto(reply)
+
     def update_endpoint(
         self, *, member_id: str, endpoint: str, key: SigningKey, timeout_s: float = 10.0
     ) -> Envelope:

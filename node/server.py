@@ -12,6 +12,7 @@ import structlog
 from node.audit import AuditLog
 from node.authorize import AllowList
 from node.config import NodeLayout
+from node.dictionary import sync_dictionary
 from node.directory_cache import DirectoryCache
 from node.federation import FederationServicer
 from node.hub_client import HubClient
@@ -147,6 +148,13 @@ class NodeServer:
             envelope = self.hub.get_directory(have_serial=self.directory.peek().serial)
             if self.directory.update(envelope):
                 log.info("directory_updated", serial=self.directory.peek().serial)
+            if sync_dictionary(
+                self.layout,
+                self.hub,
+                hub_public_key=self.config.hub_public_key,
+                version=self.directory.peek().dictionary_version,
+            ):
+                log.info("dictionary_updated", version=self.directory.peek().dictionary_version)
             self.last_refresh_error = ""
         except RcfError as exc:
             self.last_refresh_error = str(exc)

@@ -98,7 +98,8 @@ class Dataset:
 class DataDictionary:
     version: str
     datasets: Mapping[str, Dataset]
-    issued_at_ms: int = 0
+    # When the hub signed it; two publications of the same content compare equal.
+    issued_at_ms: int = field(default=0, compare=False)
 
     def __post_init__(self) -> None:
         # Frozen means frozen: nobody mutates the dictionary they were handed.

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from protos.rcf.v1 import envelope_pb2 as protos_dot_rcf_dot_v1_dot_envelope__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17protos/rcf/v1/hub.proto\x12\x06rcf.v1\x1a\x1cprotos/rcf/v1/envelope.proto\"c\n\rEnrollRequest\x12\x12\n\njoin_token\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x03 \x01(\x0c\x12\x1a\n\x12signing_public_key\x18\x04 \x01(\x0c\"j\n\x0e\x45nrollResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x1a\n\x12\x63\x61_certificate_pem\x18\x02 \x01(\x0c\x12#\n\tdirectory\x18\x03 \x01(\x0b\x32\x10.rcf.v1.Envelope\"*\n\x13GetDirectoryRequest\x12\x13\n\x0bhave_serial\x18\x01 \x01(\x04\"K\n\x0e\x45ndpointUpdate\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x14\n\x0cissued_at_ms\x18\x03 \x01(\x03\x32\xb3\x01\n\x03Hub\x12\x37\n\x06\x45nroll\x12\x15.rcf.v1.EnrollRequest\x1a\x16.rcf.v1.EnrollResponse\x12=\n\x0cGetDirectory\x12\x1b.rcf.v1.GetDirectoryRequest\x1a\x10.rcf.v1.Envelope\x12\x34\n\x0eUpdateEndpoint\x12\x10.rcf.v1.Envelope\x1a\x10.rcf.v1.Envelopeb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17protos/rcf/v1/hub.proto\x12\x06rcf.v1\x1a\x1cprotos/rcf/v1/envelope.proto\"c\n\rEnrollRequest\x12\x12\n\njoin_token\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x03 \x01(\x0c\x12\x1a\n\x12signing_public_key\x18\x04 \x01(\x0c\"j\n\x0e\x45nrollResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x1a\n\x12\x63\x61_certificate_pem\x18\x02 \x01(\x0c\x12#\n\tdirectory\x18\x03 \x01(\x0b\x32\x10.rcf.v1.Envelope\"*\n\x13GetDirectoryRequest\x12\x13\n\x0bhave_serial\x18\x01 \x01(\x04\"\'\n\x14GetDictionaryRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\"K\n\x0e\x45ndpointUpdate\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x14\n\x0cissued_at_ms\x18\x03 \x01(\x03\x32\xf4\x01\n\x03Hub\x12\x37\n\x06\x45nroll\x12\x15.rcf.v1.EnrollRequest\x1a\x16.rcf.v1.EnrollResponse\x12=\n\x0cGetDirectory\x12\x1b.rcf.v1.GetDirectoryRequest\x1a\x10.rcf.v1.Envelope\x12?\n\rGetDictionary\x12\x1c.rcf.v1.GetDictionaryRequest\x1a\x10.rcf.v1.Envelope\x12\x34\n\x0eUpdateEndpoint\x12\x10.rcf.v1.Envelope\x1a\x10.rcf.v1.Envelopeb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,8 +38,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ENROLLRESPONSE']._serialized_end=272
   _globals['_GETDIRECTORYREQUEST']._serialized_start=274
   _globals['_GETDIRECTORYREQUEST']._serialized_end=316
-  _globals['_ENDPOINTUPDATE']._serialized_start=318
-  _globals['_ENDPOINTUPDATE']._serialized_end=393
-  _globals['_HUB']._serialized_start=396
-  _globals['_HUB']._serialized_end=575
+  _globals['_GETDICTIONARYREQUEST']._serialized_start=318
+  _globals['_GETDICTIONARYREQUEST']._serialized_end=357
+  _globals['_ENDPOINTUPDATE']._serialized_start=359
+  _globals['_ENDPOINTUPDATE']._serialized_end=434
+  _globals['_HUB']._serialized_start=437
+  _globals['_HUB']._serialized_end=681
 # @@protoc_insertion_point(module_scope)

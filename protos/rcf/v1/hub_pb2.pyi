@@ -94,6 +94,26 @@ class GetDirectoryRequest(_message.Message):
 Global___GetDirectoryRequest: _TypeAlias = GetDirectoryRequest  # noqa: Y015
 
 @_typing.final
+class GetDictionaryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    version: _builtins.str
+    """The data dictionary version wanted; empty for the latest."""
+    def __init__(
+        self,
+        *,
+        version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDictionaryRequest: _TypeAlias = GetDictionaryRequest  # noqa: Y015
+
+@_typing.final
 class EndpointUpdate(_message.Message):
     """Signed by the node (payload type rcf.v1.EndpointUpdate)."""
 

@@ -45,6 +45,11 @@ class HubStub:
                 request_serializer=protos_dot_rcf_dot_v1_dot_hub__pb2.GetDirectoryRequest.SerializeToString,
                 response_deserializer=protos_dot_rcf_dot_v1_dot_envelope__pb2.Envelope.FromString,
                 _registered_method=True)
+        self.GetDictionary = channel.unary_unary(
+                '/rcf.v1.Hub/GetDictionary',
+                request_serializer=protos_dot_rcf_dot_v1_dot_hub__pb2.GetDictionaryRequest.SerializeToString,
+                response_deserializer=protos_dot_rcf_dot_v1_dot_envelope__pb2.Envelope.FromString,
+                _registered_method=True)
         self.UpdateEndpoint = channel.unary_unary(
                 '/rcf.v1.Hub/UpdateEndpoint',
                 request_serializer=protos_dot_rcf_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
@@ -69,6 +74,13 @@ class HubServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetDictionary(self, request, context):
+        """Returns a signed DataDictionary envelope (payload type rcf.v1.DataDictionary).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def UpdateEndpoint(self, request, context):
         """A node announces where it listens; the payload is an EndpointUpdate.
         """
@@ -87,6 +99,11 @@ def add_HubServicer_to_server(servicer, server):
             'GetDirectory': grpc.unary_unary_rpc_method_handler(
                     servicer.GetDirectory,
                     request_deserializer=protos_dot_rcf_dot_v1_dot_hub__pb2.GetDirectoryRequest.FromString,
+                    response_serializer=protos_dot_rcf_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+            ),
+            'GetDictionary': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDictionary,
+                    request_deserializer=protos_dot_rcf_dot_v1_dot_hub__pb2.GetDictionaryRequest.FromString,
                     response_serializer=protos_dot_rcf_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
             ),
             'UpdateEndpoint': grpc.unary_unary_rpc_method_handler(
@@ -148,6 +165,33 @@ class Hub:
             target,
             '/rcf.v1.Hub/GetDirectory',
             protos_dot_rcf_dot_v1_dot_hub__pb2.GetDirectoryRequest.SerializeToString,
+            protos_dot_rcf_dot_v1_dot_envelope__pb2.Envelope.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDictionary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rcf.v1.Hub/GetDictionary',
+            protos_dot_rcf_dot_v1_dot_hub__pb2.GetDictionaryRequest.SerializeToString,
             protos_dot_rcf_dot_v1_dot_envelope__pb2.Envelope.FromString,
             options,
             channel_credentials,

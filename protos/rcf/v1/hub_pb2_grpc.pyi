@@ -36,6 +36,8 @@ class HubStub:
     """Join-token enrolment; the only call allowed without a client certificate."""
     GetDirectory: _grpc.UnaryUnaryMultiCallable[_hub_pb2.GetDirectoryRequest, _envelope_pb2.Envelope]
     """Returns the current signed Directory envelope."""
+    GetDictionary: _grpc.UnaryUnaryMultiCallable[_hub_pb2.GetDictionaryRequest, _envelope_pb2.Envelope]
+    """Returns a signed DataDictionary envelope (payload type rcf.v1.DataDictionary)."""
     UpdateEndpoint: _grpc.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
     """A node announces where it listens; the payload is an EndpointUpdate."""
 
@@ -46,6 +48,8 @@ class HubAsyncStub(HubStub):
     """Join-token enrolment; the only call allowed without a client certificate."""
     GetDirectory: _aio.UnaryUnaryMultiCallable[_hub_pb2.GetDirectoryRequest, _envelope_pb2.Envelope]  # type: ignore[assignment]
     """Returns the current signed Directory envelope."""
+    GetDictionary: _aio.UnaryUnaryMultiCallable[_hub_pb2.GetDictionaryRequest, _envelope_pb2.Envelope]  # type: ignore[assignment]
+    """Returns a signed DataDictionary envelope (payload type rcf.v1.DataDictionary)."""
     UpdateEndpoint: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
     """A node announces where it listens; the payload is an EndpointUpdate."""
 
@@ -65,6 +69,14 @@ class HubServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_envelope_pb2.Envelope, _abc.Awaitable[_envelope_pb2.Envelope]]:
         """Returns the current signed Directory envelope."""
+
+    @_abc_1.abstractmethod
+    def GetDictionary(
+        self,
+        request: _hub_pb2.GetDictionaryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_envelope_pb2.Envelope, _abc.Awaitable[_envelope_pb2.Envelope]]:
+        """Returns a signed DataDictionary envelope (payload type rcf.v1.DataDictionary)."""
 
     @_abc_1.abstractmethod
     def UpdateEndpoint(

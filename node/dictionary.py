@@ -1,0 +1,71 @@
+"""The node's copy of the hub's signed data dictionary.
+
+The node fetches the version the directory names and keeps it on disk beside
+the directory, verified with the pinned hub key on every load. A node that has
+never reached the hub (just enrolled, never served) uses the v1 defaults that
+ship with the software; those are the very dictionary a new hub publishes, so
+nothing is trusted that the installed code does not already contain.
+"""
+
+from __future__ import annotations
+
+from google.protobuf.message import DecodeError
+
+from node.config import NodeLayout
+from node.directory_cache import write_atomically
+from node.hub_client import HubClient
+from protos.rcf.v1 import envelope_pb2
+from trust.dictionary import (
+    DataDictionary,
+    DictionaryError,
+    default_dictionary,
+    parse_version,
+    verify_dictionary,
+)
+from trust.dsse import Envelope
+
+
+def _read_cached(layout: NodeLayout, hub_public_key: bytes) -> DataDictionary | None:
+    path = layout.dictionary_cache
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    msg = envelope_pb2.Envelope()
+    try:
+        msg.ParseFromString(raw)
+    except DecodeError as exc:
+        raise DictionaryError(f"The cached data dictionary {path} is damaged.") from exc
+    return verify_dictionary(Envelope.from_proto(msg), hub_public_key=hub_public_key)
+
+
+def load_dictionary(layout: NodeLayout) -> DataDictionary:
+    """The dictionary this node validates against: the verified cache, else the v1 defaults."""
+    cached = _read_cached(layout, layout.load_config().hub_public_key)
+    return cached if cached is not None else default_dictionary()
+
+
+def sync_dictionary(
+    layout: NodeLayout, hub: HubClient, *, hub_public_key: bytes, version: str
+) -> bool:
+    """Fetch and cache dictionary version (named by the directory) if not held; True if new."""
+    if not version:
+        return False
+    held = _read_cached(layout, hub_public_key)
+    if held is not None and held.version == version:
+        return False
+    if held is not None and parse_version(version) < parse_version(held.version):
+        raise DictionaryError(
+            f"The directory names dictionary {version}, older than the {held.version} held "
+            "(rollback).",
+            reason="dictionary_rollback",
+        )
+    envelope = hub.get_dictionary(version=version)
+    fresh = verify_dictionary(envelope, hub_public_key=hub_public_key)
+    if fresh.version != version:
+        raise DictionaryError(
+            f"Asked the hub for dictionary {version} and got {fresh.version}.",
+            reason="dictionary_mismatch",
+        )
+    write_atomically(layout.dictionary_cache, envelope.to_proto().SerializeToString())
+    return True
