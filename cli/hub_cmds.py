@@ -74,7 +74,11 @@ def hub() -> None:
 @guarded
 def hub_init(hub_dir: Path, network: str, directory_ttl: str) -> None:
     """Create the network CA, the hub's keys and an empty registry."""
-    layout = init_hub(hub_dir, network=network, directory_ttl_s=parse_duration(directory_ttl))
+    ttl = parse_duration(directory_ttl)
+    if ttl < 3600:
+        # Nodes refresh every minute; a shorter life would freeze them at the first hiccup.
+        raise ConfigError("--directory-ttl must be at least 1h (the default is 7d).")
+    layout = init_hub(hub_dir, network=network, directory_ttl_s=ttl)
     click.echo(f"hub initialised in {layout.root} (network {network})")
 
 

@@ -24,8 +24,8 @@ def init_hub(
     layout = HubLayout(root)
     if layout.config.exists():
         raise ConfigError(f"{root} already holds a hub; refusing to overwrite its keys.")
-    if directory_ttl_s < 60:
-        raise ConfigError("The directory lifetime must be at least 60 seconds.")
+    if directory_ttl_s < 1:
+        raise ConfigError("The directory lifetime must be at least one second.")
     root.mkdir(parents=True, exist_ok=True)
     ca_key, ca_cert = pki.create_ca(network)
     _write_private(layout.ca_key, ca_key)

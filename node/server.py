@@ -139,7 +139,8 @@ class NodeServer:
     def refresh_directory(self, *, raise_errors: bool = True) -> None:
         """Publish our endpoint if not yet done, then fetch the newest directory."""
         try:
-            if not self._endpoint_published:
+            # A node that is not serving (a pure client) has no endpoint to publish.
+            if self.address and not self._endpoint_published:
                 envelope = self.hub.update_endpoint(
                     member_id=self.config.member_id, endpoint=self.address, key=self.signing_key
                 )

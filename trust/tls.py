@@ -52,6 +52,10 @@ def channel_options(*, server_name: str, max_message_bytes: int) -> list[tuple[s
         ("grpc.default_authority", server_name),
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
+        # Peers and the hub come back after outages; don't wait minutes to notice.
+        ("grpc.initial_reconnect_backoff_ms", 200),
+        ("grpc.min_reconnect_backoff_ms", 200),
+        ("grpc.max_reconnect_backoff_ms", 5000),
     ]
 
 

@@ -1,0 +1,159 @@
+"""A whole network on this machine: a hub and member nodes as child processes.
+
+`rcf demo` and the benchmarks use it. Setup steps (hub init, members, join
+tokens, node enrolment) are the same library calls the admin and operator
+commands make; serving runs as `rcf hub serve` / `rcf node serve` processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hub.layout import HubLayout
+from hub.registry import Registry
+from hub.setup import init_hub, open_registry
+from node.config import NodeLayout
+from node.enrollment import init_with_token
+from trust.join_token import JoinToken
+
+PIDS_FILE = "demo-pids.json"
+
+
+def rcf_command() -> list[str]:
+    """How to run our own CLI in a child process, whatever the install."""
+    script = Path(sys.executable).parent / "rcf"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
+
+
+def start_and_wait(
+    argv: list[str], ready: Callable[[], bool], *, log: Path, timeout_s: float = 20.0
+) -> subprocess.Popen[bytes]:
+    """Start argv with its output in log and wait until ready() holds."""
+    env = {**os.environ, "RCF_LOG_LEVEL": os.environ.get("RCF_LOG_LEVEL", "warning")}
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            argv, stdout=out, stderr=out, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+        )
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        if proc.poll() is not None:
+            raise RuntimeError(f"{argv[0]} exited early; see {log}")
+        if time.monotonic() > deadline:
+            proc.terminate()
+            raise RuntimeError(f"{argv[0]} did not become ready; see {log}")
+        time.sleep(0.05)
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    member_id: str
+    name: str
+    groups: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
+
+
+@dataclass
+class LocalNetwork:
+    root: Path
+    network: str = "bali-process-rcf"
+    hub_layout: HubLayout = field(init=False)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.hub_layout = HubLayout(self.root / "hub")
+        (self.root / "logs").mkdir(parents=True, exist_ok=True)
+
+    def registry(self) -> Registry:
+        return open_registry(self.hub_layout)
+
+    def node_layout(self, member_id: str) -> NodeLayout:
+        return NodeLayout(self.root / "nodes" / member_id)
+
+    def init_hub(self, members: list[MemberSpec]) -> None:
+        init_hub(self.hub_layout.root, network=self.network)
+        registry = self.registry()
+        try:
+            for m in members:
+                registry.add_member(m.member_id, name=m.name, groups=m.groups, roles=m.roles)
+        finally:
+            registry.close()
+
+    def start_hub(self) -> None:
+        self.procs["hub"] = start_and_wait(
+            [*rcf_command(), "hub", "serve", "--hub-dir", str(self.hub_layout.root)],
+            self.hub_layout.runtime.exists,
+            log=self.root / "logs" / "hub.log",
+        )
+        self._save_pids()
+
+    def enroll(self, member_id: str) -> NodeLayout:
+        runtime = self.hub_layout.read_runtime()
+        registry = self.registry()
+        try:
+            secret = registry.create_join_token(member_id)
+        finally:
+            registry.close()
+        token = JoinToken(
+            secret=secret,
+            member_id=member_id,
+            hub_address=runtime["address"],
+            enroll_address=runtime["enroll_address"],
+            ca_pem=self.hub_layout.ca_cert.read_bytes(),
+            hub_public_key=self.hub_layout.load_signing_key().public_key,
+        )
+        layout = self.node_layout(member_id)
+        init_with_token(layout.root, member_id=member_id, token_text=token.encode())
+        return layout
+
+    def start_node(self, member_id: str) -> None:
+        layout = self.node_layout(member_id)
+        self.procs[member_id] = start_and_wait(
+            [*rcf_command(), "node", "serve", "--node-dir", str(layout.root)],
+            layout.runtime.exists,
+            log=self.root / "logs" / f"{member_id}.log",
+        )
+        self._save_pids()
+
+    def _save_pids(self) -> None:
+        pids = {name: p.pid for name, p in self.procs.items()}
+        (self.root / PIDS_FILE).write_text(json.dumps(pids, indent=2) + "\n")
+
+    def stop_all(self) -> None:
+        # Nodes first, so none of them logs a refresh failure against a stopped hub.
+        for name in sorted(self.procs, key=lambda n: n == "hub"):
+            stop(self.procs[name])
+        self.procs.clear()
+        (self.root / PIDS_FILE).unlink(missing_ok=True)
+
+
+def stop_kept(root: Path) -> list[str]:
+    """Stop a network left running by `rcf demo --keep`; returns what was stopped."""
+    pids = json.loads((root / PIDS_FILE).read_text())
+    stopped = []
+    for name, pid in pids.items():
+        try:
+            os.kill(int(pid), signal.SIGTERM)
+            stopped.append(name)
+        except ProcessLookupError:
+            continue
+    (root / PIDS_FILE).unlink(missing_ok=True)
+    return stopped
