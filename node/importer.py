@@ -1,0 +1,664 @@
+"""Importing CSV and JSON Lines files into the node's store, validated against the dictionary.
+
+How one import runs, and why:
+
+1. The file is streamed (never read whole) through a strict UTF-8 decoder; a
+   UTF-8 byte-order mark is accepted and dropped, UTF-16/32 files and bytes
+   that are not UTF-8 stop the import with the line where it went wrong.
+2. The header (CSV) or the first object's keys (JSON Lines) must be the
+   dataset's fields; a file that fits another dataset better is named as such.
+3. Every row is checked against the dictionary (required fields, types, code
+   lists, real and not future dates) and bad rows are reported by line number
+   and reason, never with the identifiers they hold.
+4. Valid rows go into a TEMP staging table; duplicate record ids inside the
+   file are found there by SQLite, on disk, so a 10-million-row file needs no
+   in-memory set. The staging rows are then merged into the dataset's table
+   with an upsert that only touches rows whose values changed, so importing a
+   file twice changes nothing and a changed row is updated.
+5. All of it is one transaction (BEGIN IMMEDIATE … COMMIT): an error, a
+   Ctrl-C or a kill -9 leaves the store exactly as it was before. By default
+   any bad row aborts the import; with ``skip_invalid`` bad rows are written to
+   ``FILE.rejects.csv`` and the rest is imported.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime as dt
+import io
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import structlog
+
+from node.store import IMPORT_COLUMN, DataStore
+from trust.clock import now_ms
+from trust.dictionary import ID_FIELD, DataDictionary, Dataset, Dimension
+from trust.errors import RcfError
+
+log = structlog.get_logger("rcf.import")
+
+MAX_REPORTED = 20  # bad rows listed in the error message; the rejects file has all
+MAX_TEXT = 512
+CACHE_LIMIT = 100_000  # distinct values remembered per column (codes, dates)
+MIN_YEAR = 1900
+FORMATS = ("csv", "jsonl")
+_DOC_NUMBER = re.compile(r"[A-Z0-9<]{1,20}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class DataImportError(RcfError):
+    """The file cannot be imported; nothing was written."""
+
+    default_reason = "import_failed"
+    default_status = "INVALID_ARGUMENT"
+
+
+class RowError(ValueError):
+    """One field of one row is invalid; the message says why, without its value if sensitive."""
+
+
+@dataclass
+class Rejected:
+    line: int
+    reason: str
+    values: dict[str, str] = field(default_factory=dict)
+    raw: str = ""
+
+
+@dataclass
+class ImportResult:
+    dataset: str
+    source: str
+    format: str
+    rows_read: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    committed: bool = False
+    bom: bool = False
+    rejects_path: Path | None = None
+    errors: list[Rejected] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "source": self.source,
+            "format": self.format,
+            "rows_read": self.rows_read,
+            "inserted": self.inserted,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "rejected": self.rejected,
+            "committed": self.committed,
+            "rejects_file": str(self.rejects_path) if self.rejects_path else None,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+# -- value checks ---------------------------------------------------------------
+
+
+def _today() -> dt.date:
+    # A day's grace: a record made today in a timezone ahead of UTC is not "future".
+    return dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
+
+
+def _parse_date(value: str) -> dt.date:
+    # date.fromisoformat also takes 20240101 and week dates; the dictionary says YYYY-MM-DD.
+    if len(value) != 10 or value[4] != "-" or value[7] != "-":
+        raise RowError("is not a date of the form YYYY-MM-DD")
+    try:
+        day = dt.date.fromisoformat(value)
+    except ValueError:
+        raise RowError("is not a real calendar date") from None
+    if day.year < MIN_YEAR or day > _today():
+        raise RowError("is before 1900 or in the future")
+    return day
+
+
+def _check_month(value: str) -> str:
+    if len(value) != 7 or value[4] != "-" or not (value[:4] + value[5:]).isdigit():
+        raise RowError("is not a month of the form YYYY-MM")
+    year, month = int(value[:4]), int(value[5:])
+    if not 1 <= month <= 12:
+        raise RowError("is not a real month")
+    if year < MIN_YEAR or dt.date(year, month, 1) > _today():
+        raise RowError("is before 1900 or in the future")
+    return value
+
+
+def _check_partial_date(value: str) -> str:
+    if len(value) == 4 and value.isdigit():
+        if not MIN_YEAR <= int(value) <= _today().year:
+            raise RowError("is before 1900 or in the future")
+        return value
+    if len(value) == 7:
+        return _check_month(value)
+    _parse_date(value)
+    return value
+
+
+def _checker(dim: Dimension, nationalities: frozenset[str]) -> Callable[[str], Any]:
+    """A function that validates one raw text value and returns what is stored."""
+    kind = dim.kind
+    if kind == "code":
+        codes = frozenset(dim.codes)
+
+        def check_code(v: str) -> str:
+            if v not in codes:
+                shown = v if len(v) <= 40 else v[:40] + "…"
+                raise RowError(f"{shown!r} is not a known code")
+            return v
+
+        return check_code
+    if kind == "date":
+        return lambda v: _parse_date(v).isoformat()
+    if kind == "month":
+        return _check_month
+    if kind == "partial_date":
+        return _check_partial_date
+    if kind == "int":
+        return _check_int
+    if kind == "document_refs":
+
+        def check_refs(v: str) -> str:
+            refs = [r.strip() for r in v.split(";") if r.strip()]
+            for ref in refs:
+                issuer, sep, number = ref.partition(":")
+                if not sep or issuer not in nationalities or not _DOC_NUMBER.fullmatch(number):
+                    raise RowError("must be ISSUER:NUMBER pairs (e.g. MMR:MA1234567)")
+            return ";".join(refs)
+
+        return check_refs
+    pattern = re.compile(dim.pattern) if dim.pattern else None
+
+    def check_text(v: str) -> str:
+        if len(v) > MAX_TEXT or _CONTROL.search(v):
+            raise RowError(f"is longer than {MAX_TEXT} characters or holds control characters")
+        if pattern is not None and not pattern.fullmatch(v):
+            raise RowError(f"does not have the required form ({dim.pattern})")
+        return v
+
+    return check_text
+
+
+def _check_int(v: str) -> int:
+    try:
+        n = int(v)
+    except ValueError:
+        raise RowError("is not a whole number") from None
+    if n < 0 or n > 2**53:
+        raise RowError("is not a whole number between 0 and 2^53")
+    return n
+
+
+def _check_record_id(v: str) -> str:
+    if len(v) > 128 or _CONTROL.search(v):
+        raise RowError("must be at most 128 characters without control characters")
+    return v
+
+
+class RowValidator:
+    """Validates rows of one dataset, given as strings in ``dataset.columns`` order."""
+
+    def __init__(self, dataset: Dataset, dictionary: DataDictionary) -> None:
+        self.dataset = dataset
+        self.columns = dataset.columns
+        nat_dim = next(
+            (
+                d
+                for ds in dictionary.datasets.values()
+                for d in ds.dimensions
+                if d.name == "nationality"
+            ),
+            None,
+        )
+        nationalities = frozenset(nat_dim.codes) if nat_dim else frozenset()
+        checks: list[Callable[[str], Any]] = [_check_record_id]
+        required = [True]
+        # Only values from small domains are memoised; free text would just fill memory.
+        cacheable = [False]
+        for d in dataset.dimensions:
+            checks.append(_checker(d, nationalities))
+            required.append(not d.optional)
+            cacheable.append(d.kind in ("code", "date", "month"))
+        for _ in dataset.measures:
+            checks.append(_check_int)
+            required.append(True)
+            cacheable.append(True)
+        self._plan = list(zip(self.columns, checks, required, cacheable, strict=True))
+        self._caches: list[dict[str, Any]] = [{} for _ in self.columns]
+
+    def validate(self, values: list[str]) -> tuple[Any, ...]:
+        """The stored tuple for one row; raises RowError naming the first bad field."""
+        out: list[Any] = []
+        caches = self._caches
+        for i, (name, check, required, cacheable) in enumerate(self._plan):
+            raw = values[i].strip()
+            if not raw:
+                if required:
+                    raise RowError(f"{name} is required but empty")
+                out.append(None)
+                continue
+            if cacheable:
+                cache = caches[i]
+                hit = cache.get(raw)
+                if hit is not None:
+                    out.append(hit)
+                    continue
+            try:
+                value = check(raw)
+            except RowError as exc:
+                raise RowError(f"{name} {exc}") from None
+            if cacheable and len(caches[i]) < CACHE_LIMIT:
+                caches[i][raw] = value
+            out.append(value)
+        return tuple(out)
+
+
+# -- reading files ------------------------------------------------------------------
+
+
+class _CountingReader(io.RawIOBase):
+    """Counts bytes read, for the progress bar, without buffering the file."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self._raw.readinto(buffer)  # type: ignore[attr-defined]
+        self.count += n or 0
+        return int(n or 0)
+
+
+def _first_bad_utf8_line(path: Path) -> tuple[int, str]:
+    with open(path, "rb") as fh:
+        for number, line in enumerate(fh, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return number, f"byte 0x{line[exc.start]:02x} at column {exc.start + 1}"
+    return 0, ""
+
+
+def detect_format(path: Path, explicit: str | None) -> str:
+    if explicit:
+        if explicit not in FORMATS:
+            raise DataImportError(f"Unknown format {explicit!r}; use csv or jsonl.")
+        return explicit
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".txt"):
+        return "csv"
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    raise DataImportError(
+        f"Cannot tell the format of {path.name} from its extension; use --format csv or jsonl."
+    )
+
+
+def _check_prefix(path: Path) -> bool:
+    """Refuse empty and UTF-16/32 files up front; True if a UTF-8 BOM is present."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not head:
+        raise DataImportError(f"{path.name} is empty; there is nothing to import.")
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        raise DataImportError(f"{path.name} is UTF-32 encoded; save it as UTF-8 and try again.")
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise DataImportError(f"{path.name} is UTF-16 encoded; save it as UTF-8 and try again.")
+    return head.startswith(codecs.BOM_UTF8)
+
+
+def _dataset_hint(columns: set[str], wanted: Dataset, dictionary: DataDictionary) -> str:
+    """' It looks like a X file …' when the columns fit another dataset better."""
+    best, best_score = None, len(columns & set(wanted.columns))
+    for ds in dictionary.datasets.values():
+        score = len(columns & set(ds.columns))
+        if ds.name != wanted.name and score > best_score:
+            best, best_score = ds.name, score
+    if best is None:
+        return ""
+    return f" It looks like a {best} file; use --dataset {best}."
+
+
+def check_columns(
+    found: list[str], dataset: Dataset, dictionary: DataDictionary, *, where: str
+) -> None:
+    """Raise DataImportError unless found names exactly the dataset's fields (optional ones may
+    be left out)."""
+    have = set(found)
+    if len(have) != len(found):
+        dup = next(c for c in found if found.count(c) > 1)
+        raise DataImportError(f"{where} names column {dup!r} twice.")
+    missing = [
+        c
+        for c in dataset.columns
+        if c not in have and (c == ID_FIELD or c in dataset.measures or _required(dataset, c))
+    ]
+    extra = [c for c in found if c not in dataset.columns]
+    if not missing and not extra:
+        return
+    parts = []
+    if missing:
+        parts.append(f"misses column{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    if extra:
+        shown = ", ".join(repr(c) if c else "''" for c in extra[:5])
+        parts.append(f"has column{'s' if len(extra) > 1 else ''} {shown} not in {dataset.name}")
+    raise DataImportError(
+        f"{where} {' and '.join(parts)}.{_dataset_hint(have, dataset, dictionary)}"
+    )
+
+
+def _required(dataset: Dataset, column: str) -> bool:
+    dim = dataset.dimension(column)
+    return dim is not None and not dim.optional
+
+
+@dataclass
+class _Row:
+    line: int
+    values: list[str] | None  # in dataset.columns order; None if the line did not parse
+    error: str = ""
+    raw: str = ""
+
+
+def _csv_rows(
+    text: io.TextIOBase, dataset: Dataset, dictionary: DataDictionary, name: str
+) -> Iterator[_Row]:
+    reader = csv.reader(text, strict=True)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise DataImportError(f"{name} is empty; there is nothing to import.") from None
+    except csv.Error as exc:
+        raise DataImportError(f"{name} line 1 (the header) is not valid CSV: {exc}.") from exc
+    header = [h.strip() for h in header]
+    check_columns(header, dataset, dictionary, where=f"{name}'s header")
+    positions = [header.index(c) if c in header else -1 for c in dataset.columns]
+    width = len(header)
+    line = 1
+    while True:
+        start = reader.line_num + 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            # An unterminated quote runs to the end of the file: a truncated last line.
+            hint = "; is the file truncated?" if "end of data" in str(exc) else ""
+            yield _Row(start, None, f"is not valid CSV ({exc}){hint}")
+            continue
+        line = start
+        if not fields:
+            continue  # blank line
+        if len(fields) != width:
+            yield _Row(
+                line,
+                None,
+                f"has {len(fields)} fields, the header has {width}"
+                + ("; is the file truncated?" if len(fields) < width else ""),
+                raw=",".join(fields),
+            )
+            continue
+        yield _Row(line, [fields[p] if p >= 0 else "" for p in positions])
+
+
+def _jsonl_rows(
+    text: io.TextIOBase, dataset: Dataset, dictionary: DataDictionary, name: str
+) -> Iterator[_Row]:
+    columns = dataset.columns
+    checked = False
+    for line, raw in enumerate(text, start=1):
+        stripped = raw.strip()
+        if not stripped:
+            continue
+        try:
+            obj = json.loads(stripped)
+        except ValueError:
+            yield _Row(line, None, "is not valid JSON; is the file truncated?", raw=stripped)
+            continue
+        if not isinstance(obj, dict):
+            yield _Row(line, None, "is not a JSON object", raw=stripped)
+            continue
+        if not checked:
+            check_columns(list(obj), dataset, dictionary, where=f"{name} line {line}")
+            checked = True
+        extra = [k for k in obj if k not in dataset.columns]
+        if extra:
+            yield _Row(line, None, f"has field {extra[0]!r} not in {dataset.name}", raw=stripped)
+            continue
+        values = []
+        bad = ""
+        for c in columns:
+            v = obj.get(c)
+            if v is None:
+                values.append("")
+            elif isinstance(v, bool) or not isinstance(v, (str, int)):
+                bad = f"{c} must be a string or a whole number"
+                break
+            else:
+                values.append(str(v))
+        if bad:
+            yield _Row(line, None, bad, raw=stripped)
+            continue
+        yield _Row(line, values)
+    if not checked:
+        raise DataImportError(f"{name} holds no JSON objects; there is nothing to import.")
+
+
+# -- the import ---------------------------------------------------------------------
+
+ProgressFn = Callable[[int, int], None]  # (bytes read, total bytes)
+
+
+def rejects_path_for(path: Path) -> Path:
+    return path.with_name(path.name + ".rejects.csv")
+
+
+def import_file(
+    store: DataStore,
+    path: Path,
+    *,
+    dataset: str,
+    fmt: str | None = None,
+    skip_invalid: bool = False,
+    progress: ProgressFn | None = None,
+) -> ImportResult:
+    """Validate and import one file in one transaction; see the module docstring."""
+    started = now_ms()
+    dictionary = store.dictionary
+    ds = dictionary.dataset(dataset)
+    if ds is None:
+        raise DataImportError(
+            f"Unknown dataset {dataset!r}; the dictionary has {', '.join(dictionary.datasets)}."
+        )
+    fmt = detect_format(path, fmt)
+    try:
+        total = path.stat().st_size
+    except OSError as exc:
+        raise DataImportError(f"Cannot read {path}: {exc.strerror}.") from exc
+    result = ImportResult(dataset=ds.name, source=path.name, format=fmt)
+    result.bom = _check_prefix(path)
+    validator = RowValidator(ds, dictionary)
+    rejects: list[Rejected] = []
+    columns = ds.columns
+    staging_cols = ", ".join(columns)
+    placeholders = ", ".join("?" for _ in range(len(columns) + 1))
+
+    try:
+        with open(path, "rb") as raw_fh, store.transaction() as conn:
+            counter = _CountingReader(raw_fh)
+            text = io.TextIOWrapper(
+                io.BufferedReader(counter, buffer_size=1 << 20),
+                encoding="utf-8-sig",
+                errors="strict",
+                newline="" if fmt == "csv" else None,
+            )
+            reader = (_csv_rows if fmt == "csv" else _jsonl_rows)(text, ds, dictionary, path.name)
+            conn.execute("DROP TABLE IF EXISTS temp.staging")
+            conn.execute(f"CREATE TEMP TABLE staging ({staging_cols}, _line INTEGER NOT NULL)")
+
+            def valid_rows() -> Iterator[tuple[Any, ...]]:
+                n = 0
+                for row in reader:
+                    n += 1
+                    if progress is not None and n % 20_000 == 0:
+                        progress(counter.count, total)
+                    if row.values is None:
+                        rejects.append(
+                            Rejected(row.line, f"line {row.line}: {row.error}", raw=row.raw)
+                        )
+                        continue
+                    try:
+                        values = validator.validate(row.values)
+                    except RowError as exc:
+                        rejects.append(
+                            Rejected(
+                                row.line,
+                                f"line {row.line}: {exc}",
+                                dict(zip(columns, row.values, strict=True)),
+                            )
+                        )
+                        continue
+                    yield (*values, row.line)
+                result.rows_read = n
+
+            try:
+                conn.executemany(
+                    f"INSERT INTO staging VALUES ({placeholders})",  # noqa: S608
+                    valid_rows(),
+                )
+            except UnicodeDecodeError:
+                number, where = _first_bad_utf8_line(path)
+                raise DataImportError(
+                    f"{path.name} line {number} is not UTF-8 ({where}); save the file as UTF-8 "
+                    "and try again."
+                ) from None
+            _reject_duplicates(conn, columns, rejects)
+            rejects.sort(key=lambda r: r.line)
+            result.rejected = len(rejects)
+            result.errors = rejects[:MAX_REPORTED]
+            if rejects and not skip_invalid:
+                raise _Invalid()
+            if result.rows_read == 0:
+                raise DataImportError(
+                    f"{path.name} has a header but no records; nothing to import."
+                )
+            _merge(store, conn, ds, result, started)
+            conn.execute("DROP TABLE temp.staging")
+        result.committed = True
+    except _Invalid:
+        pass  # rolled back; the caller reports result.errors
+    finally:
+        result.seconds = (now_ms() - started) / 1000
+    if rejects and skip_invalid:
+        result.rejects_path = rejects_path_for(path)
+        _write_rejects(result.rejects_path, columns, rejects)
+    if progress is not None:
+        progress(total, total)
+    log.info(
+        "data_imported" if result.committed else "data_import_refused",
+        dataset=ds.name,
+        rows=result.rows_read,
+        inserted=result.inserted,
+        updated=result.updated,
+        rejected=result.rejected,
+    )
+    return result
+
+
+class _Invalid(Exception):
+    """Internal: roll the transaction back because rows were invalid."""
+
+
+def _reject_duplicates(conn: Any, columns: tuple[str, ...], rejects: list[Rejected]) -> None:
+    """Move every repeat of a record id (after its first line) from staging to rejects."""
+    dups = conn.execute(
+        "SELECT s.rowid, s._line, f.first_line FROM staging s JOIN"
+        " (SELECT record_id, MIN(rowid) AS keep, MIN(_line) AS first_line FROM staging"
+        "  GROUP BY record_id HAVING COUNT(*) > 1) f USING (record_id)"
+        " WHERE s.rowid != f.keep ORDER BY s._line"
+    ).fetchall()
+    if not dups:
+        return
+    for rowid, line, first in dups:
+        values = conn.execute(
+            f"SELECT {', '.join(columns)} FROM staging WHERE rowid = ?",  # noqa: S608
+            (rowid,),
+        ).fetchone()
+        rejects.append(
+            Rejected(
+                int(line),
+                f"line {line}: record_id repeats the one on line {first}",
+                {c: "" if v is None else str(v) for c, v in zip(columns, values, strict=True)},
+            )
+        )
+    conn.executemany("DELETE FROM staging WHERE rowid = ?", [(r[0],) for r in dups])
+
+
+def _merge(store: DataStore, conn: Any, ds: Dataset, result: ImportResult, started: int) -> None:
+    """Upsert staging into the dataset table, touching only rows whose values changed."""
+    columns = ds.columns
+    data_cols = columns[1:]
+    import_id = int(
+        conn.execute("SELECT COALESCE(MAX(import_id), 0) + 1 FROM imports").fetchone()[0]
+    )
+    before = store.count(ds.name)
+    changes_before = conn.total_changes
+    sets = ", ".join(f"{c} = excluded.{c}" for c in data_cols)
+    differs = (
+        f"({', '.join(f'{ds.name}.{c}' for c in data_cols)}) IS NOT"
+        f" ({', '.join(f'excluded.{c}' for c in data_cols)})"
+    )
+    conn.execute(
+        f"INSERT INTO {ds.name} ({', '.join(columns)}, {IMPORT_COLUMN})"  # noqa: S608
+        f" SELECT {', '.join(columns)}, ? FROM staging WHERE true ORDER BY rowid"
+        f" ON CONFLICT({ID_FIELD}) DO UPDATE SET {sets}, {IMPORT_COLUMN} = excluded.{IMPORT_COLUMN}"
+        f" WHERE {differs}",
+        (import_id,),
+    )
+    changed = conn.total_changes - changes_before
+    staged = result.rows_read - result.rejected
+    result.inserted = store.count(ds.name) - before
+    result.updated = changed - result.inserted
+    result.unchanged = staged - changed
+    conn.execute(
+        "INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            import_id,
+            ds.name,
+            result.source,
+            result.format,
+            store.dictionary.version,
+            started,
+            now_ms(),
+            result.rows_read,
+            result.inserted,
+            result.updated,
+            result.unchanged,
+            result.rejected,
+        ),
+    )
+
+
+def _write_rejects(path: Path, columns: tuple[str, ...], rejects: list[Rejected]) -> None:
+    """Write every rejected row, with its line and reason, atomically beside the input."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["line", "reason", *columns, "raw"])
+        for r in rejects:
+            writer.writerow([r.line, r.reason, *(r.values.get(c, "") for c in columns), r.raw])
+    tmp.replace(path)
