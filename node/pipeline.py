@@ -2,23 +2,24 @@
 
 verify the envelope against the directory → the TLS peer must be the signer's
 member → member active, request inside its time window, nonce never seen →
-authorize (default deny) → handle → sign the response, binding the request
-digest → audit. A refusal at any step is audited too, then raised.
+the sharing policy decides (node.policy, default deny) → handle → sign the
+response, binding the request digest → audit. A refusal at any step is audited too, then raised.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Generic, Protocol, TypeVar
 
 import structlog
 from google.protobuf.message import DecodeError
 
 from node.audit import AuditEvent, AuditLog
-from node.authorize import AllowList
 from node.directory_cache import DirectoryCache
+from node.policy.admin import PolicyGate
+from node.policy.model import Decision, QueryDescription
 from node.replay import ReplayGuard
 from protos.rcf.v1 import envelope_pb2
 from trust import pki
@@ -58,6 +59,13 @@ class QuerySpec(Generic[Req, Resp]):
     query_type: str
     request_cls: Callable[[], Req]
     response_cls: Callable[[], Resp]
+    # What the policy needs to know about a request (dataset, group-by …); the
+    # header's purpose is added by the pipeline. None: the query type alone.
+    describe: Callable[[Req], QueryDescription] | None = None
+
+    def description(self, request: Req, purpose: str) -> QueryDescription:
+        query = self.describe(request) if self.describe else QueryDescription(self.query_type)
+        return replace(query, query_type=self.query_type, purpose=purpose)
 
     @property
     def request_type(self) -> str:
@@ -132,7 +140,7 @@ class Pipeline:
         directory: DirectoryCache,
         replay: ReplayGuard,
         audit: AuditLog,
-        allow: AllowList,
+        policy: PolicyGate,
         limits: Limits,
     ) -> None:
         self.member_id = member_id
@@ -140,7 +148,7 @@ class Pipeline:
         self._directory = directory
         self._replay = replay
         self._audit = audit
-        self._allow = allow
+        self._policy = policy
         self._limits = limits
 
     def run(
@@ -148,7 +156,7 @@ class Pipeline:
         spec: QuerySpec[Req, Resp],
         envelope_msg: envelope_pb2.Envelope,
         peer_cert_pem: bytes | None,
-        handler: Callable[[Req, Member], Resp],
+        handler: Callable[[Req, Member, Decision], Resp],
     ) -> envelope_pb2.Envelope:
         """Decide, answer and audit one request; raise RcfError (audited) to refuse."""
         request_digest = sha256_hex(envelope_msg.payload)
@@ -175,7 +183,7 @@ class Pipeline:
         spec: QuerySpec[Req, Resp],
         envelope_msg: envelope_pb2.Envelope,
         peer_cert_pem: bytes | None,
-        handler: Callable[[Req, Member], Resp],
+        handler: Callable[[Req, Member, Decision], Resp],
         seen: _Seen,
     ) -> envelope_pb2.Envelope:
         now = now_ms()
@@ -227,9 +235,9 @@ class Pipeline:
         seen.query_id, seen.purpose = header.query_id, header.purpose
         self._check_header(header, requester=peer_member, now=now)
         self._replay.remember(peer_member, header.nonce, header.expires_at_ms)
-        self._allow.check(spec.query_type, requester)
+        decision = self._policy.check(requester, spec.description(request, header.purpose))
 
-        response = handler(request, requester)
+        response = handler(request, requester, decision)
         response.header.query_id = header.query_id
         response.header.responder = self.member_id
         response.header.requester = peer_member

@@ -10,7 +10,6 @@ import threading
 import structlog
 
 from node.audit import AuditLog
-from node.authorize import AllowList
 from node.config import NodeLayout
 from node.dictionary import sync_dictionary
 from node.directory_cache import DirectoryCache
@@ -19,6 +18,7 @@ from node.hub_client import HubClient
 from node.operator import OperatorServicer
 from node.peers import PeerClient
 from node.pipeline import Limits, Pipeline
+from node.policy.admin import PolicyAdmin
 from node.replay import ReplayGuard
 from node.state import StateDB
 from protos.rcf.v1 import federation_pb2, federation_pb2_grpc, operator_pb2, operator_pb2_grpc
@@ -44,13 +44,21 @@ class NodeServer:
         )
         self.state = StateDB(layout.state_db, sync=config.audit_sync)
         self.audit = AuditLog(self.state, self.signing_key)
+        self.policy = PolicyAdmin(
+            layout=layout,
+            member_id=config.member_id,
+            signing_key=self.signing_key,
+            state=self.state,
+            audit=self.audit,
+            directory=self.directory.peek,
+        )
         self.pipeline = Pipeline(
             member_id=config.member_id,
             signing_key=self.signing_key,
             directory=self.directory,
             replay=ReplayGuard(self.state),
             audit=self.audit,
-            allow=AllowList(config.allow),
+            policy=self.policy.open_gate(seed_allow=config.allow),
             limits=Limits(
                 max_message_bytes=config.max_message_bytes,
                 max_clock_skew_ms=int(config.max_clock_skew_s * 1000),

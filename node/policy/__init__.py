@@ -1,0 +1,1 @@
+"""Sharing policies: format, engine, store and admin operations (see policies/README.md)."""

@@ -1,0 +1,289 @@
+"""The live policy of a node and the admin's operations on it.
+
+``PolicyGate`` holds the compiled active policy as one immutable object; the
+pipeline asks it about every request, and ``swap`` replaces the object in a
+single assignment, so a request sees the whole old policy or the whole new one,
+never a mixture. ``PolicyAdmin`` validates, signs, stores, audits and then swaps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+
+import structlog
+
+from node.audit import AuditEvent, AuditLog
+from node.config import NodeLayout
+from node.policy.engine import REASONS, decide
+from node.policy.loader import Issue, PolicyError, load_policy
+from node.policy.model import Decision, Policy, QueryDescription
+from node.policy.store import (
+    PAYLOAD_KIND,
+    PAYLOAD_TYPE,
+    PolicyStore,
+    StoredVersion,
+    UsageStore,
+    signed_metadata,
+)
+from node.policy.validate import Context, check_policy
+from node.state import StateDB
+from trust.clock import now_ms
+from trust.dictionary import DataDictionary, default_dictionary
+from trust.directory import Directory, Member
+from trust.dsse import verify_envelope
+from trust.errors import ConfigError, RequestRejected, VerificationError
+from trust.keys import SigningKey
+
+log = structlog.get_logger("rcf.policy")
+
+SEED_FILENAME = "node.toml [allow]"
+
+
+class PolicyGate:
+    """Decides every request with the active policy, and charges its limits."""
+
+    def __init__(self, policy: Policy, usage: UsageStore | None) -> None:
+        self._policy = policy
+        self._usage = usage
+
+    @property
+    def policy(self) -> Policy:
+        return self._policy
+
+    def swap(self, policy: Policy) -> None:
+        # One reference assignment: atomic for every reader thread.
+        self._policy = policy
+
+    def decide(
+        self, requester: Member, query: QueryDescription, *, at_ms: int | None = None
+    ) -> Decision:
+        """The decision without charging anything (a dry run)."""
+        usage = self._usage.used if self._usage is not None else None
+        return decide(self._policy, requester, query, now_ms=at_ms or now_ms(), usage=usage)
+
+    def check(self, requester: Member, query: QueryDescription) -> Decision:
+        """Decide and charge; raise RequestRejected (public reason only) to refuse."""
+        decision = self.decide(requester, query)
+        if decision.allowed and decision.charges and self._usage is not None:
+            overdraw = self._usage.charge(requester.member_id, decision.charges)
+            if overdraw is not None:
+                code = "budget_exhausted" if overdraw.charge.kind == "budget" else "rate_limited"
+                decision = replace(decision, allowed=False, reason=code, charges=())
+        if not decision.allowed:
+            log.info(
+                "policy_refused",
+                requester=requester.member_id,
+                query_type=query.query_type,
+                reason=decision.reason,
+                rule=decision.rule_id,
+                policy_version=decision.policy_version,
+            )
+            raise refusal(decision.reason)
+        return decision
+
+
+def refusal(code: str) -> RequestRejected:
+    """The error a refused requester sees: a code and a fixed sentence, no internals."""
+    status = "RESOURCE_EXHAUSTED" if code in ("budget_exhausted", "rate_limited") else None
+    text = REASONS.get(code, "this node's sharing policy refuses the query")
+    return RequestRejected(f"Refused: {text}.", reason=code, status=status)
+
+
+def seed_source(allow: Mapping[str, tuple[str, ...] | list[str]], member_id: str) -> str:
+    """A first policy from node.toml's [allow] table (query type → requesters)."""
+    lines = [
+        "# Seeded from node.toml [allow] when this node first started.",
+        "# Edit a copy and use 'rcf policy apply'; [allow] has no effect any more.",
+        "[policy]",
+        f"member = {json.dumps(member_id)}",
+    ]
+    for query_type, requesters in sorted(allow.items()):
+        if query_type != "Ping" or not requesters:
+            continue  # only Ping needs no datasets; data queries need a written policy
+        lines += [
+            "",
+            "[[rule]]",
+            'id = "ping"',
+            f"requesters = {json.dumps(list(requesters))}",
+            'query = "Ping"',
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def node_dictionary(layout: NodeLayout) -> DataDictionary:
+    """The dictionary the node holds, or the v1 defaults the software ships."""
+    try:
+        module = importlib.import_module("node.dictionary")
+    except ImportError:
+        return default_dictionary()
+    loaded = module.load_dictionary(layout)
+    assert isinstance(loaded, DataDictionary)
+    return loaded
+
+
+@dataclass(frozen=True)
+class Applied:
+    version: StoredVersion
+    warnings: tuple[Issue, ...]
+
+
+class PolicyAdmin:
+    """Apply, roll back and load a node's policy. Used by the node and, when the
+    node is not running, by the CLI on the node's folder."""
+
+    def __init__(
+        self,
+        *,
+        layout: NodeLayout,
+        member_id: str,
+        signing_key: SigningKey,
+        state: StateDB,
+        audit: AuditLog,
+        directory: Callable[[], Directory],
+        gate: PolicyGate | None = None,
+    ) -> None:
+        self._layout = layout
+        self.member_id = member_id
+        self._key = signing_key
+        self.store = PolicyStore(state)
+        self.usage = UsageStore(state)
+        self._audit = audit
+        self._directory = directory
+        self.gate = gate
+        self._lock = threading.Lock()
+
+    def context(self) -> Context:
+        return Context(
+            directory=self._directory(),
+            dictionary=node_dictionary(self._layout),
+            member_id=self.member_id,
+            today=None,
+        )
+
+    # -- loading ------------------------------------------------------------------
+
+    def verify(self, stored: StoredVersion) -> None:
+        """Check the node's signature on a stored version and that the source matches it."""
+        own = {self._key.key_id: self._key.public_key}
+        member = self._directory().member(self.member_id)
+        for k in member.signing_keys if member else ():
+            own.setdefault(k.key_id, k.public_key)
+
+        def resolve(key_id: str) -> bytes:
+            if key_id not in own:
+                raise VerificationError(
+                    f"Policy version {stored.version} is signed by {key_id}, not this node.",
+                    reason="policy_bad_signature",
+                )
+            return own[key_id]
+
+        verified = verify_envelope(
+            envelope=stored.envelope, expected_type=PAYLOAD_TYPE, resolve_key=resolve
+        )
+        meta = json.loads(verified.payload)
+        source_digest = hashlib.sha256(stored.source.encode()).hexdigest()
+        if (
+            meta.get("kind") != PAYLOAD_KIND
+            or meta != signed_metadata(self.member_id, stored)
+            or source_digest != stored.source_sha256
+        ):
+            raise VerificationError(
+                f"Policy version {stored.version} in state.db does not match its signature; "
+                "it was altered after it was applied.",
+                reason="policy_bad_signature",
+            )
+
+    def compile(self, stored: StoredVersion) -> Policy:
+        self.verify(stored)
+        policy = load_policy(stored.source, f"policy version {stored.version}")
+        return replace(policy, version=stored.version)
+
+    def load_active(self, seed_allow: Mapping[str, tuple[str, ...]] | None = None) -> Policy:
+        """The active policy; a node without one is seeded from node.toml [allow]."""
+        stored = self.store.active()
+        if stored is None:
+            source = seed_source(seed_allow or {}, self.member_id)
+            seeded = self.store.append(
+                member_id=self.member_id,
+                key=self._key,
+                source=source,
+                source_sha256=hashlib.sha256(source.encode()).hexdigest(),
+                filename=SEED_FILENAME,
+                action="seed",
+                only_if_empty=True,
+            )
+            if seeded is not None:
+                self._record(seeded)
+            stored = seeded or self.store.active()
+            assert stored is not None
+        return self.compile(stored)
+
+    def open_gate(self, seed_allow: Mapping[str, tuple[str, ...]] | None = None) -> PolicyGate:
+        """The gate the pipeline decides with, holding the active policy."""
+        self.gate = PolicyGate(self.load_active(seed_allow), self.usage)
+        return self.gate
+
+    # -- changing -----------------------------------------------------------------
+
+    def apply(self, text: str, filename: str) -> Applied:
+        """Validate text fully, store it as the next version, audit, then swap it in."""
+        loaded = check_policy(text, filename, self.context())
+        if loaded.policy is None:
+            raise PolicyError(list(loaded.issues))
+        with self._lock:
+            stored = self._store(text, loaded.policy.source_sha256, filename, "apply", None)
+        return Applied(stored, tuple(loaded.warnings))
+
+    def rollback(self, version: int) -> Applied:
+        """Make an earlier version active again, as a new version (history stays linear)."""
+        old = self.store.get(version)
+        if old is None:
+            raise ConfigError(f"There is no policy version {version}; see 'rcf policy history'.")
+        self.verify(old)
+        loaded = check_policy(old.source, f"policy version {version}", self.context())
+        if loaded.policy is None:
+            raise PolicyError(list(loaded.issues))
+        with self._lock:
+            stored = self._store(old.source, old.source_sha256, old.filename, "rollback", version)
+        return Applied(stored, tuple(loaded.warnings))
+
+    def _store(
+        self, text: str, digest: str, filename: str, action: str, based_on: int | None
+    ) -> StoredVersion:
+        stored = self.store.append(
+            member_id=self.member_id,
+            key=self._key,
+            source=text,
+            source_sha256=digest,
+            filename=filename,
+            action=action,
+            based_on=based_on,
+        )
+        assert stored is not None
+        self._record(stored)
+        if self.gate is not None:
+            self.gate.swap(self.compile(stored))
+        log.info("policy_applied", version=stored.version, action=action, sha256=digest)
+        return stored
+
+    def _record(self, stored: StoredVersion) -> None:
+        self._audit.append(
+            AuditEvent(
+                query_id=f"policy-{self.member_id}-v{stored.version}",
+                query_type="PolicyChange",
+                purpose="policy-admin",
+                requester=self.member_id,
+                responder=self.member_id,
+                side="local",
+                decision="applied",
+                reason=stored.action
+                + (f" of version {stored.based_on}" if stored.based_on else ""),
+                request_sha256=stored.source_sha256,
+                response_sha256="",
+            )
+        )

@@ -1,0 +1,195 @@
+"""Typed values of the sharing-policy engine: rules, policies, queries, decisions.
+
+A policy is a list of rules, default deny. A rule grants requesters one query
+type (on named datasets) under constraints. Every value here is immutable, so a
+compiled policy can be swapped atomically while requests are being decided.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from trust.directory import Member
+
+# Query types, named exactly as the Federation RPC (QuerySpec.query_type) names them.
+PING = "Ping"
+AGGREGATE = "Aggregate"
+IDENTITY_CHECK = "IdentityCheck"
+ALERTS = "Alerts"
+QUERY_TYPES = (PING, AGGREGATE, IDENTITY_CHECK, ALERTS)
+# Which dictionary dataset kind each data-bearing query type reads.
+DATASET_KIND = {AGGREGATE: "aggregate", IDENTITY_CHECK: "identity"}
+
+NOISE_MECHANISMS = ("none", "geometric")  # geometric: the discrete Laplace mechanism
+DETAILS = ("hit_only", "hit_with_reference")
+# Fraud types, as in the dictionary's document_fraud_detections.fraud_type codes.
+ALERT_CATEGORIES = (
+    "counterfeit",
+    "forged",
+    "pseudo",
+    "fraudulently_obtained_genuine",
+    "impostor",
+    "stolen_blank",
+)
+# Fields of a document-fraud alert a rule may pass on; alert id, version and
+# category always travel, since without them an alert cannot be applied.
+ALERT_FIELDS = (
+    "issuing_state",
+    "document_type",
+    "document_number",
+    "series",
+    "modus_operandi",
+    "detection_place",
+    "detection_date",
+    "valid_until",
+    "ncp",
+)
+RATE_PERIODS = ("minute", "hour", "day", "week", "month")
+BUDGET_PERIODS = ("day", "week", "month", "quarter", "year")
+# Budgets are kept in integer micro-epsilon so repeated charges add up exactly.
+MICRO = 1_000_000
+
+
+def to_micro(epsilon: float) -> int:
+    return round(epsilon * MICRO)
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    count: int
+    per: str
+
+
+@dataclass(frozen=True)
+class Budget:
+    epsilon: float
+    per: str
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One grant. Empty tuples mean "none allowed"; None means "not restricted"."""
+
+    id: str
+    requesters: tuple[str, ...]
+    query: str
+    line: int = 0
+    description: str = ""
+    datasets: tuple[str, ...] = ()
+    purposes: tuple[str, ...] | None = None
+    group_by: tuple[str, ...] = ()
+    filters: tuple[str, ...] = ()
+    measures: tuple[str, ...] | None = None
+    min_cell_size: int | None = None
+    noise: str = "none"
+    epsilon: float | None = None
+    budget: Budget | None = None
+    round_to: int | None = None
+    detail: str | None = None
+    max_batch: int | None = None
+    categories: tuple[str, ...] = ()
+    fields: tuple[str, ...] = ()
+    rate_limit: RateLimit | None = None
+    valid_from: dt.date | None = None
+    valid_until: dt.date | None = None  # inclusive: the whole day, UTC
+
+    def names(self, requester: Member) -> bool:
+        """Whether this rule's requesters include requester."""
+        for entry in self.requesters:
+            if entry in ("*", requester.member_id):
+                return True
+            kind, _, name = entry.partition(":")
+            if (kind == "group" and name in requester.groups) or (
+                kind == "role" and name in requester.roles
+            ):
+                return True
+        return False
+
+    def valid_on(self, day: dt.date) -> bool:
+        return (self.valid_from is None or self.valid_from <= day) and (
+            self.valid_until is None or day <= self.valid_until
+        )
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A compiled policy: what the engine decides with. Immutable."""
+
+    rules: tuple[Rule, ...]
+    member: str = ""
+    description: str = ""
+    version: int = 0  # the store's version number; 0 for a file not yet applied
+    source_sha256: str = ""
+
+    def rule(self, rule_id: str) -> Rule | None:
+        return next((r for r in self.rules if r.id == rule_id), None)
+
+
+@dataclass(frozen=True)
+class QueryDescription:
+    """What a request asks, as far as the policy cares; filled by each query type.
+
+    ``filters`` names the dimensions filtered on (values do not matter to the
+    policy); ``epsilon`` is what the requester asks for (None: the rule's);
+    ``items`` counts identities in a batch check (1 otherwise).
+    """
+
+    query_type: str
+    purpose: str = ""
+    dataset: str = ""
+    group_by: tuple[str, ...] = ()
+    filters: tuple[str, ...] = ()
+    measure: str = ""
+    epsilon: float | None = None
+    items: int = 1
+    alert_category: str = ""
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """What the answering handler must apply for a granted query."""
+
+    min_cell_size: int | None = None
+    noise: str = "none"
+    epsilon: float | None = None
+    round_to: int | None = None
+    detail: str | None = None
+    alert_categories: tuple[str, ...] = ()
+    alert_fields: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Charge:
+    """Usage a grant consumes: budget in micro-epsilon, or rate in items."""
+
+    kind: str  # "budget" or "rate"
+    scope: str  # dataset (budget) or "QueryType:dataset" (rate)
+    window: str  # the period it counts in, e.g. "month:2026-11"
+    amount: int
+    limit: int
+
+
+@dataclass(frozen=True)
+class RuleTrace:
+    """How one rule related to a query: for `rcf policy explain`."""
+
+    rule_id: str
+    line: int
+    outcome: str  # decides, refuses, skipped
+    why: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The engine's answer. ``reason`` is the public code a refused requester sees;
+    ``explanation`` (which rule, which constraint) stays on this node."""
+
+    allowed: bool
+    reason: str
+    rule_id: str | None
+    explanation: str
+    policy_version: int = 0
+    constraints: Constraints | None = None
+    charges: tuple[Charge, ...] = ()
+    trace: tuple[RuleTrace, ...] = field(default=(), compare=False)

@@ -1,0 +1,236 @@
+"""Where policies and their usage live: the node's state.db.
+
+``policy_versions`` keeps every version ever applied (the database refuses to
+change or delete one), each signed by the node's Ed25519 key. The newest row
+is the active policy; a rollback appends a copy of an older version.
+``policy_usage`` holds spent budgets and rate counts per requester and period,
+so a restart resets nothing. Both are written through the state writer.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from node.policy.model import Charge
+from node.state import StateDB
+from trust.clock import now_ms
+from trust.dsse import Envelope, Signature, sign_envelope
+from trust.keys import SigningKey
+
+PAYLOAD_TYPE = "application/vnd.rcf.policy-version+json"
+PAYLOAD_KIND = "rcf-policy-version/v1"
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS policy_versions (version INTEGER PRIMARY KEY,"
+    " applied_at_ms INTEGER NOT NULL, action TEXT NOT NULL, based_on INTEGER,"
+    " filename TEXT NOT NULL, source TEXT NOT NULL, source_sha256 TEXT NOT NULL,"
+    " payload BLOB NOT NULL, key_id TEXT NOT NULL, signature BLOB NOT NULL)",
+    "CREATE TRIGGER IF NOT EXISTS policy_versions_no_update BEFORE UPDATE ON policy_versions"
+    " BEGIN SELECT RAISE(ABORT, 'policy versions are kept as applied'); END",
+    "CREATE TRIGGER IF NOT EXISTS policy_versions_no_delete BEFORE DELETE ON policy_versions"
+    " BEGIN SELECT RAISE(ABORT, 'policy versions are kept as applied'); END",
+    "CREATE TABLE IF NOT EXISTS policy_usage (requester TEXT NOT NULL, kind TEXT NOT NULL,"
+    " scope TEXT NOT NULL, period TEXT NOT NULL, used INTEGER NOT NULL,"
+    " PRIMARY KEY (requester, kind, scope, period)) WITHOUT ROWID",
+)
+
+
+def _run(state: StateDB, write: Callable[[sqlite3.Connection], object]) -> object:
+    """Commit write through the state writer and return its result."""
+    # StateDB is moving from submit() (a Future) to run(); work with either.
+    run = getattr(state, "run", None)
+    if run is not None:
+        return run(write)
+    return getattr(state, "submit")(write).result(timeout=30)  # noqa: B009
+
+
+def ensure_schema(state: StateDB) -> None:
+    def create(conn: sqlite3.Connection) -> None:
+        for stmt in SCHEMA:
+            conn.execute(stmt)
+
+    _run(state, create)
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    version: int
+    applied_at_ms: int
+    action: str  # seed, apply, rollback
+    based_on: int | None  # for a rollback: the version it restored
+    filename: str
+    source: str
+    source_sha256: str
+    envelope: Envelope  # the node's signature over the version's metadata
+
+    @property
+    def key_id(self) -> str:
+        return self.envelope.signatures[0].key_id
+
+
+_SELECT = (
+    "SELECT version, applied_at_ms, action, based_on, filename, source, source_sha256,"
+    " payload, key_id, signature FROM policy_versions"
+)
+
+
+def _blob(value: object) -> bytes:
+    assert isinstance(value, bytes)
+    return value
+
+
+def _from_row(r: tuple[object, ...]) -> StoredVersion:
+    return StoredVersion(
+        version=int(str(r[0])),
+        applied_at_ms=int(str(r[1])),
+        action=str(r[2]),
+        based_on=None if r[3] is None else int(str(r[3])),
+        filename=str(r[4]),
+        source=str(r[5]),
+        source_sha256=str(r[6]),
+        envelope=Envelope(
+            payload=_blob(r[7]),
+            payload_type=PAYLOAD_TYPE,
+            signatures=(Signature(key_id=str(r[8]), sig=_blob(r[9])),),
+        ),
+    )
+
+
+def signed_metadata(member_id: str, v: StoredVersion) -> dict[str, object]:
+    """What the signature covers: everything but the source, which its digest stands for."""
+    return {
+        "kind": PAYLOAD_KIND,
+        "member": member_id,
+        "version": v.version,
+        "applied_at_ms": v.applied_at_ms,
+        "action": v.action,
+        "based_on": v.based_on,
+        "filename": v.filename,
+        "source_sha256": v.source_sha256,
+    }
+
+
+class PolicyStore:
+    """The versions table of one node's state.db."""
+
+    def __init__(self, state: StateDB) -> None:
+        self._state = state
+        ensure_schema(state)
+
+    def versions(self) -> list[StoredVersion]:
+        rows = self._state.read(_SELECT + " ORDER BY version")
+        return [_from_row(r) for r in rows]
+
+    def get(self, version: int) -> StoredVersion | None:
+        rows = self._state.read(_SELECT + " WHERE version = ?", (version,))
+        return _from_row(rows[0]) if rows else None
+
+    def active(self) -> StoredVersion | None:
+        rows = self._state.read(_SELECT + " ORDER BY version DESC LIMIT 1")
+        return _from_row(rows[0]) if rows else None
+
+    def append(
+        self,
+        *,
+        member_id: str,
+        key: SigningKey,
+        source: str,
+        source_sha256: str,
+        filename: str,
+        action: str,
+        based_on: int | None = None,
+        only_if_empty: bool = False,
+    ) -> StoredVersion | None:
+        """Store the next version, signed; None if only_if_empty and one exists."""
+
+        def write(conn: sqlite3.Connection) -> StoredVersion | None:
+            (last,) = conn.execute("SELECT MAX(version) FROM policy_versions").fetchone()
+            if only_if_empty and last is not None:
+                return None
+            draft = StoredVersion(
+                version=int(last or 0) + 1,
+                applied_at_ms=now_ms(),
+                action=action,
+                based_on=based_on,
+                filename=filename,
+                source=source,
+                source_sha256=source_sha256,
+                envelope=Envelope(b"", PAYLOAD_TYPE, ()),
+            )
+            payload = json.dumps(
+                signed_metadata(member_id, draft), sort_keys=True, separators=(",", ":")
+            ).encode()
+            envelope = sign_envelope(payload_type=PAYLOAD_TYPE, payload=payload, signers=[key])
+            sig = envelope.signatures[0]
+            conn.execute(
+                "INSERT INTO policy_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (draft.version, draft.applied_at_ms, action, based_on, filename, source,
+                 source_sha256, payload, sig.key_id, sig.sig),
+            )  # fmt: skip
+            return StoredVersion(**{**draft.__dict__, "envelope": envelope})
+
+        result = _run(self._state, write)
+        assert result is None or isinstance(result, StoredVersion)
+        return result
+
+
+@dataclass(frozen=True)
+class Overdraw:
+    """A charge that did not fit: nothing was charged."""
+
+    charge: Charge
+    used: int
+
+
+class UsageStore:
+    """Spent budgets and rate counts; charges are all-or-nothing and never overdraw."""
+
+    def __init__(self, state: StateDB) -> None:
+        self._state = state
+        ensure_schema(state)
+
+    def used(self, requester: str, charge: Charge) -> int:
+        rows = self._state.read(
+            "SELECT used FROM policy_usage WHERE requester = ? AND kind = ? AND scope = ?"
+            " AND period = ?",
+            (requester, charge.kind, charge.scope, charge.window),
+        )
+        return int(str(rows[0][0])) if rows else 0
+
+    def charge(self, requester: str, charges: tuple[Charge, ...]) -> Overdraw | None:
+        """Add every charge, or none if any would pass its limit (then say which)."""
+
+        def write(conn: sqlite3.Connection) -> Overdraw | None:
+            # The writer thread runs one write at a time, so check-then-add cannot race.
+            for c in charges:
+                row = conn.execute(
+                    "SELECT used FROM policy_usage WHERE requester = ? AND kind = ?"
+                    " AND scope = ? AND period = ?",
+                    (requester, c.kind, c.scope, c.window),
+                ).fetchone()
+                used = int(row[0]) if row else 0
+                if used + c.amount > c.limit:
+                    return Overdraw(c, used)
+            for c in charges:
+                unit = c.window.split(":", 1)[0]
+                # Earlier periods of the same unit no longer count; drop them.
+                conn.execute(
+                    "DELETE FROM policy_usage WHERE requester = ? AND kind = ? AND scope = ?"
+                    " AND period LIKE ? AND period != ?",
+                    (requester, c.kind, c.scope, f"{unit}:%", c.window),
+                )
+                conn.execute(
+                    "INSERT INTO policy_usage VALUES (?, ?, ?, ?, ?) ON CONFLICT"
+                    " (requester, kind, scope, period) DO UPDATE SET used = used + excluded.used",
+                    (requester, c.kind, c.scope, c.window, c.amount),
+                )
+            return None
+
+        if not charges:
+            return None
+        result = _run(self._state, write)
+        assert result is None or isinstance(result, Overdraw)
+        return result

@@ -1,0 +1,300 @@
+"""Checking a policy against the network: directory members, dictionary datasets,
+and rules that can never decide or that disagree with each other.
+
+Errors stop a policy from being applied; warnings are shown and allowed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from node.policy.loader import Issue, Loaded, parse_policy
+from node.policy.model import (
+    AGGREGATE,
+    ALERTS,
+    DATASET_KIND,
+    IDENTITY_CHECK,
+    Policy,
+    Rule,
+)
+from trust.dictionary import DataDictionary
+from trust.directory import Directory
+
+Report = Callable[[tuple[str | int, ...], str, str], None]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a policy is checked against. None: that check is skipped."""
+
+    directory: Directory | None = None
+    dictionary: DataDictionary | None = None
+    member_id: str = ""  # the node the policy is for
+    today: dt.date | None = None
+
+
+def _close(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    return f"known: {', '.join(choices)}" if len(choices) <= 12 else ""
+
+
+def check_policy(text: str, filename: str, context: Context) -> Loaded:
+    """Parse text and check it in context; issues are sorted by line."""
+    loaded = parse_policy(text, filename)
+    if loaded.policy is None:
+        return loaded
+    issues = list(loaded.issues)
+    policy = loaded.policy
+    smap = loaded.source_map
+
+    def err(path: tuple[str | int, ...], message: str, hint: str = "") -> None:
+        issues.append(Issue("error", filename, smap.line(*path), message, hint))
+
+    def warn(path: tuple[str | int, ...], message: str, hint: str = "") -> None:
+        issues.append(Issue("warning", filename, smap.line(*path), message, hint))
+
+    directory, dictionary = context.directory, context.dictionary
+    if policy.member and context.member_id and policy.member != context.member_id:
+        err(
+            ("policy", "member"),
+            f"this policy is for {policy.member}, but this node is {context.member_id}.",
+            "apply each member's policy on its own node",
+        )
+    if directory is not None:
+        known = [m.member_id for m in directory.members]
+        if policy.member and directory.member(policy.member) is None:
+            err(
+                ("policy", "member"),
+                f"member '{policy.member}' is not in the directory.",
+                _close(policy.member, known),
+            )
+        groups = {g for m in directory.members for g in m.groups}
+        roles = {r for m in directory.members for r in m.roles}
+    for index, rule in enumerate(policy.rules):
+        path: tuple[str | int, ...] = ("rule", _index_of(loaded, rule.id, index))
+        if directory is not None:
+            for entry in rule.requesters:
+                kind, sep, name = entry.partition(":")
+                if entry == "*":
+                    continue
+                if not sep:
+                    if directory.member(entry) is None:
+                        err(
+                            (*path, "requesters"),
+                            f"rule '{rule.id}': member '{entry}' is not in the network directory.",
+                            _close(entry, known) or "check the member id with the hub admin",
+                        )
+                elif kind == "group" and name not in groups:
+                    warn(
+                        (*path, "requesters"),
+                        f"rule '{rule.id}': no member is in group '{name}' yet, so it grants "
+                        "nobody for now.",
+                        _close(name, sorted(groups)),
+                    )
+                elif kind == "role" and name not in roles:
+                    warn(
+                        (*path, "requesters"),
+                        f"rule '{rule.id}': no member has role '{name}' yet, so it grants "
+                        "nobody for now.",
+                        _close(name, sorted(roles)),
+                    )
+        if dictionary is not None and rule.query in DATASET_KIND:
+            _check_datasets(rule, path, dictionary, err)
+        if context.today and rule.valid_until and rule.valid_until < context.today:
+            warn(
+                (*path, "valid_until"),
+                f"rule '{rule.id}' expired on {rule.valid_until}; it grants nothing.",
+            )
+    for later, earlier, how in overlaps(policy, directory):
+        path = ("rule", _index_of(loaded, later.id, 0))
+        if how == "shadowed":
+            warn(
+                path,
+                f"rule '{later.id}' is shadowed by rule '{earlier.id}' (line "
+                f"{earlier.line}): that earlier rule grants everything this one does, so this "
+                "one never decides.",
+                "remove it, or move it above and narrow it",
+            )
+        else:
+            warn(
+                path,
+                f"rules '{earlier.id}' (line {earlier.line}) and '{later.id}' both grant "
+                f"{how}; where both apply the earlier one decides.",
+                "give each requester one rule per query and dataset, or make them agree",
+            )
+    if not policy.rules:
+        issues.append(
+            Issue(
+                "warning",
+                filename,
+                1,
+                "THIS POLICY HAS NO RULES: the node will refuse every query, "
+                "including Ping, from every member.",
+                'add at least: [[rule]] id = "ping" requesters = ["*"] query = "Ping"',
+            )
+        )
+    issues.sort(key=lambda i: (i.line, i.severity))
+    if any(i.severity == "error" for i in issues):
+        return replace(loaded, policy=None, issues=tuple(issues))
+    return replace(loaded, issues=tuple(issues))
+
+
+def _index_of(loaded: Loaded, rule_id: str, default: int) -> int:
+    rules = loaded.data.get("rule", [])
+    for i, raw in enumerate(rules if isinstance(rules, list) else []):
+        if isinstance(raw, dict) and raw.get("id") == rule_id:
+            return i
+    return default
+
+
+def _check_datasets(
+    rule: Rule, path: tuple[str | int, ...], dictionary: DataDictionary, report: Report
+) -> None:
+    names = sorted(dictionary.datasets)
+    want = DATASET_KIND[rule.query]
+    for name in rule.datasets:
+        ds = dictionary.dataset(name)
+        if ds is None:
+            report(
+                (*path, "datasets"),
+                f"rule '{rule.id}': dataset '{name}' is not in the data dictionary "
+                f"(version {dictionary.version}).",
+                _close(name, names),
+            )
+            continue
+        if ds.kind != want:
+            fits = [n for n, d in dictionary.datasets.items() if d.kind == want]
+            report(
+                (*path, "datasets"),
+                f"rule '{rule.id}': dataset '{name}' holds {ds.kind} data; {rule.query} "
+                f"rules need {want} datasets.",
+                f"{want} datasets: {', '.join(fits)}",
+            )
+            continue
+        if rule.query == AGGREGATE:
+            dims = [d.name for d in ds.dimensions]
+            for key, values in (("group_by", rule.group_by), ("filters", rule.filters)):
+                for dim in values:
+                    if ds.dimension(dim) is None:
+                        report(
+                            (*path, key),
+                            f"rule '{rule.id}': dataset '{name}' has no dimension '{dim}'.",
+                            _close(dim, dims),
+                        )
+            for measure in rule.measures or ():
+                if measure not in ds.measures:
+                    report(
+                        (*path, "measures"),
+                        f"rule '{rule.id}': dataset '{name}' has no measure '{measure}'.",
+                        f"its measures: {', '.join(ds.measures)}",
+                    )
+
+
+# -- rules that overlap ----------------------------------------------------------
+
+
+def _covers(outer: tuple[str, ...], inner: tuple[str, ...]) -> bool:
+    return "*" in outer or set(inner) <= set(outer)
+
+
+def _members(rule: Rule, directory: Directory | None) -> set[str]:
+    if directory is None:
+        return set()
+    return {m.member_id for m in directory.members if rule.names(m)}
+
+
+def _validity_covers(outer: Rule, inner: Rule) -> bool:
+    lo_ok = outer.valid_from is None or (
+        inner.valid_from is not None and outer.valid_from <= inner.valid_from
+    )
+    hi_ok = outer.valid_until is None or (
+        inner.valid_until is not None and inner.valid_until <= outer.valid_until
+    )
+    return lo_ok and hi_ok
+
+
+def _validity_overlaps(a: Rule, b: Rule) -> bool:
+    lo = max((d for d in (a.valid_from, b.valid_from) if d), default=None)
+    hi = min((d for d in (a.valid_until, b.valid_until) if d), default=None)
+    return lo is None or hi is None or lo <= hi
+
+
+def _accepts_all_of(a: Rule, b: Rule) -> bool:
+    """Whether every query b accepts, a accepts too (a's checks are no stricter)."""
+    if a.purposes is not None and (b.purposes is None or not set(b.purposes) <= set(a.purposes)):
+        return False
+    if b.query == AGGREGATE:
+        if not (set(b.group_by) <= set(a.group_by) and set(b.filters) <= set(a.filters)):
+            return False
+        if a.measures is not None and (
+            b.measures is None or not set(b.measures) <= set(a.measures)
+        ):
+            return False
+        if (a.epsilon or 0) < (b.epsilon or 0):
+            return False
+    if (
+        b.query == IDENTITY_CHECK
+        and a.max_batch is not None
+        and (b.max_batch is None or b.max_batch > a.max_batch)
+    ):
+        return False
+    return not (b.query == ALERTS and not set(b.categories) <= set(a.categories))
+
+
+def _output_differences(a: Rule, b: Rule) -> list[str]:
+    names = (
+        "min_cell_size",
+        "noise",
+        "epsilon",
+        "budget",
+        "round_to",
+        "detail",
+        "fields",
+        "rate_limit",
+    )
+    return [n for n in names if getattr(a, n) != getattr(b, n)]
+
+
+def overlaps(policy: Policy, directory: Directory | None) -> list[tuple[Rule, Rule, str]]:
+    """(later, earlier, 'shadowed' or a description of the contradiction) pairs."""
+    found: list[tuple[Rule, Rule, str]] = []
+    for j, later in enumerate(policy.rules):
+        for earlier in policy.rules[:j]:
+            if earlier.query != later.query:
+                continue
+            if (
+                _covers(earlier.requesters, later.requesters)
+                and set(later.datasets) <= set(earlier.datasets)
+                and _validity_covers(earlier, later)
+                and _accepts_all_of(earlier, later)
+            ):
+                found.append((later, earlier, "shadowed"))
+                break
+            shared = _members(earlier, directory) & _members(later, directory)
+            same_entries = set(earlier.requesters) & set(later.requesters)
+            whom = (
+                sorted(shared)
+                or sorted(same_entries)
+                or (["everyone"] if "*" in (*earlier.requesters, *later.requesters) else [])
+            )
+            datasets = sorted(set(earlier.datasets) & set(later.datasets))
+            if not whom or (later.query in DATASET_KIND and not datasets):
+                continue
+            if not _validity_overlaps(earlier, later):
+                continue
+            diffs = _output_differences(earlier, later)
+            if diffs:
+                on = f" on {', '.join(datasets)}" if datasets else ""
+                found.append(
+                    (
+                        later,
+                        earlier,
+                        f"{later.query}{on} to {', '.join(whom)} with different {', '.join(diffs)}",
+                    )
+                )
+    return found
