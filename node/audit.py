@@ -1,8 +1,14 @@
-"""The node's local audit log: append-only, hash-chained, every record signed.
+"""The node's local audit log: append-only, hash-chained, signed by the node.
 
 A record says who asked whom for what kind of query, why, what was decided and
 the digests of both messages; never the query's contents. Each record's hash
 covers the previous one, so removing or editing a record breaks the chain.
+
+The node signs the chain head once per committed batch (table
+``audit_signatures``) rather than every record: through the chain that
+signature covers every earlier record, and a batch under load holds dozens of
+records, so signing cost stays flat while each record is still signed before
+any response that depends on it leaves the node.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from node.state import StateDB
@@ -43,12 +49,17 @@ class AuditRecord:
     prev_hash: str
     record_hash: str
     key_id: str
-    signature: bytes
+    signature: bytes | None  # present on the last record of each committed batch
 
 
 def record_hash(seq: int, ts_ms: int, event: AuditEvent, prev_hash: str) -> str:
-    body = {"seq": seq, "ts_ms": ts_ms, "prev_hash": prev_hash, **asdict(event)}
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    """SHA-256 over a canonical encoding: a JSON array in fixed field order."""
+    e = event
+    body = [
+        seq, ts_ms, prev_hash, e.query_id, e.query_type, e.purpose, e.requester, e.responder,
+        e.side, e.decision, e.reason, e.request_sha256, e.response_sha256,
+    ]  # fmt: skip
+    canonical = json.dumps(body, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -56,10 +67,28 @@ class AuditLog:
     def __init__(self, state: StateDB, signing_key: SigningKey) -> None:
         self._state = state
         self._key = signing_key
+        # Both under the commit lock only; dropped when a batch rolls back.
+        self._head: tuple[int, str] | None = None
+        self._unsigned_head: tuple[int, str] | None = None
+        state.on_batch_end(self._sign_head, on_rollback=self._forget)
+
+    def _forget(self) -> None:
+        self._head = None
+        self._unsigned_head = None
+
+    def _sign_head(self, conn: sqlite3.Connection) -> None:
+        if self._unsigned_head is None:
+            return
+        seq, digest = self._unsigned_head
+        conn.execute(
+            "INSERT INTO audit_signatures VALUES (?, ?, ?)",
+            (seq, self._key.key_id, self._key.sign(bytes.fromhex(digest))),
+        )
+        self._unsigned_head = None
 
     def append(self, event: AuditEvent) -> None:
         """Append and wait until the record is committed."""
-        self._state.submit(lambda conn: self._write(conn, event)).result(timeout=30)
+        self._state.run(lambda conn: self._write(conn, event))
 
     def _write(self, conn: sqlite3.Connection, event: AuditEvent) -> int:
         last = conn.execute(
@@ -68,23 +97,24 @@ class AuditLog:
         seq, prev = (int(last[0]) + 1, str(last[1])) if last else (1, GENESIS)
         ts = now_ms()
         digest = record_hash(seq, ts, event, prev)
-        sig = self._key.sign(bytes.fromhex(digest))
         e = event
         conn.execute(
-            "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 seq, ts, e.query_id, e.query_type, e.purpose, e.requester, e.responder, e.side,
                 e.decision, e.reason, e.request_sha256, e.response_sha256, prev, digest,
-                self._key.key_id, sig,
+                self._key.key_id,
             ),
         )  # fmt: skip
+        self._head = self._unsigned_head = (seq, digest)
         return seq
 
     def records(self, *, limit: int | None = None) -> list[AuditRecord]:
         sql = (
-            "SELECT seq, ts_ms, query_id, query_type, purpose, requester, responder, side,"
-            " decision, reason, request_sha256, response_sha256, prev_hash, record_hash, key_id,"
-            " signature FROM audit ORDER BY seq DESC"
+            "SELECT a.seq, ts_ms, query_id, query_type, purpose, requester, responder, side,"
+            " decision, reason, request_sha256, response_sha256, prev_hash, record_hash,"
+            " COALESCE(s.key_id, a.key_id), s.signature"
+            " FROM audit a LEFT JOIN audit_signatures s ON s.seq = a.seq ORDER BY a.seq DESC"
         )
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
@@ -105,13 +135,17 @@ def _record_from_row(r: tuple[Any, ...]) -> AuditRecord:
         prev_hash=str(r[12]),
         record_hash=str(r[13]),
         key_id=str(r[14]),
-        signature=bytes(r[15]),
+        signature=None if r[15] is None else bytes(r[15]),
     )
 
 
 def verify_chain(records: list[AuditRecord], public_keys: dict[str, bytes]) -> int:
-    """Check sequence, hash chain and signatures from the first record; return the count."""
+    """Check sequence, hash chain and batch signatures from the first record; return the count.
+
+    Every record must be covered by a signature on itself or a later record.
+    """
     prev = GENESIS
+    unsigned_since: int | None = None
     for expected_seq, rec in enumerate(records, start=1):
         if rec.seq != expected_seq:
             raise VerificationError(f"Audit record {expected_seq} is missing.", reason="audit_gap")
@@ -123,13 +157,28 @@ def verify_chain(records: list[AuditRecord], public_keys: dict[str, bytes]) -> i
             raise VerificationError(
                 f"Audit record {rec.seq} was altered after it was written.", reason="audit_chain"
             )
-        key = public_keys.get(rec.key_id)
-        if key is None:
-            raise VerificationError(
-                f"Audit record {rec.seq} is signed by an unknown key.", reason="unknown_key"
-            )
-        verify_signature(
-            public_key=key, message=bytes.fromhex(rec.record_hash), signature=rec.signature
-        )
+        if rec.signature is None:
+            unsigned_since = unsigned_since or rec.seq
+        else:
+            key = public_keys.get(rec.key_id)
+            if key is None:
+                raise VerificationError(
+                    f"Audit record {rec.seq} is signed by an unknown key.", reason="unknown_key"
+                )
+            try:
+                verify_signature(
+                    public_key=key, message=bytes.fromhex(rec.record_hash), signature=rec.signature
+                )
+            except VerificationError as exc:
+                raise VerificationError(
+                    f"The node signature on audit record {rec.seq} does not verify.",
+                    reason="audit_signature",
+                ) from exc
+            unsigned_since = None
         prev = rec.record_hash
+    if unsigned_since is not None:
+        raise VerificationError(
+            f"Audit records from {unsigned_since} on carry no node signature.",
+            reason="audit_unsigned",
+        )
     return len(records)

@@ -7,12 +7,13 @@ PeerError. The requester side audits every call too.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Generic
 
 import grpc
@@ -59,25 +60,26 @@ class PeerClient:
         self._ttl_ms = request_ttl_ms
         self._max_bytes = max_message_bytes
         self._lock = threading.Lock()
-        self._channels: dict[tuple[str, str], grpc.Channel] = {}
+        self._channels: dict[
+            tuple[str, str], tuple[grpc.Channel, federation_pb2_grpc.FederationStub]
+        ] = {}
 
     def _stub(self, member_id: str, endpoint: str) -> federation_pb2_grpc.FederationStub:
         with self._lock:
             key = (member_id, endpoint)
-            channel = self._channels.get(key)
-            if channel is None:
+            if key not in self._channels:
                 channel = secure_channel(
                     target=endpoint,
                     tls=self._tls,
                     server_name=pki.node_server_name(member_id),
                     max_message_bytes=self._max_bytes * 2,
                 )
-                self._channels[key] = channel
-            return federation_pb2_grpc.FederationStub(channel)
+                self._channels[key] = (channel, federation_pb2_grpc.FederationStub(channel))
+            return self._channels[key][1]
 
     def close(self) -> None:
         with self._lock:
-            for channel in self._channels.values():
+            for channel, _ in self._channels.values():
                 channel.close()
             self._channels.clear()
 
@@ -117,31 +119,40 @@ class PeerClient:
         envelope = sign_envelope(
             payload_type=spec.request_type, payload=payload, signers=[self._key]
         )
-        event = AuditEvent(
-            query_id=h.query_id,
-            query_type=spec.query_type,
-            purpose=purpose,
-            requester=self.member_id,
-            responder=responder,
-            side="requester",
-            decision="answered",
-            reason="ok",
-            request_sha256=sha256_hex(payload),
-        )
+        request_digest = hashlib.sha256(payload).digest()
+
+        def audit(decision: str, reason: str, response_sha256: str = "") -> None:
+            self._audit.append(
+                AuditEvent(
+                    query_id=h.query_id,
+                    query_type=spec.query_type,
+                    purpose=purpose,
+                    requester=self.member_id,
+                    responder=responder,
+                    side="requester",
+                    decision=decision,
+                    reason=reason,
+                    request_sha256=request_digest.hex(),
+                    response_sha256=response_sha256,
+                )
+            )
+
         method = getattr(self._stub(responder, endpoints[0]), spec.query_type)
         started = time.perf_counter()
         try:
             reply: envelope_pb2.Envelope = method(envelope.to_proto(), timeout=timeout_s)
             latency_ms = (time.perf_counter() - started) * 1000
-            answer = self._verify_answer(spec, reply, responder, h.query_id, payload, latency_ms)
+            answer = self._verify_answer(
+                spec, reply, responder, h.query_id, request_digest, latency_ms
+            )
         except grpc.RpcError as exc:
             error = _peer_error(responder, exc)
-            self._audit.append(_with(event, decision="failed", reason=error.reason))
+            audit("failed", error.reason)
             raise error from exc
         except RcfError as exc:
-            self._audit.append(_with(event, decision="failed", reason=exc.reason))
+            audit("failed", exc.reason)
             raise
-        self._audit.append(_with(event, response_sha256=sha256_hex(reply.payload)))
+        audit("answered", "ok", sha256_hex(reply.payload))
         return answer
 
     def _verify_answer(
@@ -150,7 +161,7 @@ class PeerClient:
         reply: envelope_pb2.Envelope,
         responder: str,
         query_id: str,
-        request_payload: bytes,
+        request_digest: bytes,
         latency_ms: float,
     ) -> PeerAnswer[Resp]:
         directory = self._directory.current()
@@ -170,10 +181,7 @@ class PeerClient:
         except DecodeError as exc:
             raise PeerError(f"{responder}'s answer is malformed.", reason="bad_answer") from exc
         rh = response.header
-        if (
-            rh.request_sha256 != bytes.fromhex(sha256_hex(request_payload))
-            or rh.query_id != query_id
-        ):
+        if rh.request_sha256 != request_digest or rh.query_id != query_id:
             raise PeerError(
                 f"{responder}'s answer does not answer our request (digest or query id differs).",
                 reason="bad_answer",
@@ -187,10 +195,6 @@ class PeerClient:
             signer_member=responder,
             signer_key_id=verified.key_ids[0],
         )
-
-
-def _with(event: AuditEvent, **changes: str) -> AuditEvent:
-    return replace(event, **changes)
 
 
 def _peer_error(responder: str, exc: grpc.RpcError) -> PeerError:

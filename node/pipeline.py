@@ -198,7 +198,7 @@ class Pipeline:
             raise RequestRejected(
                 "No client certificate.", reason="no_client_certificate", status="UNAUTHENTICATED"
             )
-        peer_member = pki.common_name(peer_cert_pem)
+        peer_member, peer_fingerprint = pki.peer_identity(peer_cert_pem)
         seen.requester = peer_member
         directory = self._directory.current()
 
@@ -217,7 +217,7 @@ class Pipeline:
             )
         requester = directory.member(peer_member)
         assert requester is not None  # it owns a listed key
-        if not any(n.tls_cert_sha256 == pki.fingerprint(peer_cert_pem) for n in requester.nodes):
+        if not any(n.tls_cert_sha256 == peer_fingerprint for n in requester.nodes):
             raise RequestRejected(
                 f"The TLS certificate is not the one enrolled for {peer_member}.",
                 reason="tls_cert_not_enrolled",

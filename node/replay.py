@@ -54,5 +54,5 @@ class ReplayGuard:
             if purge:
                 conn.execute("DELETE FROM seen_nonces WHERE expires_at_ms <= ?", (now,))
 
-        # Not awaited here: the caller's audit append commits after it, in order.
-        self._state.submit(write)
+        # Not awaited here: the audit record that every request ends with commits it first.
+        self._state.queue(write)

@@ -1,23 +1,20 @@
-"""The node's own SQLite state file and its group-commit writer.
+"""The node's own SQLite state file and its group commit.
 
 Writes that must be durable before a response leaves (audit records, seen
-nonces) go through one writer thread that commits them in batches: many
-concurrent calls share one transaction, and each caller waits until its own
-write is committed.
+nonces) are committed in batches: whichever caller takes the commit lock first
+commits everything queued so far in one transaction, and the others find their
+write already done. No writer thread, so an uncontended write costs one commit
+and no thread hand-off; under load, batches form by themselves.
 """
 
 from __future__ import annotations
 
-import queue
 import sqlite3
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
 from pathlib import Path
 
 import sqlite_utils
-
-MAX_BATCH = 512
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL,"
@@ -25,6 +22,10 @@ SCHEMA = (
     " requester TEXT NOT NULL, responder TEXT NOT NULL, side TEXT NOT NULL,"
     " decision TEXT NOT NULL, reason TEXT NOT NULL, request_sha256 TEXT NOT NULL,"
     " response_sha256 TEXT NOT NULL, prev_hash TEXT NOT NULL, record_hash TEXT NOT NULL,"
+    " key_id TEXT NOT NULL)",
+    # One node signature per committed batch, over the chain head at that record:
+    # through the hash chain it covers every earlier record too.
+    "CREATE TABLE IF NOT EXISTS audit_signatures (seq INTEGER PRIMARY KEY REFERENCES audit,"
     " key_id TEXT NOT NULL, signature BLOB NOT NULL)",
     "CREATE INDEX IF NOT EXISTS audit_query ON audit (query_id)",
     "CREATE TABLE IF NOT EXISTS seen_nonces (requester TEXT NOT NULL, nonce BLOB NOT NULL,"
@@ -35,13 +36,29 @@ SCHEMA = (
     " BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END",
     "CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit"
     " BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS audit_sig_no_update BEFORE UPDATE ON audit_signatures"
+    " BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS audit_sig_no_delete BEFORE DELETE ON audit_signatures"
+    " BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END",
 )
 
 Write = Callable[[sqlite3.Connection], object]
+BatchHook = Callable[[sqlite3.Connection], None]
+RollbackHook = Callable[[], None]
+
+
+class _Pending:
+    __slots__ = ("done", "error", "result", "write")
+
+    def __init__(self, write: Write) -> None:
+        self.write = write
+        self.done = False
+        self.result: object = None
+        self.error: BaseException | None = None
 
 
 class StateDB:
-    """One node's state.db: a reader connection and a batching writer thread."""
+    """One node's state.db: a reader connection and a group-committing writer connection."""
 
     def __init__(self, path: Path, *, sync: str = "normal") -> None:
         self.path = path
@@ -49,75 +66,102 @@ class StateDB:
         with self._writer_conn:
             for stmt in SCHEMA:
                 self._writer_conn.execute(stmt)
-        self._queue: queue.Queue[tuple[Write, Future[object]] | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="state-writer", daemon=True)
-        self._thread.start()
+        self._pending: list[_Pending] = []
+        self._cond = threading.Condition()
+        self._committing = False
         self._read_lock = threading.Lock()
         self._reader = self._connect(sync)
+        self._hooks: list[BatchHook] = []
+        self._rollback_hooks: list[RollbackHook] = []
+
+    def on_batch_end(self, hook: BatchHook, *, on_rollback: RollbackHook) -> None:
+        """Run hook inside every batch's transaction, after its writes, before COMMIT;
+        on_rollback after a batch is rolled back, to drop state cached from it."""
+        self._hooks.append(hook)
+        self._rollback_hooks.append(on_rollback)
 
     def _connect(self, sync: str) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+        conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
         db = sqlite_utils.Database(conn)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
         return conn
 
-    def submit(self, write: Write) -> Future[object]:
-        """Queue write for the next batch; the future resolves once it is committed."""
-        fut: Future[object] = Future()
-        self._queue.put((write, fut))
-        return fut
+    def queue(self, write: Write) -> None:
+        """Queue write for the next batch without waiting; the next run() commits it first."""
+        with self._cond:
+            self._pending.append(_Pending(write))
+
+    def run(self, write: Write) -> object:
+        """Commit write (with whatever else is queued) and return its result.
+
+        The first waiter while no batch is being committed becomes the leader and
+        commits everything pending; the rest sleep until a batch holding their write
+        is done (one wake-up per batch, not a lock hand-off per caller).
+        """
+        item = _Pending(write)
+        with self._cond:
+            self._pending.append(item)
+            while not item.done and self._committing:
+                self._cond.wait()
+            if not item.done:
+                self._committing = True
+                batch, self._pending = self._pending, []
+        if not item.done:
+            try:
+                self._commit(batch)
+            finally:
+                with self._cond:
+                    self._committing = False
+                    self._cond.notify_all()
+        if item.error is not None:
+            raise item.error
+        return item.result
+
+    def flush(self) -> None:
+        """Commit whatever is queued."""
+        self.run(lambda conn: None)
 
     def read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         with self._read_lock:
             return list(self._reader.execute(sql, params).fetchall())
 
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            batch = [item]
-            while len(batch) < MAX_BATCH:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._commit(batch)
-                    return
-                batch.append(nxt)
-            self._commit(batch)
-
-    def _commit(self, batch: list[tuple[Write, Future[object]]]) -> None:
-        results: list[object] = []
-        conn = self._writer_conn
+    def _commit(self, batch: list[_Pending]) -> None:
+        # Fast path: the whole batch in one transaction. If any write fails, roll back
+        # and commit each write on its own, so one bad write cannot sink the others.
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            for write, _ in batch:
-                conn.execute("SAVEPOINT one")
-                try:
-                    results.append(write(conn))
-                    conn.execute("RELEASE one")
-                except Exception as exc:  # one bad write must not sink the batch
-                    conn.execute("ROLLBACK TO one")
-                    conn.execute("RELEASE one")
-                    results.append(exc)
-            conn.execute("COMMIT")
+            self._transaction(batch)
         except Exception as exc:
+            if len(batch) == 1:
+                batch[0].error = batch[0].error or exc
+            else:
+                for item in batch:
+                    try:
+                        self._transaction([item])
+                    except Exception as exc:
+                        item.error = exc
+        for item in batch:
+            item.done = True
+
+    def _transaction(self, items: list[_Pending]) -> None:
+        conn = self._writer_conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for item in items:
+                item.result = item.write(conn)
+            for hook in self._hooks:
+                hook(conn)
+            conn.execute("COMMIT")
+        except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            for _, fut in batch:
-                fut.set_exception(exc)
-            return
-        for (_, fut), result in zip(batch, results, strict=True):
-            if isinstance(result, Exception):
-                fut.set_exception(result)
-            else:
-                fut.set_result(result)
+            for reset in self._rollback_hooks:
+                reset()
+            if len(items) == 1:
+                items[0].error = exc
+            raise
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=10)
+        self.flush()
         self._writer_conn.close()
         self._reader.close()

@@ -64,9 +64,7 @@ def assert_refused(
 
 def test_signed_ping_round_trip_binds_request_and_is_audited_on_both_sides(net: Network) -> None:
     au, th = net.nodes["AU"], net.nodes["TH"]
-    answer = au.peers.call(
-        PING, responder="TH", purpose="check", fill=lambda r: None, timeout_s=5
-    )
+    answer = au.peers.call(PING, responder="TH", purpose="check", fill=lambda r: None, timeout_s=5)
     assert answer.signer_member == "TH"
     assert answer.signer_key_id == th.signing_key.key_id
     th_rec = th.audit.records(limit=1)[0].event
@@ -94,7 +92,10 @@ def test_unsigned_envelope_is_refused(net: Network) -> None:
     env = client.envelope(client.ping_request("TH"))
     del env.signatures[:]
     assert_refused(
-        th, lambda: client.stub(th).Ping(env, timeout=5), grpc.StatusCode.UNAUTHENTICATED, "unsigned"
+        th,
+        lambda: client.stub(th).Ping(env, timeout=5),
+        grpc.StatusCode.UNAUTHENTICATED,
+        "unsigned",
     )
 
 

@@ -8,6 +8,7 @@ certificate carries its member id as the subject common name and the DNS name
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 
 from cryptography import x509
@@ -230,3 +231,10 @@ def certificate_matches_key(cert_pem: bytes, key_pem: bytes) -> bool:
     )
     key_pub = _load_key(key_pem).public_key().public_bytes(serialization.Encoding.DER, spki)
     return cert_pub == key_pub
+
+
+@functools.lru_cache(maxsize=1024)
+def peer_identity(cert_pem: bytes) -> tuple[str, str]:
+    """(common name, fingerprint) of a peer certificate, cached: peers reconnect with the
+    same certificate for every call, and parsing it each time is measurable."""
+    return common_name(cert_pem), fingerprint(cert_pem)
