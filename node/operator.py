@@ -12,6 +12,7 @@ from collections.abc import Callable
 import grpc
 
 from node.peers import PeerClient
+from node.policy.admin import Applied, PolicyAdmin
 from node.queries import PING
 from protos.rcf.v1 import operator_pb2, operator_pb2_grpc
 from trust.errors import RcfError, RequestRejected
@@ -29,11 +30,13 @@ class OperatorServicer(operator_pb2_grpc.OperatorServicer):
         peers: PeerClient,
         status: Callable[[], operator_pb2.StatusResponse],
         refresh: Callable[[], None],
+        policy: PolicyAdmin | None = None,
     ) -> None:
         self._token = token.encode()
         self._peers = peers
         self._status = status
         self._refresh = refresh
+        self._policy = policy
 
     def _authenticate(self, context: grpc.ServicerContext) -> None:
         given = dict(context.invocation_metadata()).get(TOKEN_HEADER, "")
@@ -85,3 +88,44 @@ class OperatorServicer(operator_pb2_grpc.OperatorServicer):
             signer_key_id=answer.signer_key_id,
             request_digest_matches=True,
         )
+
+    def ApplyPolicy(
+        self, request: operator_pb2.ApplyPolicyRequest, context: grpc.ServicerContext
+    ) -> operator_pb2.ApplyPolicyResponse:
+        try:
+            self._authenticate(context)
+            return _applied(self._policy_admin().apply(request.source, request.filename))
+        except RcfError as exc:
+            abort(context, exc)
+
+    def RollbackPolicy(
+        self, request: operator_pb2.RollbackPolicyRequest, context: grpc.ServicerContext
+    ) -> operator_pb2.ApplyPolicyResponse:
+        try:
+            self._authenticate(context)
+            return _applied(self._policy_admin().rollback(request.version))
+        except RcfError as exc:
+            abort(context, exc)
+
+    def _policy_admin(self) -> PolicyAdmin:
+        if self._policy is None:
+            raise RequestRejected(
+                "This node serves no policy administration.", reason="unsupported",
+                status="UNIMPLEMENTED",
+            )  # fmt: skip
+        return self._policy
+
+
+def _applied(applied: Applied) -> operator_pb2.ApplyPolicyResponse:
+    v = applied.version
+    return operator_pb2.ApplyPolicyResponse(
+        version=v.version,
+        source_sha256=v.source_sha256,
+        applied_at_ms=v.applied_at_ms,
+        warnings=[
+            operator_pb2.PolicyIssue(
+                severity=i.severity, file=i.file, line=i.line, message=i.message, hint=i.hint
+            )
+            for i in applied.warnings
+        ],
+    )

@@ -97,6 +97,7 @@ class NodeServer:
                 peers=self.peers,
                 status=self.status,
                 refresh=self.refresh_directory,
+                policy=self.policy,
             ),
             self._operator,
         )

@@ -260,6 +260,28 @@ def _output_differences(a: Rule, b: Rule) -> list[str]:
     return [n for n in names if getattr(a, n) != getattr(b, n)]
 
 
+def _narrower(earlier: Rule, later: Rule, directory: Directory | None) -> bool:
+    """Whether earlier names strictly fewer requesters than later."""
+    if "*" in later.requesters and "*" not in earlier.requesters:
+        return True
+    if set(earlier.requesters) < set(later.requesters):
+        return True
+    if directory is None:
+        return False
+    return _members(earlier, directory) < _members(later, directory)
+
+
+def _whom(earlier: Rule, later: Rule, directory: Directory | None) -> list[str]:
+    """Who both rules name: member ids if the directory is known, else requester entries."""
+    if directory is not None:
+        return sorted(_members(earlier, directory) & _members(later, directory))
+    if "*" in earlier.requesters:
+        return list(later.requesters)
+    if "*" in later.requesters:
+        return list(earlier.requesters)
+    return sorted(set(earlier.requesters) & set(later.requesters))
+
+
 def overlaps(policy: Policy, directory: Directory | None) -> list[tuple[Rule, Rule, str]]:
     """(later, earlier, 'shadowed' or a description of the contradiction) pairs."""
     found: list[tuple[Rule, Rule, str]] = []
@@ -275,13 +297,9 @@ def overlaps(policy: Policy, directory: Directory | None) -> list[tuple[Rule, Ru
             ):
                 found.append((later, earlier, "shadowed"))
                 break
-            shared = _members(earlier, directory) & _members(later, directory)
-            same_entries = set(earlier.requesters) & set(later.requesters)
-            whom = (
-                sorted(shared)
-                or sorted(same_entries)
-                or (["everyone"] if "*" in (*earlier.requesters, *later.requesters) else [])
-            )
+            if _narrower(earlier, later, directory):
+                continue  # a specific grant above a general one: the usual, intended order
+            whom = _whom(earlier, later, directory)
             datasets = sorted(set(earlier.datasets) & set(later.datasets))
             if not whom or (later.query in DATASET_KIND and not datasets):
                 continue

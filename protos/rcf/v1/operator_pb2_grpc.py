@@ -49,6 +49,16 @@ class OperatorStub:
                 request_serializer=protos_dot_rcf_dot_v1_dot_operator__pb2.RefreshDirectoryRequest.SerializeToString,
                 response_deserializer=protos_dot_rcf_dot_v1_dot_operator__pb2.StatusResponse.FromString,
                 _registered_method=True)
+        self.ApplyPolicy = channel.unary_unary(
+                '/rcf.v1.Operator/ApplyPolicy',
+                request_serializer=protos_dot_rcf_dot_v1_dot_operator__pb2.ApplyPolicyRequest.SerializeToString,
+                response_deserializer=protos_dot_rcf_dot_v1_dot_operator__pb2.ApplyPolicyResponse.FromString,
+                _registered_method=True)
+        self.RollbackPolicy = channel.unary_unary(
+                '/rcf.v1.Operator/RollbackPolicy',
+                request_serializer=protos_dot_rcf_dot_v1_dot_operator__pb2.RollbackPolicyRequest.SerializeToString,
+                response_deserializer=protos_dot_rcf_dot_v1_dot_operator__pb2.ApplyPolicyResponse.FromString,
+                _registered_method=True)
 
 
 class OperatorServicer:
@@ -72,6 +82,18 @@ class OperatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ApplyPolicy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RollbackPolicy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OperatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -89,6 +111,16 @@ def add_OperatorServicer_to_server(servicer, server):
                     servicer.RefreshDirectory,
                     request_deserializer=protos_dot_rcf_dot_v1_dot_operator__pb2.RefreshDirectoryRequest.FromString,
                     response_serializer=protos_dot_rcf_dot_v1_dot_operator__pb2.StatusResponse.SerializeToString,
+            ),
+            'ApplyPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyPolicy,
+                    request_deserializer=protos_dot_rcf_dot_v1_dot_operator__pb2.ApplyPolicyRequest.FromString,
+                    response_serializer=protos_dot_rcf_dot_v1_dot_operator__pb2.ApplyPolicyResponse.SerializeToString,
+            ),
+            'RollbackPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.RollbackPolicy,
+                    request_deserializer=protos_dot_rcf_dot_v1_dot_operator__pb2.RollbackPolicyRequest.FromString,
+                    response_serializer=protos_dot_rcf_dot_v1_dot_operator__pb2.ApplyPolicyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -172,6 +204,60 @@ class Operator:
             '/rcf.v1.Operator/RefreshDirectory',
             protos_dot_rcf_dot_v1_dot_operator__pb2.RefreshDirectoryRequest.SerializeToString,
             protos_dot_rcf_dot_v1_dot_operator__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rcf.v1.Operator/ApplyPolicy',
+            protos_dot_rcf_dot_v1_dot_operator__pb2.ApplyPolicyRequest.SerializeToString,
+            protos_dot_rcf_dot_v1_dot_operator__pb2.ApplyPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RollbackPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rcf.v1.Operator/RollbackPolicy',
+            protos_dot_rcf_dot_v1_dot_operator__pb2.RollbackPolicyRequest.SerializeToString,
+            protos_dot_rcf_dot_v1_dot_operator__pb2.ApplyPolicyResponse.FromString,
             options,
             channel_credentials,
             insecure,

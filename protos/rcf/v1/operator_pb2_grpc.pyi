@@ -36,6 +36,8 @@ class OperatorStub:
     Status: _grpc.UnaryUnaryMultiCallable[_operator_pb2.StatusRequest, _operator_pb2.StatusResponse]
     PingPeer: _grpc.UnaryUnaryMultiCallable[_operator_pb2.PingPeerRequest, _operator_pb2.PingPeerResponse]
     RefreshDirectory: _grpc.UnaryUnaryMultiCallable[_operator_pb2.RefreshDirectoryRequest, _operator_pb2.StatusResponse]
+    ApplyPolicy: _grpc.UnaryUnaryMultiCallable[_operator_pb2.ApplyPolicyRequest, _operator_pb2.ApplyPolicyResponse]
+    RollbackPolicy: _grpc.UnaryUnaryMultiCallable[_operator_pb2.RollbackPolicyRequest, _operator_pb2.ApplyPolicyResponse]
 
 @_typing.type_check_only
 class OperatorAsyncStub(OperatorStub):
@@ -43,6 +45,8 @@ class OperatorAsyncStub(OperatorStub):
     Status: _aio.UnaryUnaryMultiCallable[_operator_pb2.StatusRequest, _operator_pb2.StatusResponse]  # type: ignore[assignment]
     PingPeer: _aio.UnaryUnaryMultiCallable[_operator_pb2.PingPeerRequest, _operator_pb2.PingPeerResponse]  # type: ignore[assignment]
     RefreshDirectory: _aio.UnaryUnaryMultiCallable[_operator_pb2.RefreshDirectoryRequest, _operator_pb2.StatusResponse]  # type: ignore[assignment]
+    ApplyPolicy: _aio.UnaryUnaryMultiCallable[_operator_pb2.ApplyPolicyRequest, _operator_pb2.ApplyPolicyResponse]  # type: ignore[assignment]
+    RollbackPolicy: _aio.UnaryUnaryMultiCallable[_operator_pb2.RollbackPolicyRequest, _operator_pb2.ApplyPolicyResponse]  # type: ignore[assignment]
 
 class OperatorServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -65,5 +69,19 @@ class OperatorServicer(metaclass=_abc_1.ABCMeta):
         request: _operator_pb2.RefreshDirectoryRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_operator_pb2.StatusResponse, _abc.Awaitable[_operator_pb2.StatusResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ApplyPolicy(
+        self,
+        request: _operator_pb2.ApplyPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_operator_pb2.ApplyPolicyResponse, _abc.Awaitable[_operator_pb2.ApplyPolicyResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RollbackPolicy(
+        self,
+        request: _operator_pb2.RollbackPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_operator_pb2.ApplyPolicyResponse, _abc.Awaitable[_operator_pb2.ApplyPolicyResponse]]: ...
 
 def add_OperatorServicer_to_server(servicer: OperatorServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
