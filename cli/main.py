@@ -10,7 +10,7 @@ import sys
 import click
 import structlog
 
-from cli import audit_cmds, bench_cmds, demo_cmds, hub_cmds, node_cmds, policy_cmds
+from cli import audit_cmds, bench_cmds, data_cmds, demo_cmds, hub_cmds, node_cmds, policy_cmds
 
 
 def configure_logging() -> None:
