@@ -35,7 +35,7 @@ def rcf() -> None:
     configure_logging()
 
 
-for module in (hub_cmds, node_cmds, audit_cmds, demo_cmds, bench_cmds, policy_cmds):
+for module in (hub_cmds, node_cmds, audit_cmds, data_cmds, demo_cmds, bench_cmds, policy_cmds):
     module.register(rcf)
 
 
