@@ -16,8 +16,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import grpc
-
 from benchmarks.common import BenchResult, percentile
 from benchmarks.echo_server import METHOD
 from cli.local_network import LocalNetwork, MemberSpec
@@ -85,7 +83,9 @@ def run(*, quick: bool = False) -> BenchResult:
                 server_name=pki.node_server_name("TH"),
                 max_message_bytes=4 << 20,
             )
-            bare_call = channel.unary_unary(METHOD)
+            bare_call = channel.unary_unary(
+                METHOD, request_serializer=None, response_deserializer=None
+            )
             peers = requester.peers
 
             def signed() -> object:

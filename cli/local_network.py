@@ -155,5 +155,17 @@ def stop_kept(root: Path) -> list[str]:
             stopped.append(name)
         except ProcessLookupError:
             continue
+    deadline = time.monotonic() + 10
+    for name in stopped:
+        while _alive(int(pids[name])) and time.monotonic() < deadline:
+            time.sleep(0.05)
     (root / PIDS_FILE).unlink(missing_ok=True)
     return stopped
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
