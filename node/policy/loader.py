@@ -356,18 +356,19 @@ def parse_policy(text: str, filename: str = "<policy>") -> Loaded:
     rules: list[Rule] = []
     seen_ids: dict[str, int] = {}
     for index, raw in enumerate(raw_rules):
-        rule = _read_rule(reader, index, raw)
-        if rule is None:
-            continue
-        if rule.id in seen_ids:
+        rule_id = raw.get("id") if isinstance(raw, dict) else None
+        if isinstance(rule_id, str) and rule_id in seen_ids:
             reader.error(
                 ("rule", index, "id"),
-                f"rule id '{rule.id}' is used twice (first at line {seen_ids[rule.id]}).",
+                f"rule id '{rule_id}' is used twice (first at line {seen_ids[rule_id]}).",
                 "every rule needs its own id",
             )
             continue
-        seen_ids[rule.id] = rule.line
-        rules.append(rule)
+        if isinstance(rule_id, str):
+            seen_ids[rule_id] = smap.line("rule", index)
+        rule = _read_rule(reader, index, raw)
+        if rule is not None:
+            rules.append(rule)
     issues = tuple(sorted(reader.issues, key=lambda i: i.line))
     if any(i.severity == "error" for i in issues):
         return Loaded(None, issues, smap, data)

@@ -198,8 +198,14 @@ def _check_datasets(
 # -- rules that overlap ----------------------------------------------------------
 
 
-def _covers(outer: tuple[str, ...], inner: tuple[str, ...]) -> bool:
-    return "*" in outer or set(inner) <= set(outer)
+def _covers(outer: Rule, inner: Rule, directory: Directory | None) -> bool:
+    """Whether outer names everyone inner names (by the directory as it is now)."""
+    if "*" in outer.requesters or set(inner.requesters) <= set(outer.requesters):
+        return True
+    if directory is None or "*" in inner.requesters:
+        return False
+    named = _members(inner, directory)
+    return bool(named) and named <= _members(outer, directory)
 
 
 def _members(rule: Rule, directory: Directory | None) -> set[str]:
@@ -290,7 +296,7 @@ def overlaps(policy: Policy, directory: Directory | None) -> list[tuple[Rule, Ru
             if earlier.query != later.query:
                 continue
             if (
-                _covers(earlier.requesters, later.requesters)
+                _covers(earlier, later, directory)
                 and set(later.datasets) <= set(earlier.datasets)
                 and _validity_covers(earlier, later)
                 and _accepts_all_of(earlier, later)
