@@ -16,6 +16,7 @@ from trust.errors import ConfigError
 
 BENCHMARKS = {
     "ping": "benchmarks.ping",
+    "import": "benchmarks.bench_import",
 }
 
 
