@@ -222,8 +222,8 @@ class Pipeline:
                 f"The TLS certificate is not the one enrolled for {peer_member}.",
                 reason="tls_cert_not_enrolled",
             )
-        check_active(requester)
-
+        # Parsed once verified, before the remaining checks, so that every refusal
+        # from here on is audited under the requester's query id.
         request = spec.request_cls()
         try:
             request.ParseFromString(verified.payload)
@@ -233,6 +233,7 @@ class Pipeline:
             ) from exc
         header = request.header
         seen.query_id, seen.purpose = header.query_id, header.purpose
+        check_active(requester)
         self._check_header(header, requester=peer_member, now=now)
         self._replay.remember(peer_member, header.nonce, header.expires_at_ms)
         decision = self._policy.check(requester, spec.description(request, header.purpose))

@@ -1,0 +1,172 @@
+"""The rcf command end to end, as a subprocess, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.cli_helpers import fails, ok, rcf, serving
+
+
+def test_version_and_help() -> None:
+    assert ok("--version").startswith("rcf, version ")
+    assert "hub" in ok("--help")
+
+
+def test_hub_admin_and_node_operator_flow(tmp_path: Path) -> None:
+    hub = str(tmp_path / "hub")
+    ok("hub", "init", "--hub-dir", hub, "--network", "test")
+    ok(
+        "hub",
+        "member",
+        "add",
+        "TH",
+        "--hub-dir",
+        hub,
+        "--name",
+        "Thailand",
+        "--group",
+        "steering-group",
+    )
+    ok("hub", "member", "add", "AU", "--hub-dir", hub, "--name", "Australia")
+    ok("hub", "member", "add", "NZ", "--hub-dir", hub, "--name", "New Zealand")
+    out = ok("hub", "ncp", "add", "TH", "--hub-dir", hub, "--agency", "Royal Thai Police",
+             "--role", "duty desk", "--name", "AHTD", "--language", "th", "--language", "en")  # fmt: skip
+    ncp_id = out.split()[1]
+    ok("hub", "ncp", "update", ncp_id, "--hub-dir", hub, "--phone", "+66 2 000")
+    [ncp] = json.loads(ok("hub", "ncp", "list", "--hub-dir", hub, "--json"))
+    assert ncp["phone"] == "+66 2 000" and ncp["languages"] == ["th", "en"]
+
+    with serving("hub", "serve", "--hub-dir", hub, ready=tmp_path / "hub" / "hub-runtime.json"):
+        # Join token over the wire for TH and AU.
+        for member in ("TH", "AU"):
+            token = ok("hub", "token", "create", member, "--hub-dir", hub).strip()
+            ok("node", "init", "--node-dir", str(tmp_path / member), "--member", member,
+               "--join-token", token)  # fmt: skip
+        # The token is one-time.
+        fails("node", "init", "--node-dir", str(tmp_path / "TH2"), "--member", "TH",
+              "--join-token", token.replace("AU", "AU"))  # fmt: skip
+        # Offline file exchange for NZ.
+        nz = str(tmp_path / "NZ")
+        ok("node", "init", "--node-dir", nz, "--member", "NZ", "--offline")
+        fails("node", "serve", "--node-dir", nz)  # not enrolled yet
+        ok("hub", "enroll", "--hub-dir", hub, "--request", f"{nz}/enroll-request.json",
+           "--out", str(tmp_path / "nz-response.json"))  # fmt: skip
+        ok("node", "enroll", "--node-dir", nz, "--response", str(tmp_path / "nz-response.json"))
+
+        with (
+            serving("node", "serve", "--node-dir", str(tmp_path / "TH"),
+                    ready=tmp_path / "TH" / "node-runtime.json"),
+            serving("node", "serve", "--node-dir", str(tmp_path / "AU"),
+                    ready=tmp_path / "AU" / "node-runtime.json"),
+            serving("node", "serve", "--node-dir", nz, ready=tmp_path / "NZ" / "node-runtime.json"),
+        ):  # fmt: skip
+            for member in ("TH", "AU", "NZ"):
+                ok("node", "refresh", "--node-dir", str(tmp_path / member))
+            results = json.loads(
+                ok("ping", "--node-dir", str(tmp_path / "AU"), "TH", "NZ", "--count", "2", "--json")
+            )
+            assert [r["member_id"] for r in results] == ["TH", "TH", "NZ", "NZ"]
+            assert all(r["ok"] and r["signer"] == r["member_id"] for r in results)
+            status = json.loads(ok("node", "status", "--node-dir", str(tmp_path / "AU"), "--json"))
+            assert status["member_id"] == "AU" and status["directory_serial"] > 0
+
+            members = json.loads(ok("hub", "member", "list", "--hub-dir", hub, "--json"))
+            assert {m["member_id"]: bool(m["endpoint"]) for m in members} == {
+                "AU": True, "NZ": True, "TH": True,
+            }  # fmt: skip
+
+            ok("hub", "member", "suspend", "AU", "--hub-dir", hub)
+            ok("node", "refresh", "--node-dir", str(tmp_path / "TH"))
+            refused = rcf("ping", "--node-dir", str(tmp_path / "AU"), "TH", "--json")
+            assert refused.returncode == 1
+            assert "suspended" in json.loads(refused.stdout)[0]["error"]
+            ok("hub", "member", "reinstate", "AU", "--hub-dir", hub)
+            ok("node", "refresh", "--node-dir", str(tmp_path / "TH"))
+            ok("ping", "--node-dir", str(tmp_path / "AU"), "TH")
+
+        # Servers stopped: the logs are complete and verify.
+        th_log = json.loads(ok("audit", "show", "--node-dir", str(tmp_path / "TH"), "--json"))
+        pings = [r for r in th_log if r["query_type"] == "Ping"]
+        assert [r["decision"] for r in pings] == ["answered", "answered", "refused", "answered"]
+        assert [r["reason"] for r in pings] == ["ok", "ok", "member_suspended", "ok"]
+        assert {r["requester"] for r in pings} == {"AU"}
+        au_log = json.loads(ok("audit", "show", "--node-dir", str(tmp_path / "AU"), "--json"))
+        sent = [r for r in au_log if r["query_type"] == "Ping" and r["side"] == "requester"]
+        assert [r["responder"] for r in sent] == ["TH", "TH", "NZ", "NZ", "TH", "TH"]
+        # Both sides of each query (the refused one too) agree on its id and digest.
+        by_id = {r["query_id"]: r for r in sent}
+        for r in pings:
+            assert by_id[r["query_id"]]["request_sha256"] == r["request_sha256"]
+            assert by_id[r["query_id"]]["response_sha256"] == r["response_sha256"]
+        assert "intact" in ok("audit", "verify", "--node-dir", str(tmp_path / "TH"))
+
+
+def test_audit_verify_detects_tampering(tmp_path: Path) -> None:
+    import sqlite3
+
+    ok("demo", "--keep", "--dir", str(tmp_path / "net"))
+    try:
+        th = tmp_path / "net" / "nodes" / "TH"
+    finally:
+        ok("demo", "stop", str(tmp_path / "net"))
+    assert "intact" in ok("audit", "verify", "--node-dir", str(th))
+    conn = sqlite3.connect(th / "state.db")
+    conn.execute("DROP TRIGGER audit_no_update")  # an attacker with file access
+    conn.execute("UPDATE audit SET requester = 'XX' WHERE seq = 2")
+    conn.commit()
+    conn.close()
+    assert "altered" in fails("audit", "verify", "--node-dir", str(th))
+
+
+def test_demo_runs_end_to_end_and_cleans_up(tmp_path: Path) -> None:
+    result = rcf("demo", "--dir", str(tmp_path / "demo"), timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "FAILED" not in result.stdout
+    assert "demo complete: network stopped" in result.stdout
+    assert "hash chain and signatures verified" in result.stdout
+    assert not (tmp_path / "demo" / "demo-pids.json").exists()
+
+
+def test_bad_input_is_one_sentence_and_non_zero(tmp_path: Path) -> None:
+    hub = str(tmp_path / "hub")
+    assert "not a hub folder" in fails("hub", "member", "list", "--hub-dir", hub)
+    ok("hub", "init", "--hub-dir", hub)
+    assert "already holds a hub" in fails("hub", "init", "--hub-dir", hub)
+    assert "at least 1h" in fails(
+        "hub", "init", "--hub-dir", str(tmp_path / "h2"), "--directory-ttl", "5s"
+    )
+    assert "not a duration" in fails(
+        "hub", "init", "--hub-dir", str(tmp_path / "h3"), "--directory-ttl", "soon"
+    )
+    assert "not a member id" in fails("hub", "member", "add", "th", "--hub-dir", hub)
+    assert "No member XX" in fails("hub", "member", "suspend", "XX", "--hub-dir", hub)
+    assert "not running" in fails("hub", "token", "create", "TH", "--hub-dir", hub)
+    node = str(tmp_path / "node")
+    assert "not an rcf join token" in fails(
+        "node", "init", "--node-dir", node, "--member", "TH", "--join-token", "hello"
+    )
+    assert "damaged" in fails(
+        "node", "init", "--node-dir", node, "--member", "TH", "--join-token", "rcfjoin1.AAAA"
+    )
+    assert "either --join-token" in fails("node", "init", "--node-dir", node, "--member", "TH")
+    assert "not an enrolled node folder" in fails("node", "serve", "--node-dir", node)
+    assert "not an enrolled node folder" in fails("ping", "--node-dir", node, "TH")
+    bogus = tmp_path / "bogus.json"
+    bogus.write_text("{not json")
+    assert "not valid JSON" in fails(
+        "hub",
+        "enroll",
+        "--hub-dir",
+        hub,
+        "--request",
+        str(bogus),
+        "--out",
+        str(tmp_path / "o.json"),
+        "--hub-address",
+        "x:1",
+    )
+    assert "No benchmark" in fails("bench", "nosuch")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    assert "not empty" in fails("demo", "--dir", str(tmp_path / "full"))
