@@ -21,7 +21,11 @@ from cli.local_network import LocalNetwork, MemberSpec, stop_kept
 from cli.operator_client import operator_stub
 from cli.output import console, table
 from node.audit import AuditLog, verify_chain
+from node.dictionary import load_dictionary
+from node.importer import import_file
 from node.state import StateDB
+from node.store import DataStore
+from node.synthetic import DATASET_CODES, generate_member_data
 from protos.rcf.v1 import operator_pb2
 from trust import pki
 from trust.directory import MemberStatus, Ncp
@@ -41,6 +45,9 @@ NCPS = {
     "TH": ("Royal Thai Police, Immigration Bureau", "duty desk", "+66 2 287 3101", ("th", "en")),
     "RSO": ("Regional Support Office", "coordinator", "+66 2 343 9477", ("en",)),
 }
+
+DEMO_DATASETS = list(DATASET_CODES)
+DEMO_LABELS = ["movements", "traffick.", "doc fraud", "asylum", "persons", "documents"]
 
 
 @dataclass
@@ -204,10 +211,36 @@ def step_audit(demo: Demo) -> None:
     )
 
 
+def step_data(demo: Demo) -> None:
+    rows = []
+    for member_id in demo.ids:
+        if member_id == "RSO":
+            continue  # the RSO holds no national data
+        layout = demo.net.node_layout(member_id)
+        files = generate_member_data(member_id, demo.net.root / "data", seed=2024, rows=2000)
+        store = DataStore(layout.data_db, dictionary=load_dictionary(layout))
+        try:
+            imported = 0
+            for dataset, path in files.items():
+                if dataset in store.dictionary.datasets:
+                    result = import_file(store, path, dataset=dataset)
+                    imported += result.inserted + result.updated + result.unchanged
+            held = {s.dataset: s.records for s in store.stats()}
+        finally:
+            store.close()
+        rows.append([member_id, f"{imported:,}", *(f"{held[d]:,}" for d in DEMO_DATASETS)])
+    table(
+        "synthetic national data generated (seed 2024) and imported: rcf data stats",
+        ["node", "imported", *DEMO_LABELS],
+        rows,
+    )
+
+
 STEPS: list[tuple[str, Callable[[Demo], None]]] = [
     ("Hub: network CA, hub key, registry, NCPs", step_hub),
     ("Enrolment: node keys, CSRs, certificates, signed directory", step_enrol),
     ("Nodes serve; directory refresh", step_serve),
+    ("Data: realistic synthetic records imported at every state's node", step_data),
     ("Signed ping between every pair of nodes", step_ping),
     ("Suspension takes effect at the next directory refresh", step_suspend),
     ("Audit trail", step_audit),
