@@ -124,6 +124,9 @@ class Loaded:
     issues: tuple[Issue, ...]
     source_map: SourceMap
     data: dict[str, Any]
+    # Every rule that could be read at all, errors or not, so that later checks
+    # (directory, dictionary) report their errors in the same run.
+    partial: Policy | None = None
 
     @property
     def errors(self) -> list[Issue]:
@@ -370,15 +373,15 @@ def parse_policy(text: str, filename: str = "<policy>") -> Loaded:
         if rule is not None:
             rules.append(rule)
     issues = tuple(sorted(reader.issues, key=lambda i: i.line))
-    if any(i.severity == "error" for i in issues):
-        return Loaded(None, issues, smap, data)
     policy = Policy(
         rules=tuple(rules),
         member=member,
         description=description,
         source_sha256=hashlib.sha256(text.encode()).hexdigest(),
     )
-    return Loaded(policy, issues, smap, data)
+    if any(i.severity == "error" for i in issues):
+        return Loaded(None, issues, smap, data, partial=policy)
+    return Loaded(policy, issues, smap, data, partial=policy)
 
 
 def _read_rule(reader: _Reader, index: int, raw: object) -> Rule | None:
@@ -387,7 +390,6 @@ def _read_rule(reader: _Reader, index: int, raw: object) -> Rule | None:
     if not isinstance(raw, dict):
         reader.error(path, "each rule must be a table: [[rule]].")
         return None
-    before = len(reader.issues)
     rule_id = reader.string(raw, path, "id")
     if rule_id is None:
         if "id" not in raw:
@@ -439,7 +441,7 @@ def _read_rule(reader: _Reader, index: int, raw: object) -> Rule | None:
             reader.error(path, f"rule '{rule_id}' ({query}) needs '{key}'.", _HINTS[key])
     requesters = reader.strings(raw, path, "requesters")
     for entry in requesters or ():
-        problem = _requester_problem(entry)
+        problem = requester_problem(entry)
         if problem:
             reader.error(
                 (*path, "requesters"),
@@ -475,8 +477,8 @@ def _read_rule(reader: _Reader, index: int, raw: object) -> Rule | None:
                     _HINTS[key],
                 )
     else:
-        for key in ("epsilon", "budget"):
-            if key in raw:
+        for key, parsed in (("epsilon", epsilon), ("budget", budget_raw)):
+            if parsed is not None:
                 reader.error(
                     (*path, key),
                     f"'{key}' has no effect without noise.",
@@ -520,10 +522,10 @@ def _read_rule(reader: _Reader, index: int, raw: object) -> Rule | None:
         valid_from=valid_from,
         valid_until=valid_until,
     )
-    return rule if len(reader.issues) == before else None
+    return rule
 
 
-def _requester_problem(entry: str) -> str:
+def requester_problem(entry: str) -> str:
     if entry == "*":
         return ""
     kind, sep, name = entry.partition(":")

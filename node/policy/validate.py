@@ -11,7 +11,7 @@ import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from node.policy.loader import Issue, Loaded, parse_policy
+from node.policy.loader import Issue, Loaded, parse_policy, requester_problem
 from node.policy.model import (
     AGGREGATE,
     ALERTS,
@@ -46,10 +46,10 @@ def _close(word: str, choices: list[str]) -> str:
 def check_policy(text: str, filename: str, context: Context) -> Loaded:
     """Parse text and check it in context; issues are sorted by line."""
     loaded = parse_policy(text, filename)
-    if loaded.policy is None:
-        return loaded
+    policy = loaded.partial
+    if policy is None:
+        return loaded  # not even TOML
     issues = list(loaded.issues)
-    policy = loaded.policy
     smap = loaded.source_map
 
     def err(path: tuple[str | int, ...], message: str, hint: str = "") -> None:
@@ -80,8 +80,8 @@ def check_policy(text: str, filename: str, context: Context) -> Loaded:
         if directory is not None:
             for entry in rule.requesters:
                 kind, sep, name = entry.partition(":")
-                if entry == "*":
-                    continue
+                if entry == "*" or requester_problem(entry):
+                    continue  # malformed entries are reported by the loader
                 if not sep:
                     if directory.member(entry) is None:
                         err(
@@ -110,7 +110,8 @@ def check_policy(text: str, filename: str, context: Context) -> Loaded:
                 (*path, "valid_until"),
                 f"rule '{rule.id}' expired on {rule.valid_until}; it grants nothing.",
             )
-    for later, earlier, how in overlaps(policy, directory):
+    # Overlaps are judged on a policy without errors only; with errors they mislead.
+    for later, earlier, how in overlaps(policy, directory) if loaded.policy else []:
         path = ("rule", _index_of(loaded, later.id, 0))
         if how == "shadowed":
             warn(
@@ -127,7 +128,7 @@ def check_policy(text: str, filename: str, context: Context) -> Loaded:
                 f"{how}; where both apply the earlier one decides.",
                 "give each requester one rule per query and dataset, or make them agree",
             )
-    if not policy.rules:
+    if not policy.rules and loaded.policy is not None:
         issues.append(
             Issue(
                 "warning",
