@@ -11,8 +11,8 @@ from typing import Any
 import grpc
 import pytest
 
-import node.policy.admin as admin_module
 from cli.operator_client import operator_stub
+from node.policy import engine, loader
 from node.policy.model import Decision, Policy, QueryDescription
 from node.server import NodeServer
 from protos.rcf.v1 import operator_pb2
@@ -52,7 +52,7 @@ class Recorder:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.seen: list[tuple[Policy, str, Decision]] = []
         self._lock = threading.Lock()
-        real = admin_module.decide
+        real = engine.decide
 
         def recording(
             policy: Policy, requester: Member, query: QueryDescription, **kw: Any
@@ -62,7 +62,7 @@ class Recorder:
                 self.seen.append((policy, requester.member_id, decision))
             return decision
 
-        monkeypatch.setattr(admin_module, "decide", recording)
+        monkeypatch.setattr("node.policy.admin.decide", recording)
 
 
 def test_applied_policy_decides_the_next_request_and_never_half_loaded(
@@ -75,7 +75,7 @@ def test_applied_policy_decides_the_next_request_and_never_half_loaded(
     seeded_version = th.policy.gate.policy.version if th.policy.gate else 0
 
     # Compiling a new version is made slow, so requests arrive while it loads.
-    real_load = admin_module.load_policy
+    real_load = loader.load_policy
     loading = threading.Event()
     window: list[float] = []
 
@@ -86,7 +86,7 @@ def test_applied_policy_decides_the_next_request_and_never_half_loaded(
         time.sleep(0.3)
         return real_load(text, filename)
 
-    monkeypatch.setattr(admin_module, "load_policy", slow_load)
+    monkeypatch.setattr("node.policy.admin.load_policy", slow_load)
 
     stop = threading.Event()
     outcomes: list[tuple[float, str]] = []

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from node.policy.model import Charge
@@ -38,21 +37,12 @@ SCHEMA = (
 )
 
 
-def _run(state: StateDB, write: Callable[[sqlite3.Connection], object]) -> object:
-    """Commit write through the state writer and return its result."""
-    # StateDB is moving from submit() (a Future) to run(); work with either.
-    run = getattr(state, "run", None)
-    if run is not None:
-        return run(write)
-    return getattr(state, "submit")(write).result(timeout=30)  # noqa: B009
-
-
 def ensure_schema(state: StateDB) -> None:
     def create(conn: sqlite3.Connection) -> None:
         for stmt in SCHEMA:
             conn.execute(stmt)
 
-    _run(state, create)
+    state.run(create)
 
 
 @dataclass(frozen=True)
@@ -172,7 +162,7 @@ class PolicyStore:
             )  # fmt: skip
             return StoredVersion(**{**draft.__dict__, "envelope": envelope})
 
-        result = _run(self._state, write)
+        result = self._state.run(write)
         assert result is None or isinstance(result, StoredVersion)
         return result
 
@@ -231,6 +221,6 @@ class UsageStore:
 
         if not charges:
             return None
-        result = _run(self._state, write)
+        result = self._state.run(write)
         assert result is None or isinstance(result, Overdraw)
         return result
