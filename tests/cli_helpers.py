@@ -19,6 +19,7 @@ def rcf(
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [RCF, *args],
+        check=False,
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -30,8 +30,24 @@ def test_hub_admin_and_node_operator_flow(tmp_path: Path) -> None:
     )
     ok("hub", "member", "add", "AU", "--hub-dir", hub, "--name", "Australia")
     ok("hub", "member", "add", "NZ", "--hub-dir", hub, "--name", "New Zealand")
-    out = ok("hub", "ncp", "add", "TH", "--hub-dir", hub, "--agency", "Royal Thai Police",
-             "--role", "duty desk", "--name", "AHTD", "--language", "th", "--language", "en")  # fmt: skip
+    out = ok(
+        "hub",
+        "ncp",
+        "add",
+        "TH",
+        "--hub-dir",
+        hub,
+        "--agency",
+        "Royal Thai Police",
+        "--role",
+        "duty desk",
+        "--name",
+        "AHTD",
+        "--language",
+        "th",
+        "--language",
+        "en",
+    )
     ncp_id = out.split()[1]
     ok("hub", "ncp", "update", ncp_id, "--hub-dir", hub, "--phone", "+66 2 000")
     [ncp] = json.loads(ok("hub", "ncp", "list", "--hub-dir", hub, "--json"))
@@ -41,26 +57,60 @@ def test_hub_admin_and_node_operator_flow(tmp_path: Path) -> None:
         # Join token over the wire for TH and AU.
         for member in ("TH", "AU"):
             token = ok("hub", "token", "create", member, "--hub-dir", hub).strip()
-            ok("node", "init", "--node-dir", str(tmp_path / member), "--member", member,
-               "--join-token", token)  # fmt: skip
+            ok(
+                "node",
+                "init",
+                "--node-dir",
+                str(tmp_path / member),
+                "--member",
+                member,
+                "--join-token",
+                token,
+            )
         # The token is one-time.
-        fails("node", "init", "--node-dir", str(tmp_path / "TH2"), "--member", "TH",
-              "--join-token", token.replace("AU", "AU"))  # fmt: skip
+        fails(
+            "node",
+            "init",
+            "--node-dir",
+            str(tmp_path / "TH2"),
+            "--member",
+            "TH",
+            "--join-token",
+            token.replace("AU", "AU"),
+        )
         # Offline file exchange for NZ.
         nz = str(tmp_path / "NZ")
         ok("node", "init", "--node-dir", nz, "--member", "NZ", "--offline")
         fails("node", "serve", "--node-dir", nz)  # not enrolled yet
-        ok("hub", "enroll", "--hub-dir", hub, "--request", f"{nz}/enroll-request.json",
-           "--out", str(tmp_path / "nz-response.json"))  # fmt: skip
+        ok(
+            "hub",
+            "enroll",
+            "--hub-dir",
+            hub,
+            "--request",
+            f"{nz}/enroll-request.json",
+            "--out",
+            str(tmp_path / "nz-response.json"),
+        )
         ok("node", "enroll", "--node-dir", nz, "--response", str(tmp_path / "nz-response.json"))
 
         with (
-            serving("node", "serve", "--node-dir", str(tmp_path / "TH"),
-                    ready=tmp_path / "TH" / "node-runtime.json"),
-            serving("node", "serve", "--node-dir", str(tmp_path / "AU"),
-                    ready=tmp_path / "AU" / "node-runtime.json"),
+            serving(
+                "node",
+                "serve",
+                "--node-dir",
+                str(tmp_path / "TH"),
+                ready=tmp_path / "TH" / "node-runtime.json",
+            ),
+            serving(
+                "node",
+                "serve",
+                "--node-dir",
+                str(tmp_path / "AU"),
+                ready=tmp_path / "AU" / "node-runtime.json",
+            ),
             serving("node", "serve", "--node-dir", nz, ready=tmp_path / "NZ" / "node-runtime.json"),
-        ):  # fmt: skip
+        ):
             for member in ("TH", "AU", "NZ"):
                 ok("node", "refresh", "--node-dir", str(tmp_path / member))
             results = json.loads(
@@ -73,8 +123,10 @@ def test_hub_admin_and_node_operator_flow(tmp_path: Path) -> None:
 
             members = json.loads(ok("hub", "member", "list", "--hub-dir", hub, "--json"))
             assert {m["member_id"]: bool(m["endpoint"]) for m in members} == {
-                "AU": True, "NZ": True, "TH": True,
-            }  # fmt: skip
+                "AU": True,
+                "NZ": True,
+                "TH": True,
+            }
 
             ok("hub", "member", "suspend", "AU", "--hub-dir", hub)
             ok("node", "refresh", "--node-dir", str(tmp_path / "TH"))
