@@ -96,7 +96,9 @@ class Network:
             ca_pem=self.hub_layout.ca_cert.read_bytes(),
             hub_public_key=self.hub_layout.load_signing_key().public_key,
         )
-        layout = init_with_token(self.root / member_id, member_id=member_id, token_text=token.encode())
+        layout = init_with_token(
+            self.root / member_id, member_id=member_id, token_text=token.encode()
+        )
         if config:
             set_node_config(layout, **config)
         return layout

@@ -145,7 +145,9 @@ def test_directory_signed_by_another_key_is_refused() -> None:
     unsigned = Envelope(env.payload, env.payload_type, ())
     with pytest.raises(DirectoryError, match="not signed"):
         verify_directory(unsigned, hub_public_key=hub.public_key, now_ms=2_000)
-    forged = Envelope(env.payload, env.payload_type, (Signature(env.signatures[0].key_id, b"0" * 64),))
+    forged = Envelope(
+        env.payload, env.payload_type, (Signature(env.signatures[0].key_id, b"0" * 64),)
+    )
     with pytest.raises(DirectoryError):
         verify_directory(forged, hub_public_key=impostor.public_key, now_ms=2_000)
 
