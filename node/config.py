@@ -1,9 +1,10 @@
 """A node's folder, its `node.toml`, and loading both with clear errors.
 
 `node.toml` holds what an operator may edit: the hub's address, listen
-addresses, time windows, size limit, refresh interval and the interim
-allow-list (``[allow]``: query type → member ids, ``group:NAME``,
-``role:NAME`` or ``*`` for every active member; anything unlisted is denied).
+addresses, time windows, size limit, refresh interval, and ``[allow]`` (query
+type → member ids, ``group:NAME``, ``role:NAME`` or ``*``), which only seeds
+the node's first sharing policy when it first starts; from then on the policy
+in state.db decides (``rcf policy``, see policies/README.md).
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def render_config(
     lines += [f"{k} = {_toml_value(v)}" for k, v in DEFAULTS.items()]
     lines += [
         "",
-        "# Who may ask what (default deny) until sharing policies replace this.",
+        "# Seeds this node's first sharing policy when it first starts; after that",
+        "# it has no effect: use 'rcf policy apply' (see policies/README.md).",
         "[allow]",
     ]
     lines += [f"{k} = {_toml_value(v)}" for k, v in allow.items()]
