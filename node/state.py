@@ -48,13 +48,19 @@ RollbackHook = Callable[[], None]
 
 
 class _Pending:
-    __slots__ = ("done", "error", "result", "write")
+    __slots__ = ("done", "error", "result", "wake", "write")
 
-    def __init__(self, write: Write) -> None:
+    def __init__(self, write: Write, *, waiter: bool) -> None:
         self.write = write
         self.done = False
         self.result: object = None
         self.error: BaseException | None = None
+        # Held from birth; released exactly once: when the write is committed, or to
+        # make this waiter the next leader. None for queued writes nobody waits on.
+        self.wake: threading.Lock | None = None
+        if waiter:
+            self.wake = threading.Lock()
+            self.wake.acquire()
 
 
 class StateDB:
@@ -67,7 +73,7 @@ class StateDB:
             for stmt in SCHEMA:
                 self._writer_conn.execute(stmt)
         self._pending: list[_Pending] = []
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._committing = False
         self._read_lock = threading.Lock()
         self._reader = self._connect(sync)
@@ -89,34 +95,48 @@ class StateDB:
 
     def queue(self, write: Write) -> None:
         """Queue write for the next batch without waiting; the next run() commits it first."""
-        with self._cond:
-            self._pending.append(_Pending(write))
+        with self._lock:
+            self._pending.append(_Pending(write, waiter=False))
 
     def run(self, write: Write) -> object:
         """Commit write (with whatever else is queued) and return its result.
 
-        The first waiter while no batch is being committed becomes the leader and
-        commits everything pending; the rest sleep until a batch holding their write
-        is done (one wake-up per batch, not a lock hand-off per caller).
+        A caller that finds no batch in progress leads: it commits everything pending,
+        wakes each waiter of that batch once, and hands the lead to the first waiter
+        still pending. Everyone else sleeps on its own lock until then, so a batch
+        costs one wake-up per waiter, not a broadcast to all of them.
         """
-        item = _Pending(write)
-        with self._cond:
+        item = _Pending(write, waiter=True)
+        with self._lock:
             self._pending.append(item)
-            while not item.done and self._committing:
-                self._cond.wait()
-            if not item.done:
-                self._committing = True
-                batch, self._pending = self._pending, []
+            lead = not self._committing
+            self._committing = True
+        if not lead:
+            assert item.wake is not None
+            item.wake.acquire()
         if not item.done:
-            try:
-                self._commit(batch)
-            finally:
-                with self._cond:
-                    self._committing = False
-                    self._cond.notify_all()
+            self._lead()
         if item.error is not None:
             raise item.error
         return item.result
+
+    def _lead(self) -> None:
+        with self._lock:
+            batch, self._pending = self._pending, []
+        try:
+            self._commit(batch)
+        finally:
+            for other in batch:
+                other.done = True
+            with self._lock:
+                successor = next((p for p in self._pending if p.wake is not None), None)
+                if successor is None:
+                    self._committing = False
+            for other in batch:
+                if other.wake is not None:
+                    other.wake.release()
+            if successor is not None and successor.wake is not None:
+                successor.wake.release()
 
     def flush(self) -> None:
         """Commit whatever is queued."""

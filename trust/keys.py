@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -46,11 +47,11 @@ class SigningKey:
             raise ConfigError("An Ed25519 seed must be 32 bytes.")
         return cls(nacl.signing.SigningKey(seed))
 
-    @property
+    @functools.cached_property
     def public_key(self) -> bytes:
         return bytes(self._key.verify_key)
 
-    @property
+    @functools.cached_property
     def key_id(self) -> str:
         return key_id_for(self.public_key)
 
