@@ -1,0 +1,116 @@
+"""Server behaviour beyond single requests: health, hub ports, background refresh, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from protos.rcf.v1 import hub_pb2, hub_pb2_grpc
+from tests.cli_helpers import RCF
+from tests.network import Network
+from trust import pki
+from trust.directory import MemberStatus
+from trust.tls import channel_options, secure_channel
+
+
+def _health(channel: grpc.Channel, service: str = "") -> int:
+    stub = health_pb2_grpc.HealthStub(channel)
+    reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+    return int(reply.status)
+
+
+def test_every_server_answers_health_checks(net: Network) -> None:
+    assert net.hub is not None
+    au_tls = net.layout("AU").load_tls()
+    with secure_channel(
+        target=net.hub.address, tls=au_tls, server_name=pki.HUB_NAME, max_message_bytes=1 << 20
+    ) as channel:
+        assert _health(channel, "rcf.v1.Hub") == health_pb2.HealthCheckResponse.SERVING
+    th = net.nodes["TH"]
+    with secure_channel(
+        target=th.address,
+        tls=au_tls,
+        server_name=pki.node_server_name("TH"),
+        max_message_bytes=1 << 20,
+    ) as channel:
+        assert _health(channel, "rcf.v1.Federation") == health_pb2.HealthCheckResponse.SERVING
+    with grpc.insecure_channel(th.operator_address) as channel:
+        assert _health(channel) == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_enrolment_port_serves_nothing_but_enrol(net: Network) -> None:
+    assert net.hub is not None
+    creds = grpc.ssl_channel_credentials(root_certificates=net.hub_layout.ca_cert.read_bytes())
+    options = channel_options(server_name=pki.HUB_NAME, max_message_bytes=1 << 20)
+    with grpc.secure_channel(net.hub.enroll_address, creds, options=options) as channel:
+        stub = hub_pb2_grpc.HubStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.GetDirectory(hub_pb2.GetDirectoryRequest(), timeout=5)
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Enroll(hub_pb2.EnrollRequest(join_token="guess", member_id="AU"), timeout=5)
+        assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "not known" in (info.value.details() or "")
+
+
+def test_background_refresh_applies_a_suspension_without_intervention(tmp_path: Path) -> None:
+    net = Network(tmp_path)
+    try:
+        net.start_hub()
+        net.add_node("AU")
+        net.enroll("TH", directory_refresh_s=0.2)
+        th = net.start_node("TH")
+        net.refresh_all()
+        client = net.client("AU")
+        client.ping(th)
+        net.registry.set_status("AU", MemberStatus.SUSPENDED)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping(th)
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.PERMISSION_DENIED
+                assert "member_suspended" in (exc.details() or "")
+                break
+            assert time.monotonic() < deadline, "the suspension never arrived"
+            time.sleep(0.1)
+    finally:
+        net.close()
+
+
+def test_demo_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+    root = tmp_path / "demo"
+    proc = subprocess.Popen(
+        [RCF, "demo", "--dir", str(root)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    pids_file = root / "demo-pids.json"
+    deadline = time.monotonic() + 60
+    pids: dict[str, int] = {}
+    while len(pids) < 3:
+        assert time.monotonic() < deadline, "demo did not start its nodes"
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        if pids_file.exists():
+            try:
+                pids = json.loads(pids_file.read_text())
+            except ValueError:
+                pids = {}
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    assert "Traceback" not in stderr
+    for name, pid in pids.items():
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(pid), 0)
+        assert name
