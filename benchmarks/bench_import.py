@@ -35,7 +35,7 @@ from typing import Any
 
 from benchmarks.common import BenchResult
 from node.importer import import_file
-from node.store import DataStore, table_ddl
+from node.store import CACHE_KIB, DataStore, table_ddl
 from node.synthetic import generate_rows
 from trust.dictionary import default_dictionary
 
@@ -80,6 +80,7 @@ def bare_insert(db_path: Path, n: int, templates: list[tuple[Any, ...]]) -> floa
     conn = sqlite3.connect(db_path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(f"PRAGMA cache_size={CACHE_KIB}")  # as the store sets it
     for stmt in table_ddl(dataset):
         conn.execute(stmt)
     marks = ", ".join("?" for _ in range(len(dataset.columns) + 1))

@@ -40,6 +40,7 @@ from trust.dictionary import ID_FIELD, DataDictionary, Dataset
 from trust.errors import ConfigError
 
 IMPORT_COLUMN = "_import_id"
+CACHE_KIB = -65536  # negative: KiB, as SQLite takes it
 
 # Extra indexes beyond the date field, per dataset: lookups later issues make.
 EXTRA_INDEXES: dict[str, tuple[tuple[str, ...], ...]] = {
@@ -130,6 +131,11 @@ class DataStore:
         try:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=FULL")
+            # 64 MB of page cache (the default is 2 MB): a big import otherwise
+            # spills index pages to the WAL over and over. Still far inside the
+            # memory budget (peak < 500 MB on 10M rows).
+            self.conn.execute(f"PRAGMA cache_size={CACHE_KIB}")
+            self.conn.execute(f"PRAGMA temp.cache_size={CACHE_KIB}")
             self.migrate()
             self.sync_schema()
         except sqlite3.DatabaseError as exc:
