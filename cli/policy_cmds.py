@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from cli.errors import guarded
 from cli.operator_client import operator_stub
 from cli.options import node_dir_option
-from cli.output import console, emit_json, json_option, table
+from cli.output import console, emit_json, json_option
+from cli.output import table as _rich_table
 from node.audit import AuditLog
 from node.config import NodeConfig, NodeLayout
 from node.directory_cache import DirectoryCache
@@ -39,6 +41,15 @@ from trust.dictionary import default_dictionary
 from trust.errors import ConfigError, VerificationError
 
 file_argument = click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+
+
+def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    """A Rich table whose cells are shown literally ("[allow]" is text, not markup)."""
+    _rich_table(escape(title), columns, [[escape(str(c)) for c in row] for row in rows])
+
+
+def say(text: str) -> None:
+    console.print(text, markup=False, highlight=False)
 
 
 def _when(ms: int) -> str:
@@ -210,7 +221,7 @@ def policy_show(node_dir: Path, version: int | None, source: bool, as_json: bool
     state = (
         "active" if policy.version == active.version else f"not active (active: {active.version})"
     )
-    console.print(
+    say(
         f"policy version {policy.version} ({state}), applied {_when(stored.applied_at_ms)} "
         f"from {stored.filename}; sha256 {stored.source_sha256[:16]}…; signature verified"
     )
@@ -498,18 +509,18 @@ def policy_explain(
         return
     source = f"file {file}" if file else f"active policy version {policy.version}"
     verdict = "ALLOWED" if decision.allowed else f"REFUSED ({decision.reason})"
-    console.print(f"[bold]{verdict}[/bold] under {source}")
-    console.print(decision.explanation)
+    console.print(f"[bold]{escape(verdict)}[/bold] under {escape(source)}")
+    say(decision.explanation)
     if not decision.allowed:
-        console.print(f"the requester is told only: reason code '{decision.reason}'")
+        say(f"the requester is told only: reason code '{decision.reason}'")
     c = decision.constraints
     if c is not None:
         shown = {k: v for k, v in asdict(c).items() if v not in (None, (), "none")}
         for k, v in shown.items():
             value = ", ".join(v) if isinstance(v, tuple) else v
-            console.print(f"  {k}: {value}")
+            say(f"  {k}: {value}")
     for line in used:
-        console.print(f"  {line}")
+        say(f"  {line}")
     if decision.trace:
         table(
             "rules considered, in order",
