@@ -574,3 +574,22 @@ def test_store_refuses_to_change_a_version(tmp_path: Path) -> None:
             state.run(lambda c: c.execute("UPDATE policy_versions SET source = 'x'"))
     finally:
         state.close()
+
+
+def test_policy_for_another_member_and_bad_alert_field() -> None:
+    loaded = check(
+        '[policy]\nmember = "AU"\n\n[[rule]]\nid = "a"\nrequesters = ["*"]\nquery = "Alerts"\n'
+        'categories = ["forged"]\nfields = ["document_numbr"]\n'
+    )
+    assert [(e.line, e.message, e.hint) for e in loaded.errors] == [
+        (
+            2,
+            "this policy is for AU, but this node is TH.",
+            "apply each member's policy on its own node",
+        ),
+        (
+            9,
+            "'document_numbr' is not a valid entry of 'fields'.",
+            "did you mean 'document_number'?",
+        ),
+    ]
