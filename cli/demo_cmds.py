@@ -6,7 +6,9 @@ step, so the demo always shows everything built so far.
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -17,7 +19,7 @@ import click
 import grpc
 
 from cli.errors import describe_rpc_error, guarded
-from cli.local_network import LocalNetwork, MemberSpec, stop_kept
+from cli.local_network import LocalNetwork, MemberSpec, rcf_command, stop_kept
 from cli.operator_client import operator_stub
 from cli.output import console, table
 from node.audit import AuditLog, verify_chain
@@ -38,6 +40,12 @@ MEMBERS = [
     MemberSpec("TH", "Thailand", groups=("steering-group",)),
     MemberSpec("RSO", "Regional Support Office", roles=("coordinator",)),
 ]
+# In the directory, with no node in this demo: the example policies grant them by role.
+DIRECTORY_ONLY = [
+    MemberSpec("UNHCR", "UNHCR Regional Bureau for Asia and the Pacific", roles=("unhcr",)),
+    MemberSpec("IOM", "IOM Regional Office for Asia and the Pacific", roles=("iom",)),
+]
+POLICIES = Path(__file__).resolve().parent.parent / "policies"
 NCPS = {
     "AU": ("Australian Border Force", "duty operations", "+61 2 6275 0000", ("en",)),
     "ID": ("Directorate General of Immigration", "duty desk", "+62 21 522 4658", ("id", "en")),
@@ -59,12 +67,9 @@ class Demo:
     def ids(self) -> list[str]:
         return [m.member_id for m in self.members]
 
-    def operator(self, member_id: str) -> object:
-        return operator_stub(self.net.node_layout(member_id))
-
 
 def step_hub(demo: Demo) -> None:
-    demo.net.init_hub(demo.members)
+    demo.net.init_hub(demo.members + DIRECTORY_ONLY)
     registry = demo.net.registry()
     try:
         for member_id, (agency, role, phone, languages) in NCPS.items():
@@ -236,11 +241,76 @@ def step_data(demo: Demo) -> None:
     )
 
 
+EXPLAIN = [
+    # (node asked, requester, explain arguments, what it shows)
+    ("TH", "AU", ["--query", "Aggregate", "--dataset", "irregular_movements",
+                  "--group-by", "nationality,route", "--purpose", "operational-planning"]),
+    ("TH", "RSO", ["--query", "Aggregate", "--dataset", "irregular_movements",
+                   "--group-by", "nationality", "--purpose", "regional-analysis"]),
+    ("TH", "RSO", ["--query", "IdentityCheck", "--dataset", "persons",
+                   "--purpose", "border-control"]),
+    ("AU", "NZ", ["--query", "IdentityCheck", "--dataset", "documents",
+                  "--purpose", "border-control"]),
+    ("RSO", "TH", ["--query", "Aggregate", "--dataset", "irregular_movements",
+                   "--purpose", "regional-analysis"]),
+]  # fmt: skip
+
+
+def _rcf(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*rcf_command(), *args], capture_output=True, text=True, check=False, timeout=120
+    )
+
+
+def step_policy(demo: Demo) -> None:
+    if not POLICIES.is_dir():
+        console.print(f"(no example policies at {POLICIES}: step skipped)")
+        return
+    rows = []
+    for member_id in demo.ids:
+        path = POLICIES / f"{member_id}.toml"
+        node_dir = str(demo.net.node_layout(member_id).root)
+        result = _rcf("policy", "apply", str(path), "--node-dir", node_dir)
+        if result.returncode != 0:
+            raise ConfigError(f"Applying {path.name} failed: {result.stderr.strip()}")
+        history = json.loads(_rcf("policy", "history", "--node-dir", node_dir, "--json").stdout)
+        rows.append([member_id, path.name, len(history), result.stdout.strip().splitlines()[-1]])
+    table(
+        "example sharing policies applied to the running nodes: rcf policy apply (hot reload)",
+        ["node", "file", "versions", "result"],
+        rows,
+    )
+    rows = []
+    for node, requester, args in EXPLAIN:
+        node_dir = str(demo.net.node_layout(node).root)
+        result = _rcf(
+            "policy", "explain", "--requester", requester, *args, "--node-dir", node_dir, "--json"
+        )
+        if result.returncode != 0:
+            raise ConfigError(f"rcf policy explain failed: {result.stderr.strip()}")
+        d = json.loads(result.stdout)
+        rows.append(
+            [
+                f"{requester} → {node}",
+                " ".join(a for a in args if not a.startswith("--")),
+                "allowed" if d.get("allowed") else "refused",
+                d.get("rule") or "—",
+                d.get("reason", ""),
+            ]
+        )
+    table(
+        "who may ask what: rcf policy explain (dry run; default deny)",
+        ["requester → node", "query", "decision", "rule", "reason"],
+        rows,
+    )
+
+
 STEPS: list[tuple[str, Callable[[Demo], None]]] = [
     ("Hub: network CA, hub key, registry, NCPs", step_hub),
     ("Enrolment: node keys, CSRs, certificates, signed directory", step_enrol),
     ("Nodes serve; directory refresh", step_serve),
     ("Data: realistic synthetic records imported at every state's node", step_data),
+    ("Sharing policies applied and explained", step_policy),
     ("Signed ping between every pair of nodes", step_ping),
     ("Suspension takes effect at the next directory refresh", step_suspend),
     ("Audit trail", step_audit),
