@@ -109,7 +109,9 @@ def test_envelope_tampering_of_every_signed_field_is_detected() -> None:
         "payload": Envelope(b"payloaX", env.payload_type, env.signatures),
         "payload_type": Envelope(env.payload, "rcf.v1.PingResponse", env.signatures),
         "signature": Envelope(
-            env.payload, env.payload_type, (Signature(sig.key_id, sig.sig[:-1] + b"\x00"),)
+            env.payload,
+            env.payload_type,
+            (Signature(sig.key_id, bytes([sig.sig[0] ^ 1]) + sig.sig[1:]),),
         ),
         "key_id": Envelope(env.payload, env.payload_type, (Signature(other.key_id, sig.sig),)),
         "unsigned": Envelope(env.payload, env.payload_type, ()),
