@@ -31,9 +31,9 @@ import pycountry
 from google.protobuf.message import DecodeError
 
 from protos.rcf.v1 import dictionary_pb2
-from trust.dsse import Envelope, sign_envelope, verify_envelope
+from trust.dsse import Envelope, sign_envelope, verify_pinned
 from trust.errors import RcfError, VerificationError
-from trust.keys import SigningKey, key_id_for
+from trust.keys import SigningKey
 
 DICTIONARY_TYPE = "rcf.v1.DataDictionary"
 DEFAULT_VERSION = "1.0"
@@ -341,18 +341,9 @@ def sign_dictionary(dictionary: DataDictionary, hub_key: SigningKey) -> Envelope
 
 def verify_dictionary(envelope: Envelope, *, hub_public_key: bytes) -> DataDictionary:
     """Verify a signed dictionary against the pinned hub key and parse it."""
-    hub_key_id = key_id_for(hub_public_key)
-
-    def resolve(key_id: str) -> bytes:
-        if key_id != hub_key_id:
-            raise VerificationError(
-                f"The dictionary is signed by {key_id}, not the hub key.", reason="unknown_key"
-            )
-        return hub_public_key
-
     try:
-        verified = verify_envelope(
-            envelope=envelope, expected_type=DICTIONARY_TYPE, resolve_key=resolve
+        verified = verify_pinned(
+            envelope=envelope, expected_type=DICTIONARY_TYPE, public_key=hub_public_key
         )
     except VerificationError as exc:
         raise DictionaryError(

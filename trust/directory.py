@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from google.protobuf.message import DecodeError
 
 from protos.rcf.v1 import directory_pb2
-from trust.dsse import Envelope, sign_envelope, verify_envelope
+from trust.dsse import Envelope, sign_envelope, verify_pinned
 from trust.errors import DirectoryError, VerificationError
 from trust.keys import SigningKey, key_id_for
 
@@ -225,18 +225,9 @@ def verify_directory(
     ``now_ms=None`` skips the freeze check, for reading a cache whose expiry is
     enforced later, at the moment it is used.
     """
-    hub_key_id = key_id_for(hub_public_key)
-
-    def resolve(key_id: str) -> bytes:
-        if key_id != hub_key_id:
-            raise VerificationError(
-                f"The directory is signed by {key_id}, not the hub key.", reason="unknown_key"
-            )
-        return hub_public_key
-
     try:
-        verified = verify_envelope(
-            envelope=envelope, expected_type=DIRECTORY_TYPE, resolve_key=resolve
+        verified = verify_pinned(
+            envelope=envelope, expected_type=DIRECTORY_TYPE, public_key=hub_public_key
         )
     except VerificationError as exc:
         raise DirectoryError(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from protos.rcf.v1 import envelope_pb2
 from trust.errors import VerificationError
-from trust.keys import SigningKey, verify_signature
+from trust.keys import SigningKey, key_id_for, verify_signature
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:
@@ -103,3 +103,19 @@ def verify_envelope(
         payload_type=envelope.payload_type,
         key_ids=tuple(s.key_id for s in envelope.signatures),
     )
+
+
+def verify_pinned(
+    *, envelope: Envelope, expected_type: str, public_key: bytes, signer: str = "the hub key"
+) -> Verified:
+    """verify_envelope for documents that only one pinned key (signer) may sign."""
+    pinned_id = key_id_for(public_key)
+
+    def resolve(key_id: str) -> bytes:
+        if key_id != pinned_id:
+            raise VerificationError(
+                f"It is signed by {key_id}, not {signer}.", reason="unknown_key"
+            )
+        return public_key
+
+    return verify_envelope(envelope=envelope, expected_type=expected_type, resolve_key=resolve)
