@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +33,7 @@ from node.synthetic import DATASET_CODES, generate_member_data
 from protos.rcf.v1 import operator_pb2
 from trust import pki
 from trust.directory import MemberStatus, Ncp
-from trust.errors import ConfigError
+from trust.errors import ConfigError, RcfError
 
 MEMBERS = [
     MemberSpec("AU", "Australia", groups=("steering-group",)),
@@ -361,12 +363,28 @@ def demo(ctx: click.Context, keep: bool, folder: Path | None) -> None:
     session = Demo(LocalNetwork(root), MEMBERS)
     console.rule(f"rcf demo in {root}")
     finished = False
+    # A library blocked in C (gRPC) may swallow the KeyboardInterrupt itself; the
+    # flag makes sure the demo still stops at the next step, and exits 130.
+    interrupted = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
     try:
         for number, (title, step) in enumerate(STEPS, start=1):
+            if interrupted.is_set():
+                raise KeyboardInterrupt
             console.rule(f"{number}. {title}")
             step(session)
+        if interrupted.is_set():
+            raise KeyboardInterrupt
         finished = True
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, RcfError) as exc:
+        if isinstance(exc, RcfError) and not interrupted.is_set():
+            raise
         console.print("\ninterrupted: stopping the network")
         keep = False
     finally:
