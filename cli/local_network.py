@@ -22,6 +22,7 @@ from hub.registry import Registry
 from hub.setup import init_hub, open_registry
 from node.config import NodeLayout
 from node.enrollment import init_with_token
+from trust.errors import RcfError
 from trust.join_token import JoinToken
 
 PIDS_FILE = "demo-pids.json"
@@ -43,13 +44,26 @@ def start_and_wait(
             argv, stdout=out, stderr=out, stdin=subprocess.DEVNULL, env=env, start_new_session=True
         )
     deadline = time.monotonic() + timeout_s
-    while not ready():
-        if proc.poll() is not None:
-            raise RuntimeError(f"{argv[0]} exited early; see {log}")
-        if time.monotonic() > deadline:
-            proc.terminate()
-            raise RuntimeError(f"{argv[0]} did not become ready; see {log}")
-        time.sleep(0.05)
+    try:
+        while not ready():
+            if proc.poll() is not None:
+                raise RcfError(
+                    f"'{' '.join(argv[1:3])}' exited at start; see {log}.",
+                    reason="start_failed",
+                    status="UNAVAILABLE",
+                )
+            if time.monotonic() > deadline:
+                raise RcfError(
+                    f"'{' '.join(argv[1:3])}' was not ready within {timeout_s:.0f} s; see {log}.",
+                    reason="start_failed",
+                    status="UNAVAILABLE",
+                )
+            time.sleep(0.05)
+    except BaseException:
+        # Interrupted or failed while starting: the caller never learns of this
+        # process, so it must not outlive us.
+        stop(proc)
+        raise
     return proc
 
 
