@@ -67,13 +67,13 @@ class AuditLog:
     def __init__(self, state: StateDB, signing_key: SigningKey) -> None:
         self._state = state
         self._key = signing_key
-        # Both under the commit lock only; dropped when a batch rolls back.
-        self._head: tuple[int, str] | None = None
+        # The head each batch must sign; only touched under the commit lock. The
+        # chain head itself is read from the table for every write, because other
+        # processes (operator commands) append to the same log.
         self._unsigned_head: tuple[int, str] | None = None
         state.on_batch_end(self._sign_head, on_rollback=self._forget)
 
     def _forget(self) -> None:
-        self._head = None
         self._unsigned_head = None
 
     def _sign_head(self, conn: sqlite3.Connection) -> None:
@@ -106,7 +106,7 @@ class AuditLog:
                 self._key.key_id,
             ),
         )  # fmt: skip
-        self._head = self._unsigned_head = (seq, digest)
+        self._unsigned_head = (seq, digest)
         return seq
 
     def records(self, *, limit: int | None = None) -> list[AuditRecord]:

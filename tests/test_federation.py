@@ -435,3 +435,28 @@ def test_node_config_typo_is_one_clear_error(net: Network) -> None:
     layout.config.write_text(layout.config.read_text() + "Typo = 5\n")
     with pytest.raises(ConfigError, match=r"\[allow\] Typo must be a list"):
         layout.load_config()
+
+
+def test_audit_records_written_beside_a_running_node_keep_the_chain(net: Network) -> None:
+    # An operator command (e.g. `rcf data purge`) appends to state.db from another
+    # process while the node serves; both must keep one unbroken chain.
+    from node.audit import AuditEvent, AuditLog, verify_chain
+    from node.state import StateDB
+
+    th = net.nodes["TH"]
+    client = net.client("AU")
+    client.ping(th)
+    layout = net.layout("TH")
+    other = StateDB(layout.state_db)
+    try:
+        AuditLog(other, layout.load_signing_key()).append(
+            AuditEvent("q", "data_purge", "retention", "TH", "TH", "local", "purged", "ok", "d")
+        )
+    finally:
+        other.close()
+    client.ping(th)
+    client.ping(th)
+    records = th.audit.records()
+    key = th.signing_key
+    assert verify_chain(records, {key.key_id: key.public_key}) == len(records)
+    assert [r.event.query_type for r in records[-3:]] == ["data_purge", "Ping", "Ping"]
