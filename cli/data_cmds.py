@@ -11,7 +11,6 @@ import calendar
 import datetime as dt
 import hashlib
 import re
-import uuid
 from pathlib import Path
 
 import click
@@ -20,11 +19,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from cli.errors import EXIT_ERROR, guarded
 from cli.options import node_dir_option
 from cli.output import console, emit_json, json_option, table
-from node.audit import AuditEvent, AuditLog
+from node.audit import append_from_operator, local_event
 from node.config import NodeLayout
 from node.dictionary import load_dictionary
 from node.importer import ImportResult, import_file
-from node.state import StateDB
 from node.store import DataStore
 from node.synthetic import DATASET_CODES, generate_member_data
 from trust.errors import ConfigError
@@ -37,6 +35,15 @@ def open_store(node_dir: Path) -> tuple[NodeLayout, DataStore]:
     layout = NodeLayout(node_dir)
     layout.require()
     return layout, DataStore(layout.data_db, dictionary=load_dictionary(layout))
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in chunks: the audit trail names what was imported."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def cutoff_for(older_than: str, today: dt.date) -> dt.date:
@@ -156,7 +163,7 @@ def data_import(
     """Validate FILE (CSV or JSON Lines) against the dictionary and import it in one go."""
     if not file.exists():
         raise ConfigError(f"{file} does not exist.")
-    _, store = open_store(node_dir)
+    layout, store = open_store(node_dir)
     try:
         with Progress(
             TextColumn("importing {task.description}"),
@@ -178,6 +185,21 @@ def data_import(
             )
     finally:
         store.close()
+    if result.committed:
+        append_from_operator(
+            layout,
+            local_event(
+                layout.load_config().member_id,
+                action="data_import",
+                purpose=f"import {dataset}",
+                decision="imported",
+                reason=(
+                    f"inserted={result.inserted} updated={result.updated} "
+                    f"unchanged={result.unchanged} rejected={len(result.errors)}"
+                ),
+                subject_sha256=file_sha256(file),
+            ),
+        )
     if as_json:
         emit_json(
             {
@@ -258,25 +280,18 @@ def data_purge(older_than: str, datasets: tuple[str, ...], node_dir: Path, as_js
         deleted = store.purge(cutoff=cutoff, datasets=list(datasets) or None)
     finally:
         store.close()
-    config = layout.load_config()
-    state = StateDB(layout.state_db, sync=config.audit_sync)
-    try:
-        spec = f"purge older_than={older_than} cutoff={cutoff} datasets={','.join(sorted(deleted))}"
-        AuditLog(state, layout.load_signing_key()).append(
-            AuditEvent(
-                query_id=str(uuid.uuid4()),
-                query_type="data_purge",
-                purpose="retention",
-                requester=config.member_id,
-                responder=config.member_id,
-                side="local",
-                decision="purged",
-                reason=f"deleted={sum(deleted.values())} cutoff={cutoff}",
-                request_sha256=hashlib.sha256(spec.encode()).hexdigest(),
-            )
-        )
-    finally:
-        state.close()
+    spec = f"purge older_than={older_than} cutoff={cutoff} datasets={','.join(sorted(deleted))}"
+    append_from_operator(
+        layout,
+        local_event(
+            layout.load_config().member_id,
+            action="data_purge",
+            purpose="retention",
+            decision="purged",
+            reason=f"deleted={sum(deleted.values())} cutoff={cutoff}",
+            subject_sha256=hashlib.sha256(spec.encode()).hexdigest(),
+        ),
+    )
     if as_json:
         emit_json({"cutoff": cutoff, "deleted": deleted})
         return

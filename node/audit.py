@@ -16,9 +16,11 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from node.config import NodeLayout
 from node.state import StateDB
 from trust.clock import now_ms
 from trust.errors import VerificationError
@@ -182,3 +184,37 @@ def verify_chain(records: list[AuditRecord], public_keys: dict[str, bytes]) -> i
             reason="audit_unsigned",
         )
     return len(records)
+
+
+def local_event(
+    member_id: str,
+    *,
+    action: str,
+    purpose: str,
+    decision: str,
+    reason: str,
+    subject_sha256: str,
+    query_id: str = "",
+) -> AuditEvent:
+    """An audit event for what a node does to itself (policy change, import, purge)."""
+    return AuditEvent(
+        query_id=query_id or str(uuid.uuid4()),
+        query_type=action,
+        purpose=purpose,
+        requester=member_id,
+        responder=member_id,
+        side="local",
+        decision=decision,
+        reason=reason,
+        request_sha256=subject_sha256,
+    )
+
+
+def append_from_operator(layout: NodeLayout, event: AuditEvent) -> None:
+    """Append event to a node's log from an operator command; the node may be running."""
+    config = layout.load_config()
+    state = StateDB(layout.state_db, sync=config.audit_sync)
+    try:
+        AuditLog(state, layout.load_signing_key()).append(event)
+    finally:
+        state.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -70,8 +71,15 @@ def test_generate_import_stats_purge(node_dir: Path, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     purged = json.loads(r.stdout)
     assert purged["deleted"]["irregular_movements"] > 0
-    audit = rcf(node_dir, "audit", "show", "--json")
-    assert any(a["query_type"] == "data_purge" for a in json.loads(audit.stdout))
+    audit = json.loads(rcf(node_dir, "audit", "show", "--json").stdout)
+    assert any(a["query_type"] == "data_purge" for a in audit)
+    # Every committed import is in the signed audit log, naming the file by digest.
+    imports = [a for a in audit if a["query_type"] == "data_import"]
+    assert len(imports) == 4
+    persons_sha = hashlib.sha256(Path(files["persons"]).read_bytes()).hexdigest()
+    assert imports[-1]["request_sha256"] == persons_sha
+    assert imports[-1]["reason"].startswith("inserted=0 updated=0 unchanged=500")
+    assert rcf(node_dir, "audit", "verify").returncode == 0
     bad = rcf(node_dir, "data", "purge", "--older-than", "soon")
     assert bad.returncode == 1 and "not an age like" in bad.stderr
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 import structlog
 
-from node.audit import AuditEvent, AuditLog
+from node.audit import AuditLog, local_event
 from node.config import NodeLayout
 from node.policy.engine import REASONS, decide
 from node.policy.loader import Issue, PolicyError, load_policy
@@ -273,17 +273,14 @@ class PolicyAdmin:
 
     def _record(self, stored: StoredVersion) -> None:
         self._audit.append(
-            AuditEvent(
-                query_id=f"policy-{self.member_id}-v{stored.version}",
-                query_type="PolicyChange",
+            local_event(
+                self.member_id,
+                action="PolicyChange",
                 purpose="policy-admin",
-                requester=self.member_id,
-                responder=self.member_id,
-                side="local",
                 decision="applied",
                 reason=stored.action
                 + (f" of version {stored.based_on}" if stored.based_on else ""),
-                request_sha256=stored.source_sha256,
-                response_sha256="",
+                subject_sha256=stored.source_sha256,
+                query_id=f"policy-{self.member_id}-v{stored.version}",
             )
         )
