@@ -16,6 +16,7 @@ from hub.registry import Registry
 from hub.server import HubServer
 from hub.setup import init_hub, open_registry
 from node.enrollment import EnrollmentMaterial, read_request, write_response
+from trust.dictionary import DataDictionary, verify_dictionary
 from trust.directory import Member, MemberStatus, Ncp, verify_directory
 from trust.errors import ConfigError
 from trust.join_token import JoinToken
@@ -379,15 +380,87 @@ def hub_directory(hub_dir: Path, as_json: bool) -> None:
                 "serial": d.serial,
                 "issued_at_ms": d.issued_at_ms,
                 "expires_at_ms": d.expires_at_ms,
+                "dictionary_version": d.dictionary_version,
                 "members": members,
             }
         )
         return
-    console.print(f"network {d.network}, directory serial {d.serial}")
+    console.print(
+        f"network {d.network}, directory serial {d.serial}, data dictionary {d.dictionary_version}"
+    )
     table(
         "members",
         ["member", "status", "endpoint", "keys"],
         [[m["member_id"], m["status"], m["endpoint"], len(m["signing_keys"])] for m in members],
+    )
+
+
+@hub.group("dictionary")
+def dictionary() -> None:
+    """The network data dictionary: show, export for editing, publish a new version."""
+
+
+def _current_dictionary(hub_dir: Path, version: str = "") -> DataDictionary:
+    layout = HubLayout(hub_dir)
+    registry = _registry(hub_dir)
+    try:
+        envelope = registry.signed_dictionary(version)
+    finally:
+        registry.close()
+    return verify_dictionary(envelope, hub_public_key=layout.load_signing_key().public_key)
+
+
+@dictionary.command("show")
+@hub_dir_option
+@click.option("--version", "version", default="", help="A published version (default: latest).")
+@json_option
+@guarded
+def dictionary_show(hub_dir: Path, version: str, as_json: bool) -> None:
+    """Datasets, their dimensions and code counts in the published dictionary."""
+    d = _current_dictionary(hub_dir, version)
+    if as_json:
+        click.echo(d.to_json())
+        return
+    console.print(f"data dictionary version {d.version}")
+    table(
+        "datasets",
+        ["dataset", "kind", "dimensions", "measures"],
+        [
+            [ds.name, ds.kind, ", ".join(dim.name for dim in ds.dimensions), ", ".join(ds.measures)]
+            for ds in d.datasets.values()
+        ],
+    )
+
+
+@dictionary.command("export")
+@hub_dir_option
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@guarded
+def dictionary_export(hub_dir: Path, out_path: Path) -> None:
+    """Write the latest dictionary as JSON, to edit into the next version."""
+    d = _current_dictionary(hub_dir)
+    out_path.write_text(d.to_json() + "\n", encoding="utf-8")
+    click.echo(f"wrote version {d.version} to {out_path}; raise 'version' before publishing")
+
+
+@dictionary.command("publish")
+@hub_dir_option
+@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@guarded
+def dictionary_publish(hub_dir: Path, file: Path) -> None:
+    """Sign and publish FILE (JSON) as the next version; nodes follow at their next refresh."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{file} is not UTF-8 text.") from exc
+    new = DataDictionary.from_json(text)
+    registry = _registry(hub_dir)
+    try:
+        directory = registry.publish_dictionary(new)
+    finally:
+        registry.close()
+    click.echo(
+        f"data dictionary {new.version} published; directory serial {directory.serial} names it"
     )
 
 

@@ -222,3 +222,30 @@ def test_bad_input_is_one_sentence_and_non_zero(tmp_path: Path) -> None:
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
     assert "not empty" in fails("demo", "--dir", str(tmp_path / "full"))
+
+
+def test_hub_dictionary_export_edit_publish(tmp_path: Path) -> None:
+    hub = str(tmp_path / "hub")
+    ok("hub", "init", "--hub-dir", hub)
+    shown = json.loads(ok("hub", "dictionary", "show", "--hub-dir", hub, "--json"))
+    assert shown["version"] == "1.0"
+    exported = tmp_path / "d.json"
+    ok("hub", "dictionary", "export", "--hub-dir", hub, "--out", str(exported))
+    d = json.loads(exported.read_text())
+    d["version"] = "1.1"
+    movements = next(ds for ds in d["datasets"] if ds["name"] == "irregular_movements")
+    outcome = next(dim for dim in movements["dimensions"] if dim["name"] == "outcome")
+    outcome["codes"].append("relocated")
+    exported.write_text(json.dumps(d))
+    assert "1.1 published" in ok("hub", "dictionary", "publish", "--hub-dir", hub, str(exported))
+    directory = json.loads(ok("hub", "directory", "--hub-dir", hub, "--json"))
+    assert directory["dictionary_version"] == "1.1"
+    d["version"] = "1.2"
+    outcome["codes"].remove("dead")
+    exported.write_text(json.dumps(d))
+    assert "removes code 'dead'" in fails(
+        "hub", "dictionary", "publish", "--hub-dir", hub, str(exported)
+    )
+    assert (
+        json.loads(ok("hub", "dictionary", "show", "--hub-dir", hub, "--json"))["version"] == "1.1"
+    )
