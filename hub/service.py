@@ -13,9 +13,9 @@ from trust import pki
 from trust.clock import now_ms
 from trust.directory import MemberStatus, sign_directory
 from trust.dsse import Envelope, verify_envelope
-from trust.errors import RcfError, RegistryError, RequestRejected, VerificationError
+from trust.errors import RegistryError, RequestRejected
 from trust.keys import SigningKey
-from trust.serving import abort
+from trust.serving import refusals_as_status
 from trust.tls import peer_certificate_pem
 
 ENDPOINT_UPDATE_TYPE = "rcf.v1.EndpointUpdate"
@@ -46,78 +46,62 @@ class HubServicer(hub_pb2_grpc.HubServicer):
             )
         return member_id
 
+    @refusals_as_status
     def Enroll(
         self, request: hub_pb2.EnrollRequest, context: grpc.ServicerContext
     ) -> hub_pb2.EnrollResponse:
-        try:
-            with self._lock:
-                result = self._registry.enroll_with_token(
-                    secret=request.join_token,
-                    member_id=request.member_id,
-                    csr_pem=request.csr_pem,
-                    signing_public_key=request.signing_public_key,
-                )
-        except RcfError as exc:
-            abort(context, exc)
+        with self._lock:
+            result = self._registry.enroll_with_token(
+                secret=request.join_token,
+                member_id=request.member_id,
+                csr_pem=request.csr_pem,
+                signing_public_key=request.signing_public_key,
+            )
         return hub_pb2.EnrollResponse(
             certificate_pem=result.certificate_pem,
             ca_certificate_pem=result.ca_certificate_pem,
             directory=result.directory.to_proto(),
         )
 
+    @refusals_as_status
     def GetDirectory(
         self, request: hub_pb2.GetDirectoryRequest, context: grpc.ServicerContext
     ) -> envelope_pb2.Envelope:
-        try:
-            with self._lock:
-                self._peer_member(context)
-                return self._registry.current_directory().to_proto()
-        except RcfError as exc:
-            abort(context, exc)
+        with self._lock:
+            self._peer_member(context)
+            return self._registry.current_directory().to_proto()
 
+    @refusals_as_status
     def GetDictionary(
         self, request: hub_pb2.GetDictionaryRequest, context: grpc.ServicerContext
     ) -> envelope_pb2.Envelope:
-        try:
-            with self._lock:
-                self._peer_member(context)
-                return self._registry.signed_dictionary(request.version).to_proto()
-        except RcfError as exc:
-            abort(context, exc)
+        with self._lock:
+            self._peer_member(context)
+            return self._registry.signed_dictionary(request.version).to_proto()
 
+    @refusals_as_status
     def UpdateEndpoint(
         self, request: envelope_pb2.Envelope, context: grpc.ServicerContext
     ) -> envelope_pb2.Envelope:
-        try:
-            with self._lock:
-                member_id = self._peer_member(context)
-                member = self._registry.snapshot().member(member_id)
-                if member is None or member.status is MemberStatus.REVOKED:
-                    raise RequestRejected(f"Member {member_id} may not publish an endpoint.")
-                keys = {k.key_id: k for k in member.signing_keys if k.valid_at(now_ms())}
-
-                def resolve(key_id: str) -> bytes:
-                    if key_id not in keys:
-                        raise VerificationError(
-                            f"Key {key_id} is not a current key of {member_id}."
-                        )
-                    return keys[key_id].public_key
-
-                verified = verify_envelope(
-                    envelope=Envelope.from_proto(request),
-                    expected_type=ENDPOINT_UPDATE_TYPE,
-                    resolve_key=resolve,
-                )
-                update = hub_pb2.EndpointUpdate()
-                try:
-                    update.ParseFromString(verified.payload)
-                except DecodeError as exc:
-                    raise RegistryError("The endpoint update is malformed.") from exc
-                if update.member_id != member_id:
-                    raise RequestRejected("An endpoint update must come from its own member.")
-                if abs(now_ms() - update.issued_at_ms) > ENDPOINT_UPDATE_MAX_AGE_MS:
-                    raise RequestRejected("The endpoint update is stale.", reason="request_expired")
-                directory = self._registry.update_endpoint(member_id, update.endpoint)
-                return sign_directory(directory, self._key).to_proto()
-        except RcfError as exc:
-            abort(context, exc)
+        with self._lock:
+            member_id = self._peer_member(context)
+            snapshot = self._registry.snapshot()
+            member = snapshot.member(member_id)
+            if member is None or member.status is MemberStatus.REVOKED:
+                raise RequestRejected(f"Member {member_id} may not publish an endpoint.")
+            verified = verify_envelope(
+                envelope=Envelope.from_proto(request),
+                expected_type=ENDPOINT_UPDATE_TYPE,
+                resolve_key=snapshot.key_resolver(at_ms=now_ms(), member_id=member_id),
+            )
+            update = hub_pb2.EndpointUpdate()
+            try:
+                update.ParseFromString(verified.payload)
+            except DecodeError as exc:
+                raise RegistryError("The endpoint update is malformed.") from exc
+            if update.member_id != member_id:
+                raise RequestRejected("An endpoint update must come from its own member.")
+            if abs(now_ms() - update.issued_at_ms) > ENDPOINT_UPDATE_MAX_AGE_MS:
+                raise RequestRejected("The endpoint update is stale.", reason="request_expired")
+            directory = self._registry.update_endpoint(member_id, update.endpoint)
+            return sign_directory(directory, self._key).to_proto()

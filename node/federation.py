@@ -7,8 +7,7 @@ import grpc
 from node.pipeline import Pipeline
 from node.queries import PING, answer_ping
 from protos.rcf.v1 import envelope_pb2, federation_pb2_grpc
-from trust.errors import RcfError
-from trust.serving import abort
+from trust.serving import refusals_as_status
 from trust.tls import peer_certificate_pem
 
 
@@ -16,10 +15,8 @@ class FederationServicer(federation_pb2_grpc.FederationServicer):
     def __init__(self, pipeline: Pipeline) -> None:
         self._pipeline = pipeline
 
+    @refusals_as_status
     def Ping(
         self, request: envelope_pb2.Envelope, context: grpc.ServicerContext
     ) -> envelope_pb2.Envelope:
-        try:
-            return self._pipeline.run(PING, request, peer_certificate_pem(context), answer_ping)
-        except RcfError as exc:
-            abort(context, exc)
+        return self._pipeline.run(PING, request, peer_certificate_pem(context), answer_ping)

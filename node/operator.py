@@ -15,8 +15,8 @@ from node.peers import PeerClient
 from node.policy.admin import Applied, PolicyAdmin
 from node.queries import PING
 from protos.rcf.v1 import operator_pb2, operator_pb2_grpc
-from trust.errors import RcfError, RequestRejected
-from trust.serving import abort
+from trust.errors import RequestRejected
+from trust.serving import refusals_as_status
 
 TOKEN_HEADER = "x-rcf-operator-token"  # noqa: S105 - a header name, not a secret
 DEFAULT_PEER_TIMEOUT_MS = 5000
@@ -46,40 +46,34 @@ class OperatorServicer(operator_pb2_grpc.OperatorServicer):
                 status="UNAUTHENTICATED",
             )  # fmt: skip
 
+    @refusals_as_status
     def Status(
         self, request: operator_pb2.StatusRequest, context: grpc.ServicerContext
     ) -> operator_pb2.StatusResponse:
-        try:
-            self._authenticate(context)
-            return self._status()
-        except RcfError as exc:
-            abort(context, exc)
+        self._authenticate(context)
+        return self._status()
 
+    @refusals_as_status
     def RefreshDirectory(
         self, request: operator_pb2.RefreshDirectoryRequest, context: grpc.ServicerContext
     ) -> operator_pb2.StatusResponse:
-        try:
-            self._authenticate(context)
-            self._refresh()
-            return self._status()
-        except RcfError as exc:
-            abort(context, exc)
+        self._authenticate(context)
+        self._refresh()
+        return self._status()
 
+    @refusals_as_status
     def PingPeer(
         self, request: operator_pb2.PingPeerRequest, context: grpc.ServicerContext
     ) -> operator_pb2.PingPeerResponse:
-        try:
-            self._authenticate(context)
-            timeout_ms = request.timeout_ms or DEFAULT_PEER_TIMEOUT_MS
-            answer = self._peers.call(
-                PING,
-                responder=request.member_id,
-                purpose=request.purpose or "connectivity-check",
-                fill=lambda r: setattr(r, "data", b"ping"),
-                timeout_s=timeout_ms / 1000,
-            )
-        except RcfError as exc:
-            abort(context, exc)
+        self._authenticate(context)
+        timeout_ms = request.timeout_ms or DEFAULT_PEER_TIMEOUT_MS
+        answer = self._peers.call(
+            PING,
+            responder=request.member_id,
+            purpose=request.purpose or "connectivity-check",
+            fill=lambda r: setattr(r, "data", b"ping"),
+            timeout_s=timeout_ms / 1000,
+        )
         return operator_pb2.PingPeerResponse(
             member_id=request.member_id,
             query_id=answer.query_id,
@@ -89,23 +83,19 @@ class OperatorServicer(operator_pb2_grpc.OperatorServicer):
             request_digest_matches=True,
         )
 
+    @refusals_as_status
     def ApplyPolicy(
         self, request: operator_pb2.ApplyPolicyRequest, context: grpc.ServicerContext
     ) -> operator_pb2.ApplyPolicyResponse:
-        try:
-            self._authenticate(context)
-            return _applied(self._policy_admin().apply(request.source, request.filename))
-        except RcfError as exc:
-            abort(context, exc)
+        self._authenticate(context)
+        return _applied(self._policy_admin().apply(request.source, request.filename))
 
+    @refusals_as_status
     def RollbackPolicy(
         self, request: operator_pb2.RollbackPolicyRequest, context: grpc.ServicerContext
     ) -> operator_pb2.ApplyPolicyResponse:
-        try:
-            self._authenticate(context)
-            return _applied(self._policy_admin().rollback(request.version))
-        except RcfError as exc:
-            abort(context, exc)
+        self._authenticate(context)
+        return _applied(self._policy_admin().rollback(request.version))
 
     def _policy_admin(self) -> PolicyAdmin:
         if self._policy is None:

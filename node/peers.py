@@ -21,7 +21,7 @@ from google.protobuf.message import DecodeError
 
 from node.audit import AuditEvent, AuditLog
 from node.directory_cache import DirectoryCache
-from node.pipeline import QuerySpec, Req, Resp, check_active, resolve_member_key, sha256_hex
+from node.pipeline import QuerySpec, Req, Resp, check_active, sha256_hex
 from protos.rcf.v1 import envelope_pb2, federation_pb2_grpc
 from trust import pki
 from trust.clock import now_ms
@@ -169,7 +169,7 @@ class PeerClient:
             verified = verify_envelope(
                 envelope=Envelope.from_proto(reply),
                 expected_type=spec.response_type,
-                resolve_key=resolve_member_key(directory, at_ms=now_ms(), member_id=responder),
+                resolve_key=directory.key_resolver(at_ms=now_ms(), member_id=responder),
             )
         except RcfError as exc:
             raise PeerError(

@@ -24,9 +24,9 @@ from node.replay import ReplayGuard
 from protos.rcf.v1 import envelope_pb2
 from trust import pki
 from trust.clock import now_ms
-from trust.directory import Directory, Member, MemberStatus
+from trust.directory import Member, MemberStatus
 from trust.dsse import Envelope, sign_envelope, verify_envelope
-from trust.errors import RcfError, RequestRejected, VerificationError
+from trust.errors import RcfError, RequestRejected
 from trust.keys import SigningKey
 
 log = structlog.get_logger("rcf.node")
@@ -90,37 +90,6 @@ class Limits:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def resolve_member_key(
-    directory: Directory, *, at_ms: int, member_id: str | None = None
-) -> Callable[[str], bytes]:
-    """A resolve_key for verify_envelope: keys listed in directory, valid at at_ms.
-
-    With member_id, only that member's keys are trusted.
-    """
-
-    def resolve(key_id: str) -> bytes:
-        found = directory.signing_key(key_id)
-        if found is None:
-            raise VerificationError(
-                f"The request is signed by key {key_id}, which the directory does not list.",
-                reason="unknown_key",
-            )
-        member, key = found
-        if member_id is not None and member.member_id != member_id:
-            raise VerificationError(
-                f"Key {key_id} belongs to {member.member_id}, not {member_id}.",
-                reason="wrong_signer",
-            )
-        if not key.valid_at(at_ms):
-            raise VerificationError(
-                f"Key {key_id} of {member.member_id} is not valid now (rotated or not yet valid).",
-                reason="key_not_valid",
-            )
-        return key.public_key
-
-    return resolve
 
 
 def check_active(member: Member) -> None:
@@ -206,7 +175,7 @@ class Pipeline:
         verified = verify_envelope(
             envelope=envelope,
             expected_type=spec.request_type,
-            resolve_key=resolve_member_key(directory, at_ms=now),
+            resolve_key=directory.key_resolver(at_ms=now),
         )
         signers = {directory.signing_key(k)[0].member_id for k in verified.key_ids}  # type: ignore[index]
         if signers != {peer_member}:

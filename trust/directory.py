@@ -8,6 +8,7 @@ one with a lower serial than they hold (rollback) and one past its expiry
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from google.protobuf.message import DecodeError
@@ -102,6 +103,35 @@ class Directory:
     def signing_key(self, key_id: str) -> tuple[Member, SigningKeyInfo] | None:
         """The member that owns key_id and the key's record, if listed."""
         return self._keys.get(key_id)
+
+    def key_resolver(self, *, at_ms: int, member_id: str | None = None) -> Callable[[str], bytes]:
+        """A resolve_key for verify_envelope: keys listed here and valid at at_ms.
+
+        With member_id, only that member's keys are trusted.
+        """
+
+        def resolve(key_id: str) -> bytes:
+            found = self.signing_key(key_id)
+            if found is None:
+                raise VerificationError(
+                    f"The message is signed by key {key_id}, which the directory does not list.",
+                    reason="unknown_key",
+                )
+            member, key = found
+            if member_id is not None and member.member_id != member_id:
+                raise VerificationError(
+                    f"Key {key_id} belongs to {member.member_id}, not {member_id}.",
+                    reason="wrong_signer",
+                )
+            if not key.valid_at(at_ms):
+                raise VerificationError(
+                    f"Key {key_id} of {member.member_id} is not valid now (rotated or not yet "
+                    "valid).",
+                    reason="key_not_valid",
+                )
+            return key.public_key
+
+        return resolve
 
     def expired(self, now_ms: int) -> bool:
         return now_ms >= self.expires_at_ms

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
 from concurrent import futures
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -47,3 +48,23 @@ def abort(context: grpc.ServicerContext, error: RcfError) -> NoReturn:
     """End the call with the status code the error names and its one-sentence message."""
     code = getattr(grpc.StatusCode, error.status, grpc.StatusCode.INTERNAL)
     context.abort(code, f"{error.reason}: {error.message}")
+
+
+Servicer = TypeVar("Servicer")
+Request = TypeVar("Request")
+Response = TypeVar("Response")
+
+
+def refusals_as_status(
+    method: Callable[[Servicer, Request, grpc.ServicerContext], Response],
+) -> Callable[[Servicer, Request, grpc.ServicerContext], Response]:
+    """Servicer methods raise RcfError; the call ends with the status the error names."""
+
+    @functools.wraps(method)
+    def wrapper(self: Servicer, request: Request, context: grpc.ServicerContext) -> Response:
+        try:
+            return method(self, request, context)
+        except RcfError as exc:
+            abort(context, exc)
+
+    return wrapper
