@@ -16,7 +16,7 @@ from hub.layout import HubLayout
 from hub.service import HubServicer
 from hub.setup import open_registry
 from protos.rcf.v1 import hub_pb2, hub_pb2_grpc
-from trust.serving import bind, build_server
+from trust.serving import InstanceLock, bind, build_server
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
@@ -38,8 +38,10 @@ class HubServer:
         )
         self.address = ""
         self.enroll_address = ""
+        self._instance: InstanceLock | None = None
 
     def start(self, *, listen: str = "127.0.0.1:0", enroll_listen: str = "127.0.0.1:0") -> None:
+        self._instance = InstanceLock(self.layout.root / "serve.lock", "A hub")
         self.address = bind(self._server, listen, self._tls.server_credentials())
         self.enroll_address = bind(
             self._server, enroll_listen, self._tls.server_credentials(require_client_auth=False)
@@ -61,4 +63,6 @@ class HubServer:
         self._server.stop(grace).wait()
         self.layout.runtime.unlink(missing_ok=True)
         self._registry.close()
+        if self._instance is not None:
+            self._instance.release()
         log.info("hub_stopped")

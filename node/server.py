@@ -23,7 +23,7 @@ from node.replay import ReplayGuard
 from node.state import StateDB
 from protos.rcf.v1 import federation_pb2, federation_pb2_grpc, operator_pb2, operator_pb2_grpc
 from trust.errors import ConfigError, RcfError
-from trust.serving import bind, build_server
+from trust.serving import InstanceLock, bind, build_server
 
 log = structlog.get_logger("rcf.node")
 
@@ -103,6 +103,7 @@ class NodeServer:
         )
         self.address = ""
         self.operator_address = ""
+        self._instance: InstanceLock | None = None
         self._endpoint_published = False
         self.last_refresh_error = ""
         self._stop = threading.Event()
@@ -111,6 +112,9 @@ class NodeServer:
         )
 
     def start(self, *, listen: str | None = None) -> None:
+        self._instance = InstanceLock(
+            self.layout.root / "serve.lock", f"A node for {self.config.member_id}"
+        )
         self.address = bind(
             self._server, listen or self.config.listen, self.tls.server_credentials()
         )
@@ -199,5 +203,7 @@ class NodeServer:
         self.peers.close()
         self.hub.close()
         self.state.close()
-        self.layout.runtime.unlink(missing_ok=True)
+        if self._instance is not None:
+            self.layout.runtime.unlink(missing_ok=True)
+            self._instance.release()
         log.info("node_stopped", member=self.config.member_id)

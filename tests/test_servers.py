@@ -130,3 +130,23 @@ def _processes_mentioning(text: str) -> list[int]:
         if text in cmdline:
             found.append(int(entry.name))
     return found
+
+
+def test_a_second_server_on_the_same_folder_is_refused(net: Network) -> None:
+    from hub.server import HubServer
+    from node.server import NodeServer
+    from trust.errors import ConfigError
+
+    second = NodeServer(net.layout("TH"))
+    with pytest.raises(
+        ConfigError, match=r"A node for TH is already running from this folder \(pid"
+    ):
+        second.start()
+    second.stop(grace=0)  # never started: must leave the running node's files alone
+    assert net.layout("TH").runtime.exists()
+    with pytest.raises(ConfigError, match="A hub is already running"):
+        HubServer(net.hub_layout).start()
+    net.client("AU").ping(net.nodes["TH"])
+    # Once the first one stops, the folder can be served again.
+    net.stop_node("TH")
+    net.start_node("TH")

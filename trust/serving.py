@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import functools
+import os
 from collections.abc import Callable, Iterable
 from concurrent import futures
 from typing import NoReturn, TypeVar
@@ -11,7 +13,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from trust.errors import RcfError
+from trust.errors import ConfigError, RcfError
 
 
 def build_server(
@@ -68,3 +70,32 @@ def refusals_as_status(
             abort(context, exc)
 
     return wrapper
+
+
+class InstanceLock:
+    """An exclusive lock on a folder's lock file for as long as a server runs there.
+
+    Two servers on one folder would share its SQLite files and overwrite each
+    other's runtime file; the second one is refused. The OS drops the lock when
+    the process dies, so a crash leaves nothing stale behind.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], what: str) -> None:
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            holder = os.pread(self._fd, 32, 0).decode(errors="replace").strip()
+            os.close(self._fd)
+            raise ConfigError(
+                f"{what} is already running from this folder"
+                + (f" (pid {holder})." if holder else ".")
+            ) from exc
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, str(os.getpid()).encode(), 0)
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = -1
