@@ -157,11 +157,19 @@ def test_hub_admin_and_node_operator_flow(tmp_path: Path) -> None:
 def test_audit_verify_detects_tampering(tmp_path: Path) -> None:
     import sqlite3
 
-    ok("demo", "--keep", "--dir", str(tmp_path / "net"))
+    from tests.network import Network
+
+    net = Network(tmp_path)
     try:
-        th = tmp_path / "net" / "nodes" / "TH"
+        net.start_hub()
+        net.add_node("AU")
+        th_node = net.add_node("TH")
+        net.refresh_all()
+        for _ in range(3):
+            net.client("AU").ping(th_node)
     finally:
-        ok("demo", "stop", str(tmp_path / "net"))
+        net.close()
+    th = tmp_path / "TH"
     assert "intact" in ok("audit", "verify", "--node-dir", str(th))
     conn = sqlite3.connect(th / "state.db")
     conn.execute("DROP TRIGGER audit_no_update")  # an attacker with file access
