@@ -460,3 +460,15 @@ def test_audit_records_written_beside_a_running_node_keep_the_chain(net: Network
     key = th.signing_key
     assert verify_chain(records, {key.key_id: key.public_key}) == len(records)
     assert [r.event.query_type for r in records[-3:]] == ["data_purge", "Ping", "Ping"]
+
+
+def test_unreachable_peer_is_one_clear_error_and_audited_as_failed(net: Network) -> None:
+    au = net.nodes["AU"]
+    net.stop_node("TH")
+    with pytest.raises(PeerError) as info:
+        au.peers.call(PING, responder="TH", purpose="t", fill=lambda r: None, timeout_s=2)
+    assert info.value.reason in ("unreachable", "timeout")
+    assert "TH" in str(info.value)
+    rec = au.audit.records(limit=1)[0].event
+    assert (rec.side, rec.responder, rec.decision) == ("requester", "TH", "failed")
+    assert rec.reason == info.value.reason
