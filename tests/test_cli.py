@@ -257,3 +257,22 @@ def test_hub_dictionary_export_edit_publish(tmp_path: Path) -> None:
     assert (
         json.loads(ok("hub", "dictionary", "show", "--hub-dir", hub, "--json"))["version"] == "1.1"
     )
+
+
+def test_enrolment_against_an_unreachable_hub_can_be_retried(tmp_path: Path) -> None:
+    hub = str(tmp_path / "hub")
+    ok("hub", "init", "--hub-dir", hub)
+    ok("hub", "member", "add", "TH", "--hub-dir", hub)
+    token = ok(
+        "hub", "token", "create", "TH", "--hub-dir", hub,
+        "--hub-address", "127.0.0.1:9", "--enroll-address", "127.0.0.1:9",
+    ).strip()  # fmt: skip
+    node = tmp_path / "TH"
+    err = fails("node", "init", "--node-dir", str(node), "--member", "TH", "--join-token", token)
+    assert "hub is unreachable" in err
+    # Nothing half-made is left behind: the same command can simply be run again.
+    assert not (node / "node.toml").exists()
+    assert not (node / "signing.key").exists() and not (node / "tls.key").exists()
+    assert "for TH, not AU" in fails(
+        "node", "init", "--node-dir", str(tmp_path / "AU"), "--member", "AU", "--join-token", token
+    )
