@@ -13,7 +13,7 @@ from cli.operator_client import operator_stub
 from cli.options import node_dir_option, wait_for_signal
 from cli.output import console, emit_json, json_option, table
 from node.config import NodeLayout
-from node.enrollment import complete_offline, init_offline, init_with_token
+from node.enrollment import complete_offline, init_offline, init_with_token, rotate_keys
 from node.server import NodeServer
 from protos.rcf.v1 import operator_pb2
 from trust.errors import ConfigError
@@ -76,6 +76,26 @@ def node_enroll(node_dir: Path, response_path: Path) -> None:
     """Finish an offline enrolment with the hub's response file."""
     layout = complete_offline(node_dir, response_path=response_path)
     click.echo(f"node enrolled; folder {layout.root}; start it with 'rcf node serve'")
+
+
+@node.command("rotate-keys")
+@node_dir_option
+@click.option("--join-token", default=None, help="Join token from the hub admin.")
+@click.option(
+    "--join-token-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="File holding the join token.",
+)
+@guarded
+def node_rotate_keys(node_dir: Path, join_token: str | None, join_token_file: Path | None) -> None:
+    """Replace this node's signing key and TLS certificate (the node must be stopped)."""
+    if join_token_file is not None:
+        join_token = join_token_file.read_text()
+    if not join_token:
+        raise ConfigError("Give --join-token or --join-token-file (ask the hub admin for one).")
+    key_id = rotate_keys(node_dir, token_text=join_token)
+    click.echo(f"new signing key {key_id}; the old one stays listed for verification")
 
 
 @node.command("serve")

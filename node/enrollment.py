@@ -25,6 +25,7 @@ from trust.dsse import Envelope
 from trust.errors import ConfigError, RcfError
 from trust.join_token import JoinToken
 from trust.keys import SigningKey
+from trust.serving import InstanceLock
 
 REQUEST_KIND = "rcf-enroll-request/v1"
 RESPONSE_KIND = "rcf-enroll-response/v1"
@@ -189,6 +190,64 @@ def _install(layout: NodeLayout, material: EnrollmentMaterial) -> None:
             allow=DEFAULT_ALLOW,
         )
     )
+
+
+def rotate_keys(root: Path, *, token_text: str) -> str:
+    """Replace the node's signing key and TLS certificate through a join token.
+
+    The hub closes the old key's validity rather than deleting it, so earlier
+    signatures (audit records among them) still verify; the old key file is kept
+    as ``retired-<key id>.key``. The node must be stopped. Returns the new key id.
+    """
+    layout = NodeLayout(root)
+    config = layout.load_config()
+    token = JoinToken.decode(token_text)
+    if token.member_id != config.member_id:
+        raise ConfigError(f"This join token is for {token.member_id}, not {config.member_id}.")
+    if token.hub_public_key != config.hub_public_key:
+        raise ConfigError("This join token names a different hub key than the one this node pins.")
+    try:
+        lock = InstanceLock(layout.root / "serve.lock", f"A node for {config.member_id}")
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} Stop it before rotating its keys.") from exc
+    try:
+        tls_key = pki.new_private_key_pem()
+        signing = SigningKey.generate()
+        reply = enroll_over_wire(
+            enroll_address=token.enroll_address,
+            ca_pem=layout.ca_cert.read_bytes(),
+            secret=token.secret,
+            member_id=config.member_id,
+            csr_pem=pki.make_csr(tls_key, config.member_id),
+            signing_public_key=signing.public_key,
+        )
+        pki.verify_issued_by(reply.certificate_pem, layout.ca_cert.read_bytes())
+        if not pki.certificate_matches_key(reply.certificate_pem, tls_key):
+            raise ConfigError("The hub issued a certificate for a different key.")
+        envelope = Envelope.from_proto(reply.directory)
+        directory = verify_directory(
+            envelope, hub_public_key=config.hub_public_key, now_ms=now_ms()
+        )
+        member = directory.member(config.member_id)
+        if member is None or signing.key_id not in {k.key_id for k in member.signing_keys}:
+            raise ConfigError("The hub's directory does not list the new signing key.")
+        old = layout.load_signing_key()
+        retired = layout.root / f"retired-{old.key_id.replace(':', '-')}.key"
+        if not retired.exists():  # a retried rotation retires the same key once
+            old.save(retired)
+        # Each file is replaced atomically; the certificate and its key go first so that
+        # a crash in between leaves a node that fails loudly at start, never one that
+        # signs with a key the directory no longer lists as current.
+        for path, data in ((layout.tls_key, tls_key), (layout.tls_cert, reply.certificate_pem)):
+            write_atomically(path, data, mode=0o600 if path == layout.tls_key else 0o644)
+        fresh = layout.signing_key.with_name(layout.signing_key.name + ".new")
+        fresh.unlink(missing_ok=True)
+        signing.save(fresh)
+        fresh.replace(layout.signing_key)
+        write_atomically(layout.directory_cache, envelope.to_proto().SerializeToString())
+        return signing.key_id
+    finally:
+        lock.release()
 
 
 def _discard_keys(layout: NodeLayout) -> None:

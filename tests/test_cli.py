@@ -137,7 +137,12 @@ def test_hub_admin_and_node_operator_flow(tmp_path: Path) -> None:
             ok("node", "refresh", "--node-dir", str(tmp_path / "TH"))
             ok("ping", "--node-dir", str(tmp_path / "AU"), "TH")
 
-        # Servers stopped: the logs are complete and verify.
+        # Nodes stopped, hub still up: TH rotates its keys with a fresh token.
+        token = ok("hub", "token", "create", "TH", "--hub-dir", hub).strip()
+        out = ok("node", "rotate-keys", "--node-dir", str(tmp_path / "TH"), "--join-token", token)
+        assert out.startswith("new signing key ed25519:")
+
+        # Servers stopped: the logs are complete and verify (under the old key, still listed).
         th_log = json.loads(ok("audit", "show", "--node-dir", str(tmp_path / "TH"), "--json"))
         pings = [r for r in th_log if r["query_type"] == "Ping"]
         assert [r["decision"] for r in pings] == ["answered", "answered", "refused", "answered"]

@@ -150,3 +150,56 @@ def test_a_second_server_on_the_same_folder_is_refused(net: Network) -> None:
     # Once the first one stops, the folder can be served again.
     net.stop_node("TH")
     net.start_node("TH")
+
+
+def test_key_rotation_keeps_old_signatures_verifiable(net: Network) -> None:
+    from node.audit import verify_chain
+    from node.enrollment import rotate_keys
+    from trust.errors import ConfigError
+    from trust.join_token import JoinToken
+
+    assert net.hub is not None
+    client = net.client("AU")
+    client.ping(net.nodes["TH"])
+    old_key = net.layout("TH").load_signing_key()
+
+    def token() -> str:
+        assert net.hub is not None
+        return JoinToken(
+            secret=net.registry.create_join_token("TH"),
+            member_id="TH",
+            hub_address=net.hub.address,
+            enroll_address=net.hub.enroll_address,
+            ca_pem=net.hub_layout.ca_cert.read_bytes(),
+            hub_public_key=net.hub_layout.load_signing_key().public_key,
+        ).encode()
+
+    with pytest.raises(ConfigError, match="Stop it before rotating"):
+        rotate_keys(net.layout("TH").root, token_text=token())
+    net.stop_node("TH")
+    new_key_id = rotate_keys(net.layout("TH").root, token_text=token())
+    assert new_key_id != old_key.key_id
+    th = net.start_node("TH")
+    assert th.signing_key.key_id == new_key_id
+    net.refresh_all()
+    reply = client.ping(th)
+    assert reply.signatures[0].key_id == new_key_id
+
+    # Old audit records still verify: the directory keeps the old key, closed.
+    directory = th.directory.current()
+    member = directory.member("TH")
+    assert member is not None
+    keys = {k.key_id: k for k in member.signing_keys}
+    assert keys[old_key.key_id].valid_until_ms != 0 and keys[new_key_id].valid_until_ms == 0
+    records = th.audit.records()
+    public = {k: v.public_key for k, v in keys.items()}
+    assert verify_chain(records, public) == len(records)
+    assert {r.key_id for r in records if r.signature} == {old_key.key_id, new_key_id}
+
+    # A request signed with TH's retired key is refused by its peers.
+    au = net.nodes["AU"]
+    stale = net.client("TH")
+    stale.key = old_key
+    with pytest.raises(grpc.RpcError) as info:
+        stale.ping(au)
+    assert "key_not_valid" in (info.value.details() or "")
