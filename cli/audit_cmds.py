@@ -65,8 +65,9 @@ def audit_show(node_dir: Path, limit: int, as_json: bool) -> None:
 
 @audit.command("verify")
 @node_dir_option
+@json_option
 @guarded
-def audit_verify(node_dir: Path) -> None:
+def audit_verify(node_dir: Path, as_json: bool) -> None:
     """Check the local log's sequence, hash chain and signatures."""
     layout, state, log = _open(node_dir)
     try:
@@ -81,6 +82,9 @@ def audit_verify(node_dir: Path) -> None:
     own = layout.load_signing_key()
     keys[own.key_id] = own.public_key
     count = verify_chain(records, keys)
+    if as_json:
+        emit_json({"intact": True, "records": count})
+        return
     click.echo(f"audit log intact: {count} records, chain and signatures verified")
 
 

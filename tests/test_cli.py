@@ -176,6 +176,8 @@ def test_audit_verify_detects_tampering(tmp_path: Path) -> None:
         net.close()
     th = tmp_path / "TH"
     assert "intact" in ok("audit", "verify", "--node-dir", str(th))
+    verdict = json.loads(ok("audit", "verify", "--node-dir", str(th), "--json"))
+    assert verdict["intact"] and verdict["records"] >= 3
     conn = sqlite3.connect(th / "state.db")
     conn.execute("DROP TRIGGER audit_no_update")  # an attacker with file access
     conn.execute("UPDATE audit SET requester = 'XX' WHERE seq = 2")
