@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import click
@@ -11,16 +10,12 @@ import grpc
 from cli.errors import describe_rpc_error, guarded
 from cli.operator_client import operator_stub
 from cli.options import node_dir_option, wait_for_signal
-from cli.output import console, emit_json, json_option, table
+from cli.output import console, emit_json, json_option, table, utc_time
 from node.config import NodeLayout
 from node.enrollment import complete_offline, init_offline, init_with_token, rotate_keys
 from node.server import NodeServer
 from protos.rcf.v1 import operator_pb2
 from trust.errors import ConfigError
-
-
-def _when(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 @click.group("node")
@@ -122,8 +117,8 @@ def _status_dict(s: operator_pb2.StatusResponse) -> dict[str, object]:
         "member_id": s.member_id,
         "federation_endpoint": s.federation_endpoint,
         "directory_serial": s.directory_serial,
-        "directory_expires_at": _when(s.directory_expires_at_ms),
-        "directory_fetched_at": _when(s.directory_fetched_at_ms),
+        "directory_expires_at": utc_time(s.directory_expires_at_ms),
+        "directory_fetched_at": utc_time(s.directory_fetched_at_ms),
         "last_refresh_error": s.last_refresh_error,
         "audit_records": s.audit_records,
         "signing_key_id": s.signing_key_id,

@@ -22,8 +22,7 @@ from rich.markup import escape
 from cli.errors import guarded
 from cli.operator_client import operator_stub
 from cli.options import node_dir_option
-from cli.output import console, emit_json, json_option
-from cli.output import table as _rich_table
+from cli.output import console, emit_json, json_option, table, utc_time
 from node.audit import AuditLog
 from node.config import NodeConfig, NodeLayout
 from node.directory_cache import DirectoryCache
@@ -43,17 +42,8 @@ from trust.errors import ConfigError, VerificationError
 file_argument = click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 
 
-def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
-    """A Rich table whose cells are shown literally ("[allow]" is text, not markup)."""
-    _rich_table(escape(title), columns, [[escape(str(c)) for c in row] for row in rows])
-
-
 def say(text: str) -> None:
     console.print(text, markup=False, highlight=False)
-
-
-def _when(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _read(path: Path) -> str:
@@ -179,7 +169,7 @@ def _policy_dict(policy: Policy, stored: StoredVersion | None) -> dict[str, Any]
         "member": policy.member,
         "description": policy.description,
         "source_sha256": policy.source_sha256,
-        "applied_at": _when(stored.applied_at_ms) if stored else None,
+        "applied_at": utc_time(stored.applied_at_ms) if stored else None,
         "filename": stored.filename if stored else None,
         "rules": [rule_dict(r) for r in policy.rules],
     }
@@ -222,7 +212,7 @@ def policy_show(node_dir: Path, version: int | None, source: bool, as_json: bool
         "active" if policy.version == active.version else f"not active (active: {active.version})"
     )
     say(
-        f"policy version {policy.version} ({state}), applied {_when(stored.applied_at_ms)} "
+        f"policy version {policy.version} ({state}), applied {utc_time(stored.applied_at_ms)} "
         f"from {stored.filename}; sha256 {stored.source_sha256[:16]}…; signature verified"
     )
     if not policy.rules:
@@ -254,7 +244,7 @@ def policy_history(node_dir: Path, as_json: bool) -> None:
             rows.append(
                 {
                     "version": v.version,
-                    "applied_at": _when(v.applied_at_ms),
+                    "applied_at": utc_time(v.applied_at_ms),
                     "action": v.action + (f" of {v.based_on}" if v.based_on else ""),
                     "filename": v.filename,
                     "source_sha256": v.source_sha256,
