@@ -11,6 +11,7 @@ import click
 import grpc
 
 from trust.errors import RcfError
+from trust.serving import split_details
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -22,10 +23,10 @@ EXIT_UNAVAILABLE = 3
 def describe_rpc_error(exc: grpc.RpcError) -> str:
     if isinstance(exc, grpc.Call):
         details = exc.details() or ""
-        reason, _, message = details.partition(": ")
-        if exc.code() == grpc.StatusCode.UNAVAILABLE and not message:
+        reason, message = split_details(details)
+        if exc.code() == grpc.StatusCode.UNAVAILABLE and not reason:
             return f"The node is not reachable ({details})."
-        return f"{message or details} [{exc.code().name.lower()}: {reason}]"
+        return f"{message} [{exc.code().name.lower()}{': ' + reason if reason else ''}]"
     return "The call failed."
 
 

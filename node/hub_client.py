@@ -10,6 +10,7 @@ from trust.clock import now_ms
 from trust.dsse import Envelope, sign_envelope
 from trust.errors import PeerError
 from trust.keys import SigningKey
+from trust.serving import split_details
 from trust.tls import TlsMaterial, channel_options, secure_channel
 
 ENDPOINT_UPDATE_TYPE = "rcf.v1.EndpointUpdate"
@@ -23,8 +24,8 @@ def _hub_error(exc: grpc.RpcError) -> PeerError:
             return PeerError(f"The hub is unreachable ({details}).", reason="hub_unreachable")
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             return PeerError("The hub did not answer in time.", reason="hub_timeout")
-        reason, _, message = details.partition(": ")
-        return PeerError(f"The hub refused: {message or details}", reason=reason or "hub_refused")
+        reason, message = split_details(details)
+        return PeerError(f"The hub refused: {message}", reason=reason or "hub_refused")
     return PeerError("The hub call failed.", reason="hub_error")
 
 

@@ -28,6 +28,7 @@ from trust.clock import now_ms
 from trust.dsse import Envelope, sign_envelope, verify_envelope
 from trust.errors import PeerError, RcfError
 from trust.keys import SigningKey
+from trust.serving import split_details
 from trust.tls import TlsMaterial, secure_channel
 
 
@@ -204,9 +205,9 @@ def _peer_error(responder: str, exc: grpc.RpcError) -> PeerError:
         return PeerError(f"{responder} is unreachable ({details}).", reason="unreachable")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return PeerError(f"{responder} did not answer in time.", reason="timeout")
-    reason, _, message = details.partition(": ")
+    reason, message = split_details(details)
     return PeerError(
-        f"{responder} refused the request ({code.name}): {message or details}",
-        reason=f"refused:{reason}" if message else "refused",
+        f"{responder} refused the request ({code.name}): {message}",
+        reason=f"refused:{reason}" if reason else "refused",
         status=code.name,
     )

@@ -47,9 +47,15 @@ def bind(server: grpc.Server, address: str, credentials: grpc.ServerCredentials)
 
 
 def abort(context: grpc.ServicerContext, error: RcfError) -> NoReturn:
-    """End the call with the status code the error names and its one-sentence message."""
+    """End the call with the status code the error names; details are 'reason: sentence'."""
     code = getattr(grpc.StatusCode, error.status, grpc.StatusCode.INTERNAL)
     context.abort(code, f"{error.reason}: {error.message}")
+
+
+def split_details(details: str) -> tuple[str, str]:
+    """(reason, sentence) from status details that abort() wrote; ("", details) otherwise."""
+    reason, sep, message = details.partition(": ")
+    return (reason, message) if sep else ("", details)
 
 
 Servicer = TypeVar("Servicer")
