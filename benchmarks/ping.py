@@ -19,7 +19,7 @@ from pathlib import Path
 from benchmarks.common import BenchResult, percentile
 from benchmarks.echo_server import METHOD
 from cli.local_network import LocalNetwork, MemberSpec
-from node.queries import PING
+from node.ping import PING
 from node.server import NodeServer
 from trust import pki
 from trust.tls import secure_channel

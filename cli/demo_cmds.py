@@ -142,7 +142,7 @@ def _ping(requester: str, responder: str, demo: Demo, *, times: int = 1) -> tupl
         try:
             for _ in range(times):
                 r = stub.PingPeer(
-                    operator_pb2.PingPeerRequest(member_id=responder, purpose="demo"),
+                    operator_pb2.PingPeerRequest(member_id=responder, purpose="connectivity-check"),
                     metadata=md,
                     timeout=15,
                 )

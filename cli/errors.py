@@ -11,7 +11,7 @@ import click
 import grpc
 
 from trust.errors import RcfError
-from trust.serving import split_details
+from trust.status import read_refusal
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -21,13 +21,11 @@ EXIT_UNAVAILABLE = 3
 
 
 def describe_rpc_error(exc: grpc.RpcError) -> str:
-    if isinstance(exc, grpc.Call):
-        details = exc.details() or ""
-        reason, message = split_details(details)
-        if exc.code() == grpc.StatusCode.UNAVAILABLE and not reason:
-            return f"The node is not reachable ({details})."
-        return f"{message} [{exc.code().name.lower()}{': ' + reason if reason else ''}]"
-    return "The call failed."
+    refusal = read_refusal(exc)
+    if refusal.code == grpc.StatusCode.UNAVAILABLE and not refusal.reason:
+        return f"The node is not reachable ({refusal.message})."
+    reason = f": {refusal.reason}" if refusal.reason else ""
+    return f"{refusal.message} [{refusal.code.name.lower()}{reason}]"
 
 
 def run_guarded(fn: Callable[[], T]) -> T:

@@ -7,6 +7,7 @@ if it is a valid successor of the latest (see trust.dictionary.check_successor).
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 
 from protos.rcf.v1 import envelope_pb2
@@ -36,9 +37,7 @@ def ensure_schema(conn: sqlite3.Connection, key: SigningKey) -> None:
 
 
 def _insert(conn: sqlite3.Connection, dictionary: DataDictionary, key: SigningKey) -> None:
-    published = DataDictionary(
-        version=dictionary.version, datasets=dictionary.datasets, issued_at_ms=now_ms()
-    )
+    published = dataclasses.replace(dictionary, issued_at_ms=now_ms())
     major, minor = parse_version(published.version)
     envelope = sign_dictionary(published, key)
     conn.execute(

@@ -5,20 +5,19 @@ from __future__ import annotations
 import threading
 
 import grpc
-from google.protobuf.message import DecodeError
 
 from hub.registry import Registry
 from protos.rcf.v1 import envelope_pb2, hub_pb2, hub_pb2_grpc
 from trust import pki
 from trust.clock import now_ms
 from trust.directory import MemberStatus, sign_directory
-from trust.dsse import Envelope, verify_envelope
+from trust.dsse import Envelope
 from trust.errors import RegistryError, RequestRejected
 from trust.keys import SigningKey
 from trust.serving import refusals_as_status
+from trust.signed import open_document
 from trust.tls import peer_certificate_pem
 
-ENDPOINT_UPDATE_TYPE = "rcf.v1.EndpointUpdate"
 ENDPOINT_UPDATE_MAX_AGE_MS = 5 * 60 * 1000
 
 
@@ -89,16 +88,13 @@ class HubServicer(hub_pb2_grpc.HubServicer):
             member = snapshot.member(member_id)
             if member is None or member.status is MemberStatus.REVOKED:
                 raise RequestRejected(f"Member {member_id} may not publish an endpoint.")
-            verified = verify_envelope(
-                envelope=Envelope.from_proto(request),
-                expected_type=ENDPOINT_UPDATE_TYPE,
+            update = open_document(
+                Envelope.from_proto(request),
+                hub_pb2.EndpointUpdate,
+                what="endpoint update",
                 resolve_key=snapshot.key_resolver(at_ms=now_ms(), member_id=member_id),
-            )
-            update = hub_pb2.EndpointUpdate()
-            try:
-                update.ParseFromString(verified.payload)
-            except DecodeError as exc:
-                raise RegistryError("The endpoint update is malformed.") from exc
+                error=RegistryError,
+            ).message
             if update.member_id != member_id:
                 raise RequestRejected("An endpoint update must come from its own member.")
             if abs(now_ms() - update.issued_at_ms) > ENDPOINT_UPDATE_MAX_AGE_MS:

@@ -69,47 +69,48 @@ class AuditLog:
     def __init__(self, state: StateDB, signing_key: SigningKey) -> None:
         self._state = state
         self._key = signing_key
-        # The head each batch must sign; only touched under the commit lock. The
-        # chain head itself is read from the table for every write, because other
-        # processes (operator commands) append to the same log.
-        self._unsigned_head: tuple[int, str] | None = None
-        state.on_batch_end(self._sign_head, on_rollback=self._forget)
+        # Events of the transaction being built; only touched under the commit lock.
+        # They are written together when the batch ends: one head lookup, one
+        # multi-row insert and one head signature per commit.
+        self._batch: list[tuple[AuditEvent, int]] = []
+        state.on_batch_end(self._write_batch, on_rollback=self._forget)
 
     def _forget(self) -> None:
-        self._unsigned_head = None
+        self._batch.clear()
 
-    def _sign_head(self, conn: sqlite3.Connection) -> None:
-        if self._unsigned_head is None:
+    def _write_batch(self, conn: sqlite3.Connection) -> None:
+        if not self._batch:
             return
-        seq, digest = self._unsigned_head
-        conn.execute(
-            "INSERT INTO audit_signatures VALUES (?, ?, ?)",
-            (seq, self._key.key_id, self._key.sign(bytes.fromhex(digest))),
-        )
-        self._unsigned_head = None
-
-    def append(self, event: AuditEvent) -> None:
-        """Append and wait until the record is committed."""
-        self._state.run(lambda conn: self._write(conn, event))
-
-    def _write(self, conn: sqlite3.Connection, event: AuditEvent) -> int:
+        # The head is read inside the transaction: an offline operator command may
+        # have appended to the same file since the last batch.
         last = conn.execute(
             "SELECT seq, record_hash FROM audit ORDER BY seq DESC LIMIT 1"
         ).fetchone()
-        seq, prev = (int(last[0]) + 1, str(last[1])) if last else (1, GENESIS)
-        ts = now_ms()
-        digest = record_hash(seq, ts, event, prev)
-        e = event
+        seq, prev = (int(last[0]), str(last[1])) if last else (0, GENESIS)
+        rows = []
+        for e, ts in self._batch:
+            seq += 1
+            digest = record_hash(seq, ts, e, prev)
+            rows.append(
+                (
+                    seq, ts, e.query_id, e.query_type, e.purpose, e.requester, e.responder,
+                    e.side, e.decision, e.reason, e.request_sha256, e.response_sha256, prev,
+                    digest, self._key.key_id,
+                )
+            )  # fmt: skip
+            prev = digest
+        conn.executemany(
+            "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+        )
         conn.execute(
-            "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                seq, ts, e.query_id, e.query_type, e.purpose, e.requester, e.responder, e.side,
-                e.decision, e.reason, e.request_sha256, e.response_sha256, prev, digest,
-                self._key.key_id,
-            ),
-        )  # fmt: skip
-        self._unsigned_head = (seq, digest)
-        return seq
+            "INSERT INTO audit_signatures VALUES (?, ?, ?)",
+            (seq, self._key.key_id, self._key.sign(bytes.fromhex(prev))),
+        )
+        self._batch.clear()
+
+    def append(self, event: AuditEvent) -> None:
+        """Append and wait until the record is committed."""
+        self._state.run(lambda conn: self._batch.append((event, now_ms())))
 
     def records(self, *, limit: int | None = None) -> list[AuditRecord]:
         sql = (

@@ -9,12 +9,8 @@ nothing is trusted that the installed code does not already contain.
 
 from __future__ import annotations
 
-from google.protobuf.message import DecodeError
-
 from node.config import NodeLayout
-from node.directory_cache import write_atomically
 from node.hub_client import HubClient
-from protos.rcf.v1 import envelope_pb2
 from trust.dictionary import (
     DataDictionary,
     DictionaryError,
@@ -22,21 +18,15 @@ from trust.dictionary import (
     parse_version,
     verify_dictionary,
 )
-from trust.dsse import Envelope
+from trust.signed import read_envelope, store_envelope
 
 
 def _read_cached(layout: NodeLayout, hub_public_key: bytes) -> DataDictionary | None:
     path = layout.dictionary_cache
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+    if not path.exists():
         return None
-    msg = envelope_pb2.Envelope()
-    try:
-        msg.ParseFromString(raw)
-    except DecodeError as exc:
-        raise DictionaryError(f"The cached data dictionary {path} is damaged.") from exc
-    return verify_dictionary(Envelope.from_proto(msg), hub_public_key=hub_public_key)
+    envelope = read_envelope(path, what="cached data dictionary", error=DictionaryError)
+    return verify_dictionary(envelope, hub_public_key=hub_public_key)
 
 
 def load_dictionary(layout: NodeLayout) -> DataDictionary:
@@ -67,5 +57,5 @@ def sync_dictionary(
             f"Asked the hub for dictionary {version} and got {fresh.version}.",
             reason="dictionary_mismatch",
         )
-    write_atomically(layout.dictionary_cache, envelope.to_proto().SerializeToString())
+    store_envelope(layout.dictionary_cache, envelope)
     return True

@@ -11,24 +11,11 @@ import os
 import threading
 from pathlib import Path
 
-from google.protobuf.message import DecodeError
-
-from protos.rcf.v1 import envelope_pb2
 from trust.clock import now_ms
 from trust.directory import Directory, verify_directory
 from trust.dsse import Envelope
 from trust.errors import DirectoryError
-
-
-def _read_envelope(path: Path) -> Envelope:
-    msg = envelope_pb2.Envelope()
-    try:
-        msg.ParseFromString(path.read_bytes())
-    except OSError as exc:
-        raise DirectoryError(f"No cached directory at {path}: {exc.strerror}.") from exc
-    except DecodeError as exc:
-        raise DirectoryError(f"The cached directory {path} is damaged.") from exc
-    return Envelope.from_proto(msg)
+from trust.signed import read_envelope, store_envelope
 
 
 def write_atomically(path: Path, data: bytes, *, mode: int = 0o644) -> None:
@@ -48,7 +35,9 @@ class DirectoryCache:
         self._hub_key = hub_public_key
         self._lock = threading.Lock()
         self._directory = verify_directory(
-            _read_envelope(path), hub_public_key=hub_public_key, now_ms=None
+            read_envelope(path, what="cached directory", error=DirectoryError),
+            hub_public_key=hub_public_key,
+            now_ms=None,
         )
         self.fetched_at_ms = int(path.stat().st_mtime * 1000)
 
@@ -77,6 +66,6 @@ class DirectoryCache:
             self.fetched_at_ms = now_ms()
             if fresh.serial == held:
                 return False
-            write_atomically(self._path, envelope.to_proto().SerializeToString())
+            store_envelope(self._path, envelope)
             self._directory = fresh
             return True

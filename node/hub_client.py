@@ -7,26 +7,23 @@ import grpc
 from protos.rcf.v1 import hub_pb2, hub_pb2_grpc
 from trust import pki
 from trust.clock import now_ms
-from trust.dsse import Envelope, sign_envelope
+from trust.dsse import Envelope
 from trust.errors import PeerError
 from trust.keys import SigningKey
-from trust.serving import split_details
+from trust.signed import sign_document
+from trust.status import read_refusal
 from trust.tls import TlsMaterial, channel_options, secure_channel
 
-ENDPOINT_UPDATE_TYPE = "rcf.v1.EndpointUpdate"
 HUB_MAX_BYTES = 8 * 1024 * 1024
 
 
 def _hub_error(exc: grpc.RpcError) -> PeerError:
-    if isinstance(exc, grpc.Call):
-        code, details = exc.code(), exc.details() or ""
-        if code == grpc.StatusCode.UNAVAILABLE:
-            return PeerError(f"The hub is unreachable ({details}).", reason="hub_unreachable")
-        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            return PeerError("The hub did not answer in time.", reason="hub_timeout")
-        reason, message = split_details(details)
-        return PeerError(f"The hub refused: {message}", reason=reason or "hub_refused")
-    return PeerError("The hub call failed.", reason="hub_error")
+    refusal = read_refusal(exc)
+    if refusal.code == grpc.StatusCode.UNAVAILABLE and not refusal.reason:
+        return PeerError(f"The hub is unreachable ({refusal.message}).", reason="hub_unreachable")
+    if refusal.code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return PeerError("The hub did not answer in time.", reason="hub_timeout")
+    return PeerError(f"The hub refused: {refusal.message}", reason=refusal.reason or "hub_refused")
 
 
 def enroll_over_wire(
@@ -92,11 +89,7 @@ class HubClient:
         update = hub_pb2.EndpointUpdate(
             member_id=member_id, endpoint=endpoint, issued_at_ms=now_ms()
         )
-        signed = sign_envelope(
-            payload_type=ENDPOINT_UPDATE_TYPE,
-            payload=update.SerializeToString(deterministic=True),
-            signers=[key],
-        )
+        signed = sign_document(update, [key])
         try:
             reply = self._stub.UpdateEndpoint(signed.to_proto(), timeout=timeout_s)
         except grpc.RpcError as exc:

@@ -12,8 +12,8 @@ from collections.abc import Callable
 import grpc
 
 from node.peers import PeerClient
+from node.ping import PING
 from node.policy.admin import Applied, PolicyAdmin
-from node.queries import PING
 from protos.rcf.v1 import operator_pb2, operator_pb2_grpc
 from trust.errors import RequestRejected
 from trust.serving import refusals_as_status

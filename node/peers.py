@@ -21,14 +21,15 @@ from google.protobuf.message import DecodeError
 
 from node.audit import AuditEvent, AuditLog
 from node.directory_cache import DirectoryCache
-from node.pipeline import QuerySpec, Req, Resp, check_active, sha256_hex
-from protos.rcf.v1 import envelope_pb2, federation_pb2_grpc
+from node.pipeline import check_active, sha256_hex
+from node.protocol import QuerySpec, Req, Resp
+from protos.rcf.v1 import envelope_pb2
 from trust import pki
 from trust.clock import now_ms
 from trust.dsse import Envelope, sign_envelope, verify_envelope
 from trust.errors import PeerError, RcfError
 from trust.keys import SigningKey
-from trust.serving import split_details
+from trust.status import read_refusal
 from trust.tls import TlsMaterial, secure_channel
 
 
@@ -61,26 +62,43 @@ class PeerClient:
         self._ttl_ms = request_ttl_ms
         self._max_bytes = max_message_bytes
         self._lock = threading.Lock()
-        self._channels: dict[
-            tuple[str, str], tuple[grpc.Channel, federation_pb2_grpc.FederationStub]
-        ] = {}
+        self._channels: dict[tuple[str, str], grpc.Channel] = {}
 
-    def _stub(self, member_id: str, endpoint: str) -> federation_pb2_grpc.FederationStub:
+    def _channel(self, member_id: str, endpoint: str) -> grpc.Channel:
         with self._lock:
             key = (member_id, endpoint)
-            if key not in self._channels:
+            channel = self._channels.get(key)
+            if channel is None:
                 channel = secure_channel(
                     target=endpoint,
                     tls=self._tls,
                     server_name=pki.node_server_name(member_id),
                     max_message_bytes=self._max_bytes * 2,
                 )
-                self._channels[key] = (channel, federation_pb2_grpc.FederationStub(channel))
-            return self._channels[key][1]
+                self._channels[key] = channel
+            return channel
+
+    def prune(self) -> int:
+        """Close channels to endpoints the current directory no longer lists; return how many."""
+        directory = self._directory.peek()
+        listed = {
+            (m.member_id, n.endpoint) for m in directory.members for n in m.nodes if n.endpoint
+        }
+        with self._lock:
+            stale = [key for key in self._channels if key not in listed]
+            closing = [self._channels.pop(key) for key in stale]
+        for channel in closing:
+            channel.close()
+        return len(closing)
+
+    @property
+    def open_channels(self) -> int:
+        with self._lock:
+            return len(self._channels)
 
     def close(self) -> None:
         with self._lock:
-            for channel, _ in self._channels.values():
+            for channel in self._channels.values():
                 channel.close()
             self._channels.clear()
 
@@ -116,7 +134,7 @@ class PeerClient:
         h.expires_at_ms = now + self._ttl_ms
         h.nonce = secrets.token_bytes(16)
         fill(request)
-        payload = request.SerializeToString(deterministic=True)  # type: ignore[attr-defined]
+        payload = request.SerializeToString(deterministic=True)
         envelope = sign_envelope(
             payload_type=spec.request_type, payload=payload, signers=[self._key]
         )
@@ -126,7 +144,7 @@ class PeerClient:
             self._audit.append(
                 AuditEvent(
                     query_id=h.query_id,
-                    query_type=spec.query_type,
+                    query_type=spec.name,
                     purpose=purpose,
                     requester=self.member_id,
                     responder=responder,
@@ -138,7 +156,11 @@ class PeerClient:
                 )
             )
 
-        method = getattr(self._stub(responder, endpoints[0]), spec.query_type)
+        method = self._channel(responder, endpoints[0]).unary_unary(
+            spec.method,
+            request_serializer=envelope_pb2.Envelope.SerializeToString,
+            response_deserializer=envelope_pb2.Envelope.FromString,
+        )
         started = time.perf_counter()
         try:
             reply: envelope_pb2.Envelope = method(envelope.to_proto(), timeout=timeout_s)
@@ -178,7 +200,7 @@ class PeerClient:
             ) from exc
         response = spec.response_cls()
         try:
-            response.ParseFromString(verified.payload)  # type: ignore[attr-defined]
+            response.ParseFromString(verified.payload)
         except DecodeError as exc:
             raise PeerError(f"{responder}'s answer is malformed.", reason="bad_answer") from exc
         rh = response.header
@@ -199,15 +221,14 @@ class PeerClient:
 
 
 def _peer_error(responder: str, exc: grpc.RpcError) -> PeerError:
-    code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
-    details = (exc.details() if isinstance(exc, grpc.Call) else "") or ""
-    if code in (grpc.StatusCode.UNAVAILABLE,):
-        return PeerError(f"{responder} is unreachable ({details}).", reason="unreachable")
+    refusal = read_refusal(exc)
+    code = refusal.code
+    if code == grpc.StatusCode.UNAVAILABLE and not refusal.reason:
+        return PeerError(f"{responder} is unreachable ({refusal.message}).", reason="unreachable")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return PeerError(f"{responder} did not answer in time.", reason="timeout")
-    reason, message = split_details(details)
     return PeerError(
-        f"{responder} refused the request ({code.name}): {message}",
-        reason=f"refused:{reason}" if reason else "refused",
+        f"{responder} refused the request ({code.name}): {refusal.message}",
+        reason=f"refused:{refusal.reason}" if refusal.reason else "refused",
         status=code.name,
     )

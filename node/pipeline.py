@@ -1,17 +1,23 @@
-"""The one request pipeline every federation query passes through.
+"""The one request pipeline every federation query passes through, in stages.
 
-verify the envelope against the directory → the TLS peer must be the signer's
-member → member active, request inside its time window, nonce never seen →
-the sharing policy decides (node.policy, default deny) → handle → sign the
-response, binding the request digest → audit. A refusal at any step is audited too, then raised.
+``authorize`` (size → TLS identity → envelope and signatures over the received
+bytes → signer = TLS peer → enrolled certificate → header bounds and purpose →
+member status → time window → replay of nonce and query id → field bounds →
+sharing policy) → the query type's handler → its ``release`` step (disclosure
+control) → ``seal`` (sign, binding the request digest and query id) → audit.
+
+A refusal at any stage is audited, then raised; so is an unexpected failure,
+which the requester sees only as ``internal``. A streaming query is authorised
+once; every message it sends is released, sealed and audited on its own.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Generic, Protocol, TypeVar
+import threading
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
+from typing import NoReturn
 
 import structlog
 from google.protobuf.message import DecodeError
@@ -19,7 +25,16 @@ from google.protobuf.message import DecodeError
 from node.audit import AuditEvent, AuditLog
 from node.directory_cache import DirectoryCache
 from node.policy.admin import PolicyGate
-from node.policy.model import Decision, QueryDescription
+from node.protocol import (
+    MAX_NONCE_BYTES,
+    MIN_NONCE_BYTES,
+    Authorized,
+    QuerySpec,
+    Req,
+    Resp,
+    valid_purpose_form,
+    valid_query_id,
+)
 from node.replay import ReplayGuard
 from protos.rcf.v1 import envelope_pb2
 from trust import pki
@@ -28,57 +43,9 @@ from trust.directory import Member, MemberStatus
 from trust.dsse import Envelope, sign_envelope, verify_envelope
 from trust.errors import RcfError, RequestRejected
 from trust.keys import SigningKey
+from trust.serving import internal_error
 
 log = structlog.get_logger("rcf.node")
-
-MIN_NONCE_BYTES = 16
-
-
-class HasRequestHeader(Protocol):
-    @property
-    def header(self) -> envelope_pb2.RequestHeader: ...
-
-    def ParseFromString(self, serialized: bytes, /) -> int: ...
-
-
-class HasResponseHeader(Protocol):
-    @property
-    def header(self) -> envelope_pb2.ResponseHeader: ...
-
-    def SerializeToString(self, *, deterministic: bool = ...) -> bytes: ...
-
-
-Req = TypeVar("Req", bound=HasRequestHeader)
-Resp = TypeVar("Resp", bound=HasResponseHeader)
-
-
-@dataclass(frozen=True)
-class QuerySpec(Generic[Req, Resp]):
-    """How one query type travels: its name, message classes and payload types."""
-
-    query_type: str
-    request_cls: Callable[[], Req]
-    response_cls: Callable[[], Resp]
-    # What the policy needs to know about a request (dataset, group-by …); the
-    # header's purpose is added by the pipeline. None: the query type alone.
-    describe: Callable[[Req], QueryDescription] | None = None
-
-    def description(self, request: Req, purpose: str) -> QueryDescription:
-        query = self.describe(request) if self.describe else QueryDescription(self.query_type)
-        return replace(query, query_type=self.query_type, purpose=purpose)
-
-    @property
-    def request_type(self) -> str:
-        return _full_name(self.request_cls)
-
-    @property
-    def response_type(self) -> str:
-        return _full_name(self.response_cls)
-
-
-def _full_name(cls: object) -> str:
-    descriptor = getattr(cls, "DESCRIPTOR", None)
-    return str(descriptor.full_name) if descriptor is not None else str(cls)
 
 
 @dataclass(frozen=True)
@@ -100,171 +67,14 @@ def check_active(member: Member) -> None:
         )
 
 
-class Pipeline:
-    def __init__(
-        self,
-        *,
-        member_id: str,
-        signing_key: SigningKey,
-        directory: DirectoryCache,
-        replay: ReplayGuard,
-        audit: AuditLog,
-        policy: PolicyGate,
-        limits: Limits,
-    ) -> None:
-        self.member_id = member_id
-        self._key = signing_key
-        self._directory = directory
-        self._replay = replay
-        self._audit = audit
-        self._policy = policy
-        self._limits = limits
-
-    def run(
-        self,
-        spec: QuerySpec[Req, Resp],
-        envelope_msg: envelope_pb2.Envelope,
-        peer_cert_pem: bytes | None,
-        handler: Callable[[Req, Member, Decision], Resp],
-    ) -> envelope_pb2.Envelope:
-        """Decide, answer and audit one request; raise RcfError (audited) to refuse."""
-        request_digest = sha256_hex(envelope_msg.payload)
-        seen = _Seen(query_type=spec.query_type, request_sha256=request_digest)
-        try:
-            response = self._decide_and_answer(spec, envelope_msg, peer_cert_pem, handler, seen)
-        except RcfError as exc:
-            self._audit.append(seen.event(self.member_id, "refused", exc.reason, ""))
-            log.info(
-                "request_refused",
-                query_id=seen.query_id,
-                query_type=spec.query_type,
-                requester=seen.requester,
-                reason=exc.reason,
-            )
-            raise
-        self._audit.append(
-            seen.event(self.member_id, "answered", "ok", sha256_hex(response.payload))
-        )
-        return response
-
-    def _decide_and_answer(
-        self,
-        spec: QuerySpec[Req, Resp],
-        envelope_msg: envelope_pb2.Envelope,
-        peer_cert_pem: bytes | None,
-        handler: Callable[[Req, Member, Decision], Resp],
-        seen: _Seen,
-    ) -> envelope_pb2.Envelope:
-        now = now_ms()
-        if envelope_msg.ByteSize() > self._limits.max_message_bytes:
-            raise RequestRejected(
-                f"The request is larger than this node accepts ({self._limits.max_message_bytes} "
-                "bytes).",
-                reason="message_too_large",
-                status="RESOURCE_EXHAUSTED",
-            )
-        if peer_cert_pem is None:
-            raise RequestRejected(
-                "No client certificate.", reason="no_client_certificate", status="UNAUTHENTICATED"
-            )
-        peer_member, peer_fingerprint = pki.peer_identity(peer_cert_pem)
-        seen.requester = peer_member
-        directory = self._directory.current()
-
-        envelope = Envelope.from_proto(envelope_msg)
-        verified = verify_envelope(
-            envelope=envelope,
-            expected_type=spec.request_type,
-            resolve_key=directory.key_resolver(at_ms=now),
-        )
-        signers = {directory.signing_key(k)[0].member_id for k in verified.key_ids}  # type: ignore[index]
-        if signers != {peer_member}:
-            raise RequestRejected(
-                f"The request is signed by {', '.join(sorted(signers))} but the TLS peer is "
-                f"{peer_member}.",
-                reason="signer_peer_mismatch",
-            )
-        requester = directory.member(peer_member)
-        assert requester is not None  # it owns a listed key
-        if not any(n.tls_cert_sha256 == peer_fingerprint for n in requester.nodes):
-            raise RequestRejected(
-                f"The TLS certificate is not the one enrolled for {peer_member}.",
-                reason="tls_cert_not_enrolled",
-            )
-        # Parsed once verified, before the remaining checks, so that every refusal
-        # from here on is audited under the requester's query id.
-        request = spec.request_cls()
-        try:
-            request.ParseFromString(verified.payload)
-        except DecodeError as exc:
-            raise RequestRejected(
-                "The signed request is malformed.", reason="malformed", status="INVALID_ARGUMENT"
-            ) from exc
-        header = request.header
-        seen.query_id, seen.purpose = header.query_id, header.purpose
-        check_active(requester)
-        self._check_header(header, requester=peer_member, now=now)
-        self._replay.remember(peer_member, header.nonce, header.expires_at_ms)
-        decision = self._policy.check(requester, spec.description(request, header.purpose))
-
-        response = handler(request, requester, decision)
-        response.header.query_id = header.query_id
-        response.header.responder = self.member_id
-        response.header.requester = peer_member
-        response.header.request_sha256 = bytes.fromhex(seen.request_sha256)
-        response.header.issued_at_ms = now_ms()
-        return sign_envelope(
-            payload_type=spec.response_type,
-            payload=response.SerializeToString(deterministic=True),
-            signers=[self._key],
-        ).to_proto()
-
-    def _check_header(
-        self, header: envelope_pb2.RequestHeader, *, requester: str, now: int
-    ) -> None:
-        if header.requester != requester:
-            raise RequestRejected(
-                f"The request names {header.requester or 'nobody'} as requester but is signed by "
-                f"{requester}.",
-                reason="requester_mismatch",
-            )
-        if header.responder != self.member_id:
-            raise RequestRejected(
-                f"The request is addressed to {header.responder or 'nobody'}, "
-                f"not {self.member_id}.",
-                reason="wrong_responder",
-                status="INVALID_ARGUMENT",
-            )
-        if not header.query_id:
-            raise RequestRejected(
-                "The request has no query id.", reason="malformed", status="INVALID_ARGUMENT"
-            )
-        if len(header.nonce) < MIN_NONCE_BYTES:
-            raise RequestRejected(
-                f"The request nonce must be at least {MIN_NONCE_BYTES} bytes.",
-                reason="malformed",
-                status="INVALID_ARGUMENT",
-            )
-        if header.issued_at_ms > now + self._limits.max_clock_skew_ms:
-            raise RequestRejected(
-                "The request is dated in the future; check the requester's clock.",
-                reason="request_from_future",
-                status="FAILED_PRECONDITION",
-            )
-        if header.expires_at_ms <= now:
-            raise RequestRejected(
-                "The request has expired.", reason="request_expired", status="FAILED_PRECONDITION"
-            )
-        if header.expires_at_ms - header.issued_at_ms > self._limits.max_request_ttl_ms:
-            raise RequestRejected(
-                "The request's validity window is longer than this node accepts.",
-                reason="request_window_too_long",
-                status="INVALID_ARGUMENT",
-            )
-
-
 class _Seen:
-    """What the pipeline has learnt about a request so far, for its audit record."""
+    """What the pipeline has learnt about a request so far, for its audit record.
+
+    Only values already checked against their bounds are kept here: nothing a
+    requester sends reaches the audit log unchecked.
+    """
+
+    __slots__ = ("purpose", "query_id", "query_type", "request_sha256", "requester")
 
     def __init__(self, *, query_type: str, request_sha256: str) -> None:
         self.query_type = query_type
@@ -286,3 +96,278 @@ class _Seen:
             request_sha256=self.request_sha256,
             response_sha256=response_sha256,
         )
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        member_id: str,
+        signing_key: SigningKey,
+        directory: DirectoryCache,
+        replay: ReplayGuard,
+        audit: AuditLog,
+        policy: PolicyGate,
+        limits: Limits,
+        purposes: Callable[[], Collection[str]],
+    ) -> None:
+        self.member_id = member_id
+        self._key = signing_key
+        self._directory = directory
+        self._replay = replay
+        self._audit = audit
+        self._policy = policy
+        self._limits = limits
+        self._purposes = purposes
+        self._inflight = 0
+        self._inflight_lock = threading.Lock()
+
+    @property
+    def inflight(self) -> int:
+        """Requests between arrival and their audit record: how many audit writes may come."""
+        return self._inflight
+
+    def _enter(self) -> None:
+        with self._inflight_lock:
+            self._inflight += 1
+
+    def _leave(self) -> None:
+        with self._inflight_lock:
+            self._inflight -= 1
+
+    # -- unary ------------------------------------------------------------
+
+    def run(
+        self, spec: QuerySpec[Req, Resp], raw: bytes, peer_cert_pem: bytes | None
+    ) -> envelope_pb2.Envelope:
+        """Authorize, answer, release, seal and audit one request; raise RcfError to refuse."""
+        seen = _Seen(query_type=spec.name, request_sha256="")
+        self._enter()
+        try:
+            try:
+                authorized = self.authorize(spec, raw, peer_cert_pem, seen)
+                assert spec.answer is not None
+                response = spec.release(spec.answer(authorized), authorized)
+                sealed = self.seal(spec, authorized, response)
+            except Exception as exc:
+                self._raise_refused(seen, exc)
+            self._audit.append(
+                seen.event(self.member_id, "answered", "ok", sha256_hex(sealed.payload))
+            )
+            return sealed
+        finally:
+            self._leave()
+
+    # -- server streaming --------------------------------------------------
+
+    def run_stream(
+        self, spec: QuerySpec[Req, Resp], raw: bytes, peer_cert_pem: bytes | None
+    ) -> Iterator[envelope_pb2.Envelope]:
+        """Authorize once (audited as ``streaming``), then release, seal and audit each message."""
+        seen = _Seen(query_type=spec.name, request_sha256="")
+        self._enter()
+        try:
+            try:
+                authorized = self.authorize(spec, raw, peer_cert_pem, seen)
+            except Exception as exc:
+                self._raise_refused(seen, exc)
+            self._audit.append(seen.event(self.member_id, "streaming", "ok", ""))
+        finally:
+            self._leave()
+        assert spec.stream is not None
+        messages = spec.stream(authorized)
+        sequence = 0
+        while True:
+            try:
+                response = next(messages, None)
+                if response is None:
+                    return
+                released = spec.release(response, authorized)
+                released.header.sequence = sequence
+                sealed = self.seal(spec, authorized, released)
+            except Exception as exc:
+                self._raise_refused(seen, exc)
+            self._audit.append(
+                seen.event(self.member_id, "answered", "ok", sha256_hex(sealed.payload))
+            )
+            sequence += 1
+            yield sealed
+
+    # -- stages -------------------------------------------------------------
+
+    def authorize(
+        self,
+        spec: QuerySpec[Req, Resp],
+        raw: bytes,
+        peer_cert_pem: bytes | None,
+        seen: _Seen | None = None,
+    ) -> Authorized[Req]:
+        """Every check before a handler may see the request; raise RequestRejected."""
+        seen = seen or _Seen(query_type=spec.name, request_sha256="")
+        now = now_ms()
+        if peer_cert_pem is None:
+            raise RequestRejected(
+                "No client certificate.", reason="no_client_certificate", status="UNAUTHENTICATED"
+            )
+        peer_member, peer_fingerprint = pki.peer_identity(peer_cert_pem)
+        seen.requester = peer_member
+        if len(raw) > self._limits.max_message_bytes:
+            raise RequestRejected(
+                f"The request is larger than this node accepts ({self._limits.max_message_bytes} "
+                "bytes).",
+                reason="message_too_large",
+                status="RESOURCE_EXHAUSTED",
+            )
+        envelope_msg = envelope_pb2.Envelope()
+        try:
+            envelope_msg.ParseFromString(raw)
+        except DecodeError as exc:
+            raise RequestRejected(
+                "The request is not a signed envelope.", reason="malformed",
+                status="INVALID_ARGUMENT",
+            ) from exc  # fmt: skip
+        seen.request_sha256 = sha256_hex(envelope_msg.payload)
+        directory = self._directory.current()
+        verified = verify_envelope(
+            envelope=Envelope.from_proto(envelope_msg),
+            expected_type=spec.request_type,
+            resolve_key=directory.key_resolver(at_ms=now),
+        )
+        signers = {directory.signing_key(k)[0].member_id for k in verified.key_ids}  # type: ignore[index]
+        if signers != {peer_member}:
+            raise RequestRejected(
+                f"The request is signed by {', '.join(sorted(signers))} but the TLS peer is "
+                f"{peer_member}.",
+                reason="signer_peer_mismatch",
+            )
+        requester = directory.member(peer_member)
+        assert requester is not None  # it owns a listed key
+        if not any(n.tls_cert_sha256 == peer_fingerprint for n in requester.nodes):
+            raise RequestRejected(
+                f"The TLS certificate is not the one enrolled for {peer_member}.",
+                reason="tls_cert_not_enrolled",
+            )
+        request = spec.request_cls()
+        try:
+            request.ParseFromString(verified.payload)
+        except DecodeError as exc:
+            raise RequestRejected(
+                "The signed request is malformed.", reason="malformed", status="INVALID_ARGUMENT"
+            ) from exc
+        header = request.header
+        self._check_identifiers(header, seen)
+        check_active(requester)
+        self._check_header(header, requester=peer_member, now=now)
+        spec.validate(request)
+        self._replay.remember(peer_member, header.nonce, header.query_id, header.expires_at_ms)
+        decision = self._policy.check(requester, spec.description(request, header.purpose))
+        return Authorized(
+            request=request,
+            requester=requester,
+            decision=decision,
+            query_id=header.query_id,
+            purpose=header.purpose,
+            request_sha256=bytes.fromhex(seen.request_sha256),
+        )
+
+    def seal(
+        self, spec: QuerySpec[Req, Resp], authorized: Authorized[Req], response: Resp
+    ) -> envelope_pb2.Envelope:
+        """Bind the response to its request and sign it."""
+        h = response.header
+        h.query_id = authorized.query_id
+        h.responder = self.member_id
+        h.requester = authorized.requester.member_id
+        h.request_sha256 = authorized.request_sha256
+        h.issued_at_ms = now_ms()
+        return sign_envelope(
+            payload_type=spec.response_type,
+            payload=response.SerializeToString(deterministic=True),
+            signers=[self._key],
+        ).to_proto()
+
+    # -- checks -------------------------------------------------------------
+
+    def _check_identifiers(self, header: envelope_pb2.RequestHeader, seen: _Seen) -> None:
+        """Query id and purpose, bounded before they are kept anywhere (the audit log too)."""
+        if not valid_query_id(header.query_id):
+            raise RequestRejected(
+                "The request's query id is not a UUID in canonical lower-case form.",
+                reason="invalid_query_id",
+                status="INVALID_ARGUMENT",
+            )
+        seen.query_id = header.query_id
+        if not valid_purpose_form(header.purpose) or header.purpose not in self._purposes():
+            raise RequestRejected(
+                "The request's purpose is not one the data dictionary lists.",
+                reason="unknown_purpose",
+                status="INVALID_ARGUMENT",
+            )
+        seen.purpose = header.purpose
+
+    def _check_header(
+        self, header: envelope_pb2.RequestHeader, *, requester: str, now: int
+    ) -> None:
+        if header.requester != requester:
+            raise RequestRejected(
+                f"The request names another requester than its signer {requester}.",
+                reason="requester_mismatch",
+            )
+        if header.responder != self.member_id:
+            raise RequestRejected(
+                f"The request is addressed to another member than {self.member_id}.",
+                reason="wrong_responder",
+                status="INVALID_ARGUMENT",
+            )
+        if not MIN_NONCE_BYTES <= len(header.nonce) <= MAX_NONCE_BYTES:
+            raise RequestRejected(
+                f"The request nonce must be {MIN_NONCE_BYTES} to {MAX_NONCE_BYTES} bytes.",
+                reason="malformed",
+                status="INVALID_ARGUMENT",
+            )
+        if header.issued_at_ms > now + self._limits.max_clock_skew_ms:
+            raise RequestRejected(
+                "The request is dated in the future; check the requester's clock.",
+                reason="request_from_future",
+                status="FAILED_PRECONDITION",
+            )
+        if header.expires_at_ms <= now:
+            raise RequestRejected(
+                "The request has expired.", reason="request_expired", status="FAILED_PRECONDITION"
+            )
+        if header.expires_at_ms - header.issued_at_ms > self._limits.max_request_ttl_ms:
+            raise RequestRejected(
+                "The request's validity window is longer than this node accepts.",
+                reason="request_window_too_long",
+                status="INVALID_ARGUMENT",
+            )
+
+    def _raise_refused(self, seen: _Seen, exc: Exception) -> NoReturn:
+        error = self._refused(seen, exc)
+        if error is exc:
+            raise exc
+        raise error from exc
+
+    def _refused(self, seen: _Seen, exc: Exception) -> RcfError:
+        """Audit a refusal or failure and return what the requester may see of it."""
+        if isinstance(exc, RcfError):
+            error, audited = exc, exc.audit_reason
+            log.info(
+                "request_refused", query_id=seen.query_id, query_type=seen.query_type,
+                requester=seen.requester, reason=audited,
+            )  # fmt: skip
+            decision = "refused"
+        else:
+            error, audited, decision = internal_error(), "internal", "failed"
+            log.exception(
+                "request_failed", query_id=seen.query_id, query_type=seen.query_type,
+                requester=seen.requester, error=type(exc).__name__,
+            )  # fmt: skip
+        try:
+            self._audit.append(seen.event(self.member_id, decision, audited, ""))
+        except Exception:
+            # The log itself cannot be written (disk full): the request still ends
+            # cleanly, and the operator has the log line above and this one.
+            log.exception("audit_write_failed", query_id=seen.query_id)
+            return internal_error()
+        return error

@@ -1,8 +1,11 @@
-"""Replay protection: a nonce is accepted once per requester until its request expires.
+"""Replay protection: a nonce, and a query id, are accepted once per requester.
 
-Seen nonces live in memory for the fast check and in state.db so that a
-restart does not reopen the window; the write joins the same group commit as
-the audit record, so it is durable before the response leaves.
+Both are remembered until the request that carried them expires (after which
+the request is refused as expired anyway), in memory for the fast check and in
+state.db so that a restart does not reopen the window. The table is written
+append-only in arrival order with no index, so remembering costs a sequential
+append in the same group commit as the request's audit record; expired rows are
+swept in bulk once a minute.
 """
 
 from __future__ import annotations
@@ -14,45 +17,57 @@ from node.state import StateDB
 from trust.clock import now_ms
 from trust.errors import RequestRejected
 
+PURGE_EVERY_MS = 60_000
+
 
 class ReplayGuard:
     def __init__(self, state: StateDB) -> None:
         self._state = state
         self._lock = threading.Lock()
         now = now_ms()
-        self._seen: dict[tuple[str, bytes], int] = {
-            (str(r[0]), bytes(r[1])): int(r[2])  # type: ignore[call-overload]
-            for r in state.read(
-                "SELECT requester, nonce, expires_at_ms FROM seen_nonces WHERE expires_at_ms > ?",
-                (now,),
-            )
-        }
+        self._nonces: dict[tuple[str, bytes], int] = {}
+        self._query_ids: dict[tuple[str, str], int] = {}
+        for requester, nonce, query_id, expires in state.read(
+            "SELECT requester, nonce, query_id, expires_at_ms FROM replay_seen"
+            " WHERE expires_at_ms > ?",
+            (now,),
+        ):
+            self._nonces[(str(requester), bytes(nonce))] = int(expires)  # type: ignore[call-overload]
+            self._query_ids[(str(requester), str(query_id))] = int(expires)  # type: ignore[call-overload]
         self._next_purge = now
 
-    def remember(self, requester: str, nonce: bytes, expires_at_ms: int) -> None:
-        """Record the nonce, or raise RequestRejected if it was seen before."""
-        key = (requester, nonce)
+    def remember(self, requester: str, nonce: bytes, query_id: str, expires_at_ms: int) -> None:
+        """Record nonce and query id, or raise RequestRejected if either was seen before."""
+        nonce_key, query_key = (requester, nonce), (requester, query_id)
         now = now_ms()
         with self._lock:
-            if key in self._seen:
+            if nonce_key in self._nonces:
                 raise RequestRejected(
                     "This request was already received once (replayed nonce).",
                     reason="replayed_nonce",
                     status="ALREADY_EXISTS",
                 )
-            self._seen[key] = expires_at_ms
+            if query_key in self._query_ids:
+                raise RequestRejected(
+                    "This query id was already used by this requester.",
+                    reason="replayed_query_id",
+                    status="ALREADY_EXISTS",
+                )
+            self._nonces[nonce_key] = expires_at_ms
+            self._query_ids[query_key] = expires_at_ms
             purge = now >= self._next_purge
             if purge:
-                self._seen = {k: v for k, v in self._seen.items() if v > now}
-                self._next_purge = now + 60_000
+                self._nonces = {k: v for k, v in self._nonces.items() if v > now}
+                self._query_ids = {k: v for k, v in self._query_ids.items() if v > now}
+                self._next_purge = now + PURGE_EVERY_MS
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "INSERT OR IGNORE INTO seen_nonces VALUES (?, ?, ?)",
-                (requester, nonce, expires_at_ms),
+                "INSERT INTO replay_seen VALUES (?, ?, ?, ?)",
+                (expires_at_ms, requester, nonce, query_id),
             )
             if purge:
-                conn.execute("DELETE FROM seen_nonces WHERE expires_at_ms <= ?", (now,))
+                conn.execute("DELETE FROM replay_seen WHERE expires_at_ms <= ?", (now,))
 
         # Not awaited here: the audit record that every request ends with commits it first.
         self._state.queue(write)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,10 +28,13 @@ SCHEMA = (
     # through the hash chain it covers every earlier record too.
     "CREATE TABLE IF NOT EXISTS audit_signatures (seq INTEGER PRIMARY KEY REFERENCES audit,"
     " key_id TEXT NOT NULL, signature BLOB NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS audit_query ON audit (query_id)",
-    "CREATE TABLE IF NOT EXISTS seen_nonces (requester TEXT NOT NULL, nonce BLOB NOT NULL,"
-    " expires_at_ms INTEGER NOT NULL, PRIMARY KEY (requester, nonce)) WITHOUT ROWID",
-    "CREATE INDEX IF NOT EXISTS seen_nonces_expiry ON seen_nonces (expires_at_ms)",
+    # No index on query_id: it would cost a random page write per record, and
+    # nothing on the request path looks records up by it.
+    "DROP INDEX IF EXISTS audit_query",
+    # Nonces and query ids seen, appended in arrival order (see node.replay).
+    "CREATE TABLE IF NOT EXISTS replay_seen (expires_at_ms INTEGER NOT NULL,"
+    " requester TEXT NOT NULL, nonce BLOB NOT NULL, query_id TEXT NOT NULL)",
+    "DROP TABLE IF EXISTS seen_nonces",
     # Append-only: the database itself refuses to change or drop audit rows.
     "CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit"
     " BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END",
@@ -74,7 +78,12 @@ class StateDB:
                 self._writer_conn.execute(stmt)
         self._pending: list[_Pending] = []
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
         self._committing = False
+        self._expected: Callable[[], int] | None = None
+        self._gather_s = 0.0
+        self.batches = 0
+        self.batched_writes = 0
         self._read_lock = threading.Lock()
         self._reader = self._connect(sync)
         self._hooks: list[BatchHook] = []
@@ -85,6 +94,26 @@ class StateDB:
         on_rollback after a batch is rolled back, to drop state cached from it."""
         self._hooks.append(hook)
         self._rollback_hooks.append(on_rollback)
+
+    def gather(self, expected_writers: Callable[[], int], *, window_s: float) -> None:
+        """Let a batch leader wait up to window_s for followers while fewer than
+        expected_writers() waiting writes are queued: one commit, head signature
+        and fsync then serve many requests. A lone writer never waits."""
+        self._expected = expected_writers
+        self._gather_s = window_s
+
+    def _wait_for_followers(self) -> None:
+        expected = self._expected
+        if expected is None or self._gather_s <= 0:
+            return
+        deadline = time.monotonic() + self._gather_s
+        with self._lock:
+            while True:
+                waiting = sum(1 for p in self._pending if p.wake is not None)
+                remaining = deadline - time.monotonic()
+                if waiting >= expected() or remaining <= 0:
+                    return
+                self._arrived.wait(remaining)
 
     def _connect(self, sync: str) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
@@ -111,6 +140,8 @@ class StateDB:
             self._pending.append(item)
             lead = not self._committing
             self._committing = True
+            if not lead:
+                self._arrived.notify()
         if not lead:
             assert item.wake is not None
             item.wake.acquire()
@@ -121,8 +152,11 @@ class StateDB:
         return item.result
 
     def _lead(self) -> None:
+        self._wait_for_followers()
         with self._lock:
             batch, self._pending = self._pending, []
+            self.batches += 1
+            self.batched_writes += sum(1 for p in batch if p.wake is not None)
         try:
             self._commit(batch)
         finally:

@@ -28,6 +28,7 @@ from trust.clock import now_ms
 from trust.dsse import sign_envelope
 from trust.join_token import JoinToken
 from trust.keys import SigningKey
+from trust.status import read_refusal
 from trust.tls import TlsMaterial, secure_channel
 
 
@@ -130,6 +131,12 @@ class Network:
         return RawClient(self.layout(member_id))
 
 
+def reason_of(exc: BaseException) -> str:
+    """The reason code a refused call carries in its ErrorInfo ("" if none)."""
+    assert isinstance(exc, grpc.RpcError), exc
+    return read_refusal(exc).reason
+
+
 class RawClient:
     """Crafts and sends federation requests by hand, to test what a node refuses."""
 
@@ -156,7 +163,7 @@ class RawClient:
             "query_id": str(uuid.uuid4()),
             "requester": self.member_id,
             "responder": responder,
-            "purpose": "test",
+            "purpose": "connectivity-check",
             "issued_at_ms": now,
             "expires_at_ms": now + 60_000,
             "nonce": secrets.token_bytes(16),

@@ -31,6 +31,7 @@ def _with_codes(
     return DataDictionary(
         version=version,
         datasets={**d.datasets, dataset: dataclasses.replace(ds, dimensions=dims)},
+        purposes=d.purposes,
     )
 
 
@@ -105,12 +106,16 @@ def test_minor_versions_only_add_codes() -> None:
             for x in ds.dimensions
         ),
     )
-    v11 = DataDictionary(version="1.1", datasets={**v1.datasets, "documents": changed})
+    v11 = DataDictionary(
+        version="1.1", datasets={**v1.datasets, "documents": changed}, purposes=v1.purposes
+    )
     with pytest.raises(DictionaryError, match="only codes may be added"):
         check_successor(v1, v11)
     # A new major may change anything.
     check_successor(v1, dataclasses.replace(v11, version="2.0"))
-    fewer = DataDictionary(version="1.1", datasets={"documents": ds})
+    fewer = DataDictionary(version="1.1", datasets={"documents": ds}, purposes=v1.purposes)
+    with pytest.raises(DictionaryError, match="removes purpose"):
+        check_successor(v1, dataclasses.replace(v11, purposes={}))
     with pytest.raises(DictionaryError, match="adds or removes datasets"):
         check_successor(v1, fewer)
 

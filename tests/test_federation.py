@@ -13,10 +13,10 @@ import grpc
 import pytest
 
 from node.operator import TOKEN_HEADER
-from node.queries import PING
+from node.ping import PING
 from node.server import NodeServer
 from protos.rcf.v1 import envelope_pb2, federation_pb2, operator_pb2, operator_pb2_grpc
-from tests.network import Network, set_node_config
+from tests.network import Network, reason_of, set_node_config
 from trust import pki
 from trust.dsse import Envelope, Signature
 from trust.errors import PeerError
@@ -49,22 +49,27 @@ def last_audit(node: NodeServer) -> tuple[str, str, str]:
 
 
 def assert_refused(
-    node: NodeServer, call: Callable[[], Any], code: grpc.StatusCode, reason: str
+    node: NodeServer,
+    call: Callable[[], Any],
+    code: grpc.StatusCode,
+    reason: str,
+    audited: str = "",
 ) -> str:
     before = node.audit.count()
     err = refused(call)
     details = err.details() or ""
     assert err.code() == code, details
-    assert details.startswith(reason + ": "), details
+    assert reason_of(err) == reason, details
+    assert not details.startswith(reason), "the sentence is for people; the code is in ErrorInfo"
     assert node.audit.count() == before + 1
     decision, audited_reason, _ = last_audit(node)
-    assert (decision, audited_reason) == ("refused", reason)
+    assert (decision, audited_reason) == ("refused", audited or reason)
     return details
 
 
 def test_signed_ping_round_trip_binds_request_and_is_audited_on_both_sides(net: Network) -> None:
     au, th = net.nodes["AU"], net.nodes["TH"]
-    answer = au.peers.call(PING, responder="TH", purpose="check", fill=lambda r: None, timeout_s=5)
+    answer = au.peers.call(PING, responder="TH", purpose="connectivity-check", fill=lambda r: None, timeout_s=5)
     assert answer.signer_member == "TH"
     assert answer.signer_key_id == th.signing_key.key_id
     th_rec = th.audit.records(limit=1)[0].event
@@ -74,7 +79,7 @@ def test_signed_ping_round_trip_binds_request_and_is_audited_on_both_sides(net: 
     assert th_rec.query_id == au_rec.query_id == answer.query_id
     assert th_rec.request_sha256 == au_rec.request_sha256
     assert th_rec.response_sha256 == au_rec.response_sha256 != ""
-    assert th_rec.purpose == "check"
+    assert th_rec.purpose == "connectivity-check"
 
 
 def test_response_carries_request_digest(net: Network) -> None:
@@ -314,7 +319,11 @@ def test_default_deny_without_allow_rule(tmp_path: Path) -> None:
         net.refresh_all()
         client = net.client("AU")
         assert_refused(
-            th, lambda: client.ping(th), grpc.StatusCode.PERMISSION_DENIED, "not_authorized"
+            th,
+            lambda: client.ping(th),
+            grpc.StatusCode.PERMISSION_DENIED,
+            "not_permitted",
+            audited="not_authorized",
         )
     finally:
         net.close()
@@ -326,7 +335,7 @@ def test_hub_down_node_keeps_serving_from_cache(net: Network) -> None:
     with pytest.raises(PeerError, match="hub is unreachable"):
         th.refresh_directory()
     assert th.last_refresh_error
-    answer = au.peers.call(PING, responder="TH", purpose="t", fill=lambda r: None, timeout_s=5)
+    answer = au.peers.call(PING, responder="TH", purpose="connectivity-check", fill=lambda r: None, timeout_s=5)
     assert answer.signer_member == "TH"
     # A restarted node comes back from its cached directory too.
     net.stop_node("TH")
@@ -414,10 +423,10 @@ def test_refresh_picks_up_new_members_and_endpoints(net: Network) -> None:
     au = net.nodes["AU"]
     with pytest.raises(PeerError):
         # AU has not refreshed: ID is unknown to it yet.
-        au.peers.call(PING, responder="ID", purpose="t", fill=lambda r: None, timeout_s=5)
+        au.peers.call(PING, responder="ID", purpose="connectivity-check", fill=lambda r: None, timeout_s=5)
     au.refresh_directory()
     net.nodes["ID"].refresh_directory()
-    assert au.peers.call(PING, responder="ID", purpose="t", fill=lambda r: None, timeout_s=5)
+    assert au.peers.call(PING, responder="ID", purpose="connectivity-check", fill=lambda r: None, timeout_s=5)
 
 
 def test_node_config_typo_is_one_clear_error(net: Network) -> None:
@@ -466,7 +475,7 @@ def test_unreachable_peer_is_one_clear_error_and_audited_as_failed(net: Network)
     au = net.nodes["AU"]
     net.stop_node("TH")
     with pytest.raises(PeerError) as info:
-        au.peers.call(PING, responder="TH", purpose="t", fill=lambda r: None, timeout_s=2)
+        au.peers.call(PING, responder="TH", purpose="connectivity-check", fill=lambda r: None, timeout_s=2)
     assert info.value.reason in ("unreachable", "timeout")
     assert "TH" in str(info.value)
     rec = au.audit.records(limit=1)[0].event

@@ -481,11 +481,16 @@ def test_limits_refuse_with_the_rule_that_decides() -> None:
 def test_refusal_tells_a_code_not_the_policy() -> None:
     err = refusal("dimension_not_allowed")
     assert isinstance(err, RequestRejected)
-    assert err.reason == "dimension_not_allowed" and err.status == "PERMISSION_DENIED"
+    # The requester learns only not_permitted; the detail stays in the audit record.
+    assert err.reason == "not_permitted" and err.status == "PERMISSION_DENIED"
+    assert err.audit_reason == "dimension_not_allowed"
     text = str(err)
     for secret in ("sg-agg", "nationality", "route", "steering", "min_cell"):
         assert secret not in text
-    assert refusal("rate_limited").status == "RESOURCE_EXHAUSTED"
+    limited = refusal("rate_limited")
+    assert (limited.reason, limited.status) == ("limit_reached", "RESOURCE_EXHAUSTED")
+    assert refusal("budget_exhausted").reason == "limit_reached"
+    assert str(limited) == str(refusal("budget_exhausted"))
 
 
 def test_period_windows() -> None:
@@ -509,7 +514,7 @@ def test_gate_charges_budget_down_to_exactly_zero(tmp_path: Path) -> None:
             gate.check(BY_ID["AU"], agg())
         with pytest.raises(RequestRejected) as refused:
             gate.check(BY_ID["AU"], agg(epsilon=0.000001))
-        assert refused.value.reason == "budget_exhausted"
+        assert refused.value.audit_reason == "budget_exhausted"
         # Another member's budget is its own.
         gate.check(BY_ID["TH"], agg())
         rows = state.read("SELECT requester, used FROM policy_usage WHERE kind = 'budget'")
@@ -530,7 +535,7 @@ def test_rate_limit_survives_a_restart(tmp_path: Path) -> None:
         gate.check(BY_ID["AU"], agg())
         with pytest.raises(RequestRejected) as refused:
             gate.check(BY_ID["AU"], agg())
-        assert refused.value.reason == "rate_limited"
+        assert refused.value.audit_reason == "rate_limited"
         assert refused.value.status == "RESOURCE_EXHAUSTED"
     finally:
         state.close()

@@ -176,7 +176,7 @@ def test_a_budget_never_goes_below_zero(budget: float, asks: list[float], member
                     gate.check(member, q)
                     granted += round(eps * MICRO)
                 except RequestRejected as exc:
-                    assert exc.reason == "budget_exhausted"
+                    assert exc.audit_reason == "budget_exhausted"
                     assert granted + round(eps * MICRO) > limit  # refused only when it must be
                 used = usage.used(member.member_id, window)
                 assert used == granted
@@ -210,7 +210,7 @@ def test_rate_limits_hold_across_restarts(count: int, ops: list[str]) -> None:
                     gate.check(member, QueryDescription(PING))
                     granted += 1
                 except RequestRejected as exc:
-                    assert exc.reason == "rate_limited"
+                    assert exc.audit_reason == "rate_limited"
         finally:
             state.close()
     assert granted == min(asked, count)

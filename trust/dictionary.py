@@ -28,15 +28,36 @@ from types import MappingProxyType
 from typing import Any
 
 import pycountry
-from google.protobuf.message import DecodeError
 
 from protos.rcf.v1 import dictionary_pb2
-from trust.dsse import Envelope, sign_envelope, verify_pinned
-from trust.errors import RcfError, VerificationError
+from trust.dsse import Envelope
+from trust.errors import RcfError
 from trust.keys import SigningKey
+from trust.signed import open_document, sign_document
 
-DICTIONARY_TYPE = "rcf.v1.DataDictionary"
 DEFAULT_VERSION = "1.0"
+
+# What a request may state as its purpose (RequestHeader.purpose); bounded so a
+# requester cannot put arbitrary text into a responder's audit log.
+PURPOSE_RE = re.compile(r"^[a-z][a-z0-9-]{1,47}$")
+DEFAULT_PURPOSES: Mapping[str, str] = {
+    "connectivity-check": "Liveness and key checks between nodes (Ping).",
+    "border-check": "A traveller or document checked at a border crossing point.",
+    "border-control": "Border management and entry screening.",
+    "document-check": "Verifying a travel document against records and alerts.",
+    "alert-distribution": "Receiving document-fraud alerts.",
+    "investigation": "A criminal investigation of smuggling, trafficking or document fraud.",
+    "victim-identification": "Identifying a possible victim of trafficking.",
+    "victim-protection": "Protection and assistance of trafficking victims.",
+    "protection-monitoring": "Monitoring the protection of refugees and asylum seekers.",
+    "search-and-rescue": "Search and rescue at sea or on land.",
+    "return-and-reintegration": "Voluntary return and reintegration.",
+    "operational-planning": "Planning operations and deployments.",
+    "policy-analysis": "Analysis for national or regional policy.",
+    "regional-analysis": "Regional statistics and trend analysis (RSO).",
+    "ministerial-reporting": "Reports to Bali Process ministers and senior officials.",
+    "audit": "Audit and oversight of the network.",
+}
 
 # Kinds a dimension may have. The last two occur only in identity datasets.
 KINDS = ("code", "date", "month", "int", "text", "partial_date", "document_refs")
@@ -100,10 +121,13 @@ class DataDictionary:
     datasets: Mapping[str, Dataset]
     # When the hub signed it; two publications of the same content compare equal.
     issued_at_ms: int = field(default=0, compare=False)
+    # The purposes a request may state: name → description.
+    purposes: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Frozen means frozen: nobody mutates the dictionary they were handed.
         object.__setattr__(self, "datasets", MappingProxyType(dict(self.datasets)))
+        object.__setattr__(self, "purposes", MappingProxyType(dict(self.purposes)))
 
     def dataset(self, name: str) -> Dataset | None:
         return self.datasets.get(name)
@@ -139,6 +163,9 @@ class DataDictionary:
                 )
                 for ds in self.datasets.values()
             ],
+            purposes=[
+                dictionary_pb2.Purpose(name=n, description=d) for n, d in self.purposes.items()
+            ],
         )
 
     @classmethod
@@ -168,6 +195,7 @@ class DataDictionary:
                     )
                     for ds in msg.datasets
                 },
+                purposes={p.name: p.description for p in msg.purposes},
             )
         )
 
@@ -198,6 +226,7 @@ class DataDictionary:
                     }
                     for ds in self.datasets.values()
                 ],
+                "purposes": [{"name": n, "description": d} for n, d in self.purposes.items()],
             },
             indent=1,
             ensure_ascii=False,
@@ -228,7 +257,12 @@ class DataDictionary:
                     date_field=str(ds.get("date_field", "")),
                     description=str(ds.get("description", "")),
                 )
-            return _validated(cls(version=str(data["version"]), datasets=datasets))
+            purposes = {
+                str(p["name"]): str(p.get("description", "")) for p in data.get("purposes", ())
+            }
+            return _validated(
+                cls(version=str(data["version"]), datasets=datasets, purposes=purposes)
+            )
         except (ValueError, KeyError, TypeError) as exc:
             raise DictionaryError(f"The data dictionary JSON is malformed: {exc}.") from exc
 
@@ -244,6 +278,9 @@ def parse_version(version: str) -> tuple[int, int]:
 def _validated(dictionary: DataDictionary) -> DataDictionary:
     """Refuse a structurally unusable dictionary, whoever built it."""
     parse_version(dictionary.version)
+    for purpose in dictionary.purposes:
+        if not PURPOSE_RE.match(purpose):
+            raise DictionaryError(f"Purpose {purpose!r} is not of the form {PURPOSE_RE.pattern}.")
     for name, ds in dictionary.datasets.items():
         if name != ds.name or not _NAME_RE.match(name):
             raise DictionaryError(f"Dataset name {name!r} is not a valid identifier.")
@@ -290,6 +327,13 @@ def check_successor(old: DataDictionary, new: DataDictionary) -> None:
         )
     if new_v[0] > old_v[0]:
         return
+    dropped = set(old.purposes) - set(new.purposes)
+    if dropped:
+        raise DictionaryError(
+            f"Minor version {new.version} removes purpose {sorted(dropped)[0]!r}; purposes can "
+            "only be added.",
+            reason="dictionary_incompatible",
+        )
     if set(new.datasets) != set(old.datasets):
         raise DictionaryError(
             f"Minor version {new.version} adds or removes datasets; that needs a new major "
@@ -332,31 +376,20 @@ def check_successor(old: DataDictionary, new: DataDictionary) -> None:
 
 def sign_dictionary(dictionary: DataDictionary, hub_key: SigningKey) -> Envelope:
     """The hub's signed publication of dictionary."""
-    return sign_envelope(
-        payload_type=DICTIONARY_TYPE,
-        payload=dictionary.to_proto().SerializeToString(deterministic=True),
-        signers=[hub_key],
-    )
+    return sign_document(dictionary.to_proto(), [hub_key])
 
 
 def verify_dictionary(envelope: Envelope, *, hub_public_key: bytes) -> DataDictionary:
     """Verify a signed dictionary against the pinned hub key and parse it."""
-    try:
-        verified = verify_pinned(
-            envelope=envelope, expected_type=DICTIONARY_TYPE, public_key=hub_public_key
-        )
-    except VerificationError as exc:
-        raise DictionaryError(
-            f"The data dictionary's signature does not verify: {exc}",
-            reason="dictionary_bad_signature",
-            status="UNAUTHENTICATED",
-        ) from exc
-    msg = dictionary_pb2.DataDictionary()
-    try:
-        msg.ParseFromString(verified.payload)
-    except DecodeError as exc:
-        raise DictionaryError("The signed data dictionary is malformed.") from exc
-    return DataDictionary.from_proto(msg)
+    opened = open_document(
+        envelope,
+        dictionary_pb2.DataDictionary,
+        what="data dictionary",
+        pinned_key=hub_public_key,
+        error=DictionaryError,
+        bad_signature_reason="dictionary_bad_signature",
+    )
+    return DataDictionary.from_proto(opened.message)
 
 
 # -- the v1 defaults the hub ships ------------------------------------------
@@ -585,5 +618,9 @@ def default_dictionary() -> DataDictionary:
         ),
     ]
     return _validated(
-        DataDictionary(version=DEFAULT_VERSION, datasets={d.name: d for d in datasets})
+        DataDictionary(
+            version=DEFAULT_VERSION,
+            datasets={d.name: d for d in datasets},
+            purposes=DEFAULT_PURPOSES,
+        )
     )

@@ -11,14 +11,11 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from google.protobuf.message import DecodeError
-
 from protos.rcf.v1 import directory_pb2
-from trust.dsse import Envelope, sign_envelope, verify_pinned
+from trust.dsse import Envelope
 from trust.errors import DirectoryError, VerificationError
 from trust.keys import SigningKey, key_id_for
-
-DIRECTORY_TYPE = "rcf.v1.Directory"
+from trust.signed import open_document, sign_document
 
 
 class MemberStatus(enum.Enum):
@@ -236,11 +233,7 @@ class Directory:
 
 def sign_directory(directory: Directory, hub_key: SigningKey) -> Envelope:
     """The hub's signed publication of directory."""
-    return sign_envelope(
-        payload_type=DIRECTORY_TYPE,
-        payload=directory.to_proto().SerializeToString(deterministic=True),
-        signers=[hub_key],
-    )
+    return sign_document(directory.to_proto(), [hub_key])
 
 
 def verify_directory(
@@ -255,20 +248,15 @@ def verify_directory(
     ``now_ms=None`` skips the freeze check, for reading a cache whose expiry is
     enforced later, at the moment it is used.
     """
-    try:
-        verified = verify_pinned(
-            envelope=envelope, expected_type=DIRECTORY_TYPE, public_key=hub_public_key
-        )
-    except VerificationError as exc:
-        raise DirectoryError(
-            f"The directory's signature does not verify: {exc}", reason="directory_bad_signature"
-        ) from exc
-    msg = directory_pb2.Directory()
-    try:
-        msg.ParseFromString(verified.payload)
-    except DecodeError as exc:
-        raise DirectoryError("The signed directory is malformed.") from exc
-    directory = Directory.from_proto(msg)
+    opened = open_document(
+        envelope,
+        directory_pb2.Directory,
+        what="directory",
+        pinned_key=hub_public_key,
+        error=DirectoryError,
+        bad_signature_reason="directory_bad_signature",
+    )
+    directory = Directory.from_proto(opened.message)
     if directory.serial < min_serial:
         raise DirectoryError(
             f"Refusing directory serial {directory.serial}: serial {min_serial} is already held "

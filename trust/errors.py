@@ -15,11 +15,21 @@ class RcfError(Exception):
     default_reason = "error"
     default_status = "INTERNAL"
 
-    def __init__(self, message: str, *, reason: str | None = None, status: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        status: str | None = None,
+        audit_reason: str | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.reason = reason or self.default_reason
         self.status = status or self.default_status
+        # The detailed code this side's audit log keeps when ``reason`` (what the
+        # other side learns) is deliberately vaguer, e.g. for policy refusals.
+        self.audit_reason = audit_reason or self.reason
 
     def __str__(self) -> str:
         return self.message

@@ -7,13 +7,26 @@ import functools
 import os
 from collections.abc import Callable, Iterable
 from concurrent import futures
-from typing import NoReturn, TypeVar
+from typing import TypeVar
 
 import grpc
+import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from trust.errors import ConfigError, RcfError
+from trust.status import abort_with
+
+log = structlog.get_logger("rcf.server")
+
+
+def internal_error() -> RcfError:
+    """What a caller sees of an unexpected failure: nothing of its cause."""
+    return RcfError(
+        "The server failed to handle the request; its operator has the details.",
+        reason="internal",
+        status="INTERNAL",
+    )
 
 
 def build_server(
@@ -46,18 +59,6 @@ def bind(server: grpc.Server, address: str, credentials: grpc.ServerCredentials)
     return f"{host}:{port}"
 
 
-def abort(context: grpc.ServicerContext, error: RcfError) -> NoReturn:
-    """End the call with the status code the error names; details are 'reason: sentence'."""
-    code = getattr(grpc.StatusCode, error.status, grpc.StatusCode.INTERNAL)
-    context.abort(code, f"{error.reason}: {error.message}")
-
-
-def split_details(details: str) -> tuple[str, str]:
-    """(reason, sentence) from status details that abort() wrote; ("", details) otherwise."""
-    reason, sep, message = details.partition(": ")
-    return (reason, message) if sep else ("", details)
-
-
 Servicer = TypeVar("Servicer")
 Request = TypeVar("Request")
 Response = TypeVar("Response")
@@ -66,14 +67,21 @@ Response = TypeVar("Response")
 def refusals_as_status(
     method: Callable[[Servicer, Request, grpc.ServicerContext], Response],
 ) -> Callable[[Servicer, Request, grpc.ServicerContext], Response]:
-    """Servicer methods raise RcfError; the call ends with the status the error names."""
+    """Servicer methods raise RcfError; the call ends with the status the error names.
+
+    Anything else is a bug or a fault (disk full): it is logged here with its
+    traceback and the caller gets INTERNAL with a fixed sentence, never the text.
+    """
 
     @functools.wraps(method)
     def wrapper(self: Servicer, request: Request, context: grpc.ServicerContext) -> Response:
         try:
             return method(self, request, context)
         except RcfError as exc:
-            abort(context, exc)
+            abort_with(context, exc)
+        except Exception as exc:
+            log.exception("internal_error", method=method.__name__, error=type(exc).__name__)
+            abort_with(context, internal_error())
 
     return wrapper
 

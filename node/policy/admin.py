@@ -19,7 +19,7 @@ import structlog
 
 from node.audit import AuditLog, local_event
 from node.config import NodeLayout
-from node.policy.engine import REASONS, decide
+from node.policy.engine import decide
 from node.policy.loader import Issue, PolicyError, load_policy
 from node.policy.model import Decision, Policy, QueryDescription
 from node.policy.store import (
@@ -87,11 +87,26 @@ class PolicyGate:
         return decision
 
 
+LIMIT_CODES = ("budget_exhausted", "rate_limited")
+
+
 def refusal(code: str) -> RequestRejected:
-    """The error a refused requester sees: a code and a fixed sentence, no internals."""
-    status = "RESOURCE_EXHAUSTED" if code in ("budget_exhausted", "rate_limited") else None
-    text = REASONS.get(code, "this node's sharing policy refuses the query")
-    return RequestRejected(f"Refused: {text}.", reason=code, status=status)
+    """The error a refused requester sees: ``not_permitted`` or ``limit_reached`` and a
+    fixed sentence. Which rule, purpose or dimension failed would let a requester map
+    the policy one probe at a time, so the detailed code stays in this node's audit
+    record (``audit_reason``) and in ``rcf policy explain``."""
+    if code in LIMIT_CODES:
+        return RequestRejected(
+            "Refused: a limit this node's sharing policy sets for you is reached.",
+            reason="limit_reached",
+            status="RESOURCE_EXHAUSTED",
+            audit_reason=code,
+        )
+    return RequestRejected(
+        "Refused: this node's sharing policy does not permit this query.",
+        reason="not_permitted",
+        audit_reason=code,
+    )
 
 
 def seed_source(allow: Mapping[str, tuple[str, ...] | list[str]], member_id: str) -> str:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eprotos/rcf/v1/dictionary.proto\x12\x06rcf.v1\"n\n\tDimension\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05\x63odes\x18\x03 \x03(\t\x12\x10\n\x08optional\x18\x04 \x01(\x08\x12\x0f\n\x07pattern\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\"\x87\x01\n\x07\x44\x61taset\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12%\n\ndimensions\x18\x03 \x03(\x0b\x32\x11.rcf.v1.Dimension\x12\x10\n\x08measures\x18\x04 \x03(\t\x12\x12\n\ndate_field\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\"Z\n\x0e\x44\x61taDictionary\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x14\n\x0cissued_at_ms\x18\x02 \x01(\x03\x12!\n\x08\x64\x61tasets\x18\x03 \x03(\x0b\x32\x0f.rcf.v1.Datasetb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eprotos/rcf/v1/dictionary.proto\x12\x06rcf.v1\"n\n\tDimension\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05\x63odes\x18\x03 \x03(\t\x12\x10\n\x08optional\x18\x04 \x01(\x08\x12\x0f\n\x07pattern\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\"\x87\x01\n\x07\x44\x61taset\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12%\n\ndimensions\x18\x03 \x03(\x0b\x32\x11.rcf.v1.Dimension\x12\x10\n\x08measures\x18\x04 \x03(\t\x12\x12\n\ndate_field\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\",\n\x07Purpose\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"}\n\x0e\x44\x61taDictionary\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x14\n\x0cissued_at_ms\x18\x02 \x01(\x03\x12!\n\x08\x64\x61tasets\x18\x03 \x03(\x0b\x32\x0f.rcf.v1.Dataset\x12!\n\x08purposes\x18\x04 \x03(\x0b\x32\x0f.rcf.v1.Purposeb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +35,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DIMENSION']._serialized_end=152
   _globals['_DATASET']._serialized_start=155
   _globals['_DATASET']._serialized_end=290
-  _globals['_DATADICTIONARY']._serialized_start=292
-  _globals['_DATADICTIONARY']._serialized_end=382
+  _globals['_PURPOSE']._serialized_start=292
+  _globals['_PURPOSE']._serialized_end=336
+  _globals['_DATADICTIONARY']._serialized_start=338
+  _globals['_DATADICTIONARY']._serialized_end=463
 # @@protoc_insertion_point(module_scope)

@@ -98,27 +98,57 @@ class Dataset(_message.Message):
 Global___Dataset: _TypeAlias = Dataset  # noqa: Y015
 
 @_typing.final
+class Purpose(_message.Message):
+    """A purpose a request may state (RequestHeader.purpose): responders refuse any
+    other. Names match ^[a-z][a-z0-9-]{1,47}$.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    description: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Purpose: _TypeAlias = Purpose  # noqa: Y015
+
+@_typing.final
 class DataDictionary(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     VERSION_FIELD_NUMBER: _builtins.int
     ISSUED_AT_MS_FIELD_NUMBER: _builtins.int
     DATASETS_FIELD_NUMBER: _builtins.int
+    PURPOSES_FIELD_NUMBER: _builtins.int
     version: _builtins.str
-    """"MAJOR.MINOR"; a minor version only adds codes to the one before it."""
+    """"MAJOR.MINOR"; a minor version only adds codes and purposes to the one before it."""
     issued_at_ms: _builtins.int
     @_builtins.property
     def datasets(self) -> _containers.RepeatedCompositeFieldContainer[Global___Dataset]: ...
+    @_builtins.property
+    def purposes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Purpose]: ...
     def __init__(
         self,
         *,
         version: _builtins.str = ...,
         issued_at_ms: _builtins.int = ...,
         datasets: _abc.Iterable[Global___Dataset] | None = ...,
+        purposes: _abc.Iterable[Global___Purpose] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["datasets", b"datasets", "issued_at_ms", b"issued_at_ms", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["datasets", b"datasets", "issued_at_ms", b"issued_at_ms", "purposes", b"purposes", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cprotos/rcf/v1/envelope.proto\x12\x06rcf.v1\"(\n\tSignature\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0b\n\x03sig\x18\x02 \x01(\x0c\"X\n\x08\x45nvelope\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x14\n\x0cpayload_type\x18\x02 \x01(\t\x12%\n\nsignatures\x18\x03 \x03(\x0b\x32\x11.rcf.v1.Signature\"\x94\x01\n\rRequestHeader\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x11\n\trequester\x18\x02 \x01(\t\x12\x11\n\tresponder\x18\x03 \x01(\t\x12\x0f\n\x07purpose\x18\x04 \x01(\t\x12\x14\n\x0cissued_at_ms\x18\x05 \x01(\x03\x12\x15\n\rexpires_at_ms\x18\x06 \x01(\x03\x12\r\n\x05nonce\x18\x07 \x01(\x0c\"v\n\x0eResponseHeader\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x11\n\tresponder\x18\x02 \x01(\t\x12\x11\n\trequester\x18\x03 \x01(\t\x12\x16\n\x0erequest_sha256\x18\x04 \x01(\x0c\x12\x14\n\x0cissued_at_ms\x18\x05 \x01(\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cprotos/rcf/v1/envelope.proto\x12\x06rcf.v1\"(\n\tSignature\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0b\n\x03sig\x18\x02 \x01(\x0c\"X\n\x08\x45nvelope\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x14\n\x0cpayload_type\x18\x02 \x01(\t\x12%\n\nsignatures\x18\x03 \x03(\x0b\x32\x11.rcf.v1.Signature\"\x94\x01\n\rRequestHeader\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x11\n\trequester\x18\x02 \x01(\t\x12\x11\n\tresponder\x18\x03 \x01(\t\x12\x0f\n\x07purpose\x18\x04 \x01(\t\x12\x14\n\x0cissued_at_ms\x18\x05 \x01(\x03\x12\x15\n\rexpires_at_ms\x18\x06 \x01(\x03\x12\r\n\x05nonce\x18\x07 \x01(\x0c\"\x88\x01\n\x0eResponseHeader\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x11\n\tresponder\x18\x02 \x01(\t\x12\x11\n\trequester\x18\x03 \x01(\t\x12\x16\n\x0erequest_sha256\x18\x04 \x01(\x0c\x12\x14\n\x0cissued_at_ms\x18\x05 \x01(\x03\x12\x10\n\x08sequence\x18\x06 \x01(\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,6 +37,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ENVELOPE']._serialized_end=170
   _globals['_REQUESTHEADER']._serialized_start=173
   _globals['_REQUESTHEADER']._serialized_end=321
-  _globals['_RESPONSEHEADER']._serialized_start=323
-  _globals['_RESPONSEHEADER']._serialized_end=441
+  _globals['_RESPONSEHEADER']._serialized_start=324
+  _globals['_RESPONSEHEADER']._serialized_end=460
 # @@protoc_insertion_point(module_scope)

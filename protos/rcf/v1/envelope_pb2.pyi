@@ -119,12 +119,15 @@ class ResponseHeader(_message.Message):
     REQUESTER_FIELD_NUMBER: _builtins.int
     REQUEST_SHA256_FIELD_NUMBER: _builtins.int
     ISSUED_AT_MS_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
     query_id: _builtins.str
     responder: _builtins.str
     requester: _builtins.str
     request_sha256: _builtins.bytes
     """SHA-256 of the request payload bytes this response answers."""
     issued_at_ms: _builtins.int
+    sequence: _builtins.int
+    """Position of this message in a server stream, from 0; 0 for a unary answer."""
     def __init__(
         self,
         *,
@@ -133,10 +136,11 @@ class ResponseHeader(_message.Message):
         requester: _builtins.str = ...,
         request_sha256: _builtins.bytes = ...,
         issued_at_ms: _builtins.int = ...,
+        sequence: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["issued_at_ms", b"issued_at_ms", "query_id", b"query_id", "request_sha256", b"request_sha256", "requester", b"requester", "responder", b"responder"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["issued_at_ms", b"issued_at_ms", "query_id", b"query_id", "request_sha256", b"request_sha256", "requester", b"requester", "responder", b"responder", "sequence", b"sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
