@@ -27,10 +27,11 @@ def audit() -> None:
 
 
 def _open(node_dir: Path) -> tuple[NodeLayout, StateDB, AuditLog]:
+    """The log, read-only: the CLI never opens the member's signing key."""
     layout = NodeLayout(node_dir)
     config = layout.load_config()
     state = StateDB(layout.state_db, sync=config.audit_sync)
-    return layout, state, AuditLog(state, layout.load_signing_key())
+    return layout, state, AuditLog(state, None)
 
 
 @audit.command("show")
@@ -79,8 +80,6 @@ def audit_verify(node_dir: Path, as_json: bool) -> None:
     ).peek()
     member = directory.member(layout.load_config().member_id)
     keys = {k.key_id: k.public_key for k in member.signing_keys} if member else {}
-    own = layout.load_signing_key()
-    keys[own.key_id] = own.public_key
     count = verify_chain(records, keys)
     if as_json:
         emit_json({"intact": True, "records": count})

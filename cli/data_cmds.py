@@ -17,9 +17,9 @@ import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from cli.errors import EXIT_ERROR, guarded
+from cli.operator_client import record_operations
 from cli.options import node_dir_option
 from cli.output import console, emit_json, json_option, table
-from node.audit import append_from_operator, local_event
 from node.config import NodeLayout
 from node.dictionary import load_dictionary
 from node.importer import ImportResult, import_file
@@ -186,20 +186,7 @@ def data_import(
     finally:
         store.close()
     if result.committed:
-        append_from_operator(
-            layout,
-            local_event(
-                layout.load_config().member_id,
-                action="data_import",
-                purpose=f"import {dataset}",
-                decision="imported",
-                reason=(
-                    f"inserted={result.inserted} updated={result.updated} "
-                    f"unchanged={result.unchanged} rejected={len(result.errors)}"
-                ),
-                subject_sha256=file_sha256(file),
-            ),
-        )
+        record_operations(layout)
     if as_json:
         emit_json(
             {
@@ -280,18 +267,7 @@ def data_purge(older_than: str, datasets: tuple[str, ...], node_dir: Path, as_js
         deleted = store.purge(cutoff=cutoff, datasets=list(datasets) or None)
     finally:
         store.close()
-    spec = f"purge older_than={older_than} cutoff={cutoff} datasets={','.join(sorted(deleted))}"
-    append_from_operator(
-        layout,
-        local_event(
-            layout.load_config().member_id,
-            action="data_purge",
-            purpose="retention",
-            decision="purged",
-            reason=f"deleted={sum(deleted.values())} cutoff={cutoff}",
-            subject_sha256=hashlib.sha256(spec.encode()).hexdigest(),
-        ),
-    )
+    record_operations(layout)
     if as_json:
         emit_json({"cutoff": cutoff, "deleted": deleted})
         return

@@ -24,10 +24,11 @@ from cli.errors import describe_rpc_error, guarded
 from cli.local_network import LocalNetwork, MemberSpec, rcf_command, stop_kept
 from cli.operator_client import operator_stub
 from cli.output import console, table
-from node.audit import AuditLog, verify_chain
+from node.assembly import read_only
+from node.audit import verify_chain
+from node.config import NodeLayout
 from node.dictionary import load_dictionary
 from node.importer import import_file
-from node.state import StateDB
 from node.store import DataStore
 from node.synthetic import DATASET_CODES, generate_member_data
 from protos.rcf.v1 import operator_pb2
@@ -99,6 +100,14 @@ def step_hub(demo: Demo) -> None:
     )
 
 
+def _own_key_id(layout: NodeLayout) -> str:
+    """The node's current signing key id, as the directory lists it (no private key read)."""
+    with read_only(layout) as core:
+        member = core.directory.peek().member(core.config.member_id)
+        assert member is not None
+        return member.signing_keys[-1].key_id
+
+
 def step_enrol(demo: Demo) -> None:
     rows = []
     for m in demo.members:
@@ -108,7 +117,7 @@ def step_enrol(demo: Demo) -> None:
                 m.member_id,
                 m.name,
                 ",".join(m.groups + m.roles),
-                layout.load_signing_key().key_id,
+                _own_key_id(layout),
                 pki.fingerprint(layout.tls_cert.read_bytes())[:16] + "…",
             ]
         )
@@ -201,13 +210,9 @@ def step_audit(demo: Demo) -> None:
     rows = []
     for member_id in demo.ids:
         layout = demo.net.node_layout(member_id)
-        state = StateDB(layout.state_db)
-        try:
-            records = AuditLog(state, layout.load_signing_key()).records()
-        finally:
-            state.close()
-        key = layout.load_signing_key()
-        count = verify_chain(records, {key.key_id: key.public_key})
+        with read_only(layout) as core:
+            records = core.audit.records()
+            count = verify_chain(records, core.public_keys())
         answered = sum(r.event.decision == "answered" for r in records)
         refused = sum(r.event.decision == "refused" for r in records)
         rows.append([member_id, count, answered, refused, "hash chain and signatures verified"])

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import grpc
 
+from node.assembly import offline
 from node.config import NodeLayout
+from node.operations import reconcile_operations
 from node.operator import TOKEN_HEADER
-from protos.rcf.v1 import operator_pb2_grpc
+from protos.rcf.v1 import operator_pb2, operator_pb2_grpc
 from trust.errors import ConfigError
 
 
@@ -26,3 +29,31 @@ def operator_stub(
         raise ConfigError(f"Cannot read the operator token: {exc.strerror}.") from exc
     with grpc.insecure_channel(str(runtime["operator_address"])) as channel:
         yield operator_pb2_grpc.OperatorStub(channel), ((TOKEN_HEADER, token),)
+
+
+def node_running(layout: NodeLayout) -> bool:
+    """Whether the node of this folder is serving (its runtime file names a live process)."""
+    if not layout.runtime.exists():
+        return False
+    try:
+        pid = int(layout.read_runtime().get("pid", 0))
+        os.kill(pid, 0)
+    except (ConfigError, ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return pid > 0
+
+
+def record_operations(layout: NodeLayout) -> str:
+    """Have the committed data operations audited: by the running node, or offline.
+
+    Returns how it was done, for the user to read.
+    """
+    if node_running(layout):
+        with operator_stub(layout) as (stub, md):
+            stub.RecordOperations(operator_pb2.RecordOperationsRequest(), metadata=md, timeout=30)
+        return "audited by the running node"
+    with offline(layout) as core:
+        reconcile_operations(core.layout, core.audit)
+    return "node not running: audited offline with its key"

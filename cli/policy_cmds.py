@@ -9,7 +9,6 @@ the node starts with the new version.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -20,12 +19,11 @@ import click
 from rich.markup import escape
 
 from cli.errors import guarded
-from cli.operator_client import operator_stub
+from cli.operator_client import node_running, operator_stub
 from cli.options import node_dir_option
 from cli.output import console, emit_json, json_option, table, utc_time
-from node.audit import AuditLog
+from node.assembly import offline, read_only
 from node.config import NodeConfig, NodeLayout
-from node.directory_cache import DirectoryCache
 from node.policy.admin import PolicyAdmin, PolicyGate
 from node.policy.diff import access_changes, rule_changes, terms
 from node.policy.engine import describe_usage
@@ -33,7 +31,6 @@ from node.policy.loader import Issue, Loaded
 from node.policy.model import QUERY_TYPES, Decision, Policy, QueryDescription
 from node.policy.store import StoredVersion
 from node.policy.validate import Context, check_policy
-from node.state import StateDB
 from protos.rcf.v1 import operator_pb2
 from trust.clock import now_ms
 from trust.dictionary import default_dictionary
@@ -57,39 +54,16 @@ def _read(path: Path) -> str:
 
 @contextmanager
 def _local(node_dir: Path) -> Iterator[tuple[PolicyAdmin, NodeConfig]]:
-    """The policy admin over the node's folder (its state.db, key and directory cache)."""
-    layout = NodeLayout(node_dir)
-    config = layout.load_config()
-    key = layout.load_signing_key()
-    directory = DirectoryCache(layout.directory_cache, hub_public_key=config.hub_public_key)
-    state = StateDB(layout.state_db, sync=config.audit_sync)
-    try:
-        yield (
-            PolicyAdmin(
-                layout=layout,
-                member_id=config.member_id,
-                signing_key=key,
-                state=state,
-                audit=AuditLog(state, key),
-                directory=directory.peek,
-            ),
-            config,
-        )
-    finally:
-        state.close()
+    """A read-only policy admin over the node's folder: it verifies, never signs."""
+    with read_only(NodeLayout(node_dir)) as core:
+        yield core.policy, core.config
 
 
-def _node_running(layout: NodeLayout) -> bool:
-    if not layout.runtime.exists():
-        return False
-    try:
-        pid = int(layout.read_runtime().get("pid", 0))
-        os.kill(pid, 0)
-    except (ConfigError, ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return pid > 0
+@contextmanager
+def _offline(node_dir: Path) -> Iterator[PolicyAdmin]:
+    """The explicit offline path: the node is stopped, so this command signs with its key."""
+    with offline(NodeLayout(node_dir)) as core:
+        yield core.policy
 
 
 def _print_issues(issues: tuple[Issue, ...] | list[Issue]) -> None:
@@ -354,13 +328,14 @@ def policy_apply(file: Path, node_dir: Path) -> None:
                 bold=True,
                 err=True,
             )
-        if not _node_running(layout):
-            applied = admin.apply(text, str(file))
+    if not node_running(layout):
+        with _offline(node_dir) as signer:
+            applied = signer.apply(text, str(file))
             _report(
                 applied.version.version,
                 applied.version.source_sha256,
                 list(applied.warnings),
-                "node not running: it starts with this version",
+                "node not running: signed offline with its key; it starts with this version",
             )
             return
     with operator_stub(layout) as (stub, md):
@@ -379,15 +354,16 @@ def policy_apply(file: Path, node_dir: Path) -> None:
 def policy_rollback(version: int, node_dir: Path) -> None:
     """Make stored VERSION active again (recorded as a new version)."""
     layout = NodeLayout(node_dir)
-    if not _node_running(layout):
-        with _local(node_dir) as (admin, _):
-            admin.load_active(_seed(node_dir))
-            applied = admin.rollback(version)
+    if not node_running(layout):
+        with _offline(node_dir) as signer:
+            signer.load_active(_seed(node_dir))
+            applied = signer.rollback(version)
         _report(
             applied.version.version,
             applied.version.source_sha256,
             list(applied.warnings),
-            f"restores version {version}; node not running: it starts with this version",
+            f"restores version {version}; node not running: signed offline with its key; "
+            "it starts with this version",
         )
         return
     with operator_stub(layout) as (stub, md):

@@ -20,10 +20,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from node.config import NodeLayout
-from node.state import StateDB
+from node.state import StateDB, Write
 from trust.clock import now_ms
-from trust.errors import VerificationError
+from trust.errors import ConfigError, VerificationError
 from trust.keys import SigningKey, verify_signature
 
 GENESIS = "0" * 64
@@ -66,8 +65,10 @@ def record_hash(seq: int, ts_ms: int, event: AuditEvent, prev_hash: str) -> str:
 
 
 class AuditLog:
-    def __init__(self, state: StateDB, signing_key: SigningKey) -> None:
+    def __init__(self, state: StateDB, signing_key: SigningKey | None) -> None:
+        """signing_key None: a read-only view (the CLI's), which cannot append."""
         self._state = state
+        self.state = state
         self._key = signing_key
         # Events of the transaction being built; only touched under the commit lock.
         # They are written together when the batch ends: one head lookup, one
@@ -81,6 +82,7 @@ class AuditLog:
     def _write_batch(self, conn: sqlite3.Connection) -> None:
         if not self._batch:
             return
+        assert self._key is not None  # append() refuses without a key
         # The head is read inside the transaction: an offline operator command may
         # have appended to the same file since the last batch.
         last = conn.execute(
@@ -108,9 +110,18 @@ class AuditLog:
         )
         self._batch.clear()
 
-    def append(self, event: AuditEvent) -> None:
-        """Append and wait until the record is committed."""
-        self._state.run(lambda conn: self._batch.append((event, now_ms())))
+    def append(self, event: AuditEvent, *, with_write: Write | None = None) -> None:
+        """Append and wait until the record is committed; with_write commits in the same
+        transaction (what an operation records to show it was audited)."""
+        if self._key is None:
+            raise ConfigError("This audit log was opened read-only; only the node appends.")
+
+        def write(conn: sqlite3.Connection) -> None:
+            if with_write is not None:
+                with_write(conn)
+            self._batch.append((event, now_ms()))
+
+        self._state.run(write)
 
     def records(self, *, limit: int | None = None) -> list[AuditRecord]:
         sql = (
@@ -209,13 +220,3 @@ def local_event(
         reason=reason,
         request_sha256=subject_sha256,
     )
-
-
-def append_from_operator(layout: NodeLayout, event: AuditEvent) -> None:
-    """Append event to a node's log from an operator command; the node may be running."""
-    config = layout.load_config()
-    state = StateDB(layout.state_db, sync=config.audit_sync)
-    try:
-        AuditLog(state, layout.load_signing_key()).append(event)
-    finally:
-        state.close()

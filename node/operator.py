@@ -31,7 +31,9 @@ class OperatorServicer(operator_pb2_grpc.OperatorServicer):
         status: Callable[[], operator_pb2.StatusResponse],
         refresh: Callable[[], None],
         policy: PolicyAdmin | None = None,
+        record_operations: Callable[[], int] | None = None,
     ) -> None:
+        self._record_operations = record_operations
         self._token = token.encode()
         self._peers = peers
         self._status = status
@@ -82,6 +84,19 @@ class OperatorServicer(operator_pb2_grpc.OperatorServicer):
             signer_key_id=answer.signer_key_id,
             request_digest_matches=True,
         )
+
+    @refusals_as_status
+    def RecordOperations(
+        self, request: operator_pb2.RecordOperationsRequest, context: grpc.ServicerContext
+    ) -> operator_pb2.RecordOperationsResponse:
+        """Audit the data operations (imports, purges) committed since the last call."""
+        self._authenticate(context)
+        if self._record_operations is None:
+            raise RequestRejected(
+                "This node does not record operations.", reason="unsupported",
+                status="UNIMPLEMENTED",
+            )  # fmt: skip
+        return operator_pb2.RecordOperationsResponse(audited=self._record_operations())
 
     @refusals_as_status
     def ApplyPolicy(

@@ -10,20 +10,18 @@ from typing import Any
 
 import structlog
 
-from node.audit import AuditLog
+from node.assembly import build_core
 from node.config import NodeLayout
 from node.dictionary import load_dictionary, sync_dictionary
-from node.directory_cache import DirectoryCache
 from node.federation import federation_handler
 from node.hub_client import HubClient
+from node.operations import reconcile_operations
 from node.operator import OperatorServicer
 from node.peers import PeerClient
 from node.pipeline import Limits, Pipeline
-from node.policy.admin import PolicyAdmin
 from node.protocol import QuerySpec
 from node.query_types import QUERY_TYPES
 from node.replay import ReplayGuard
-from node.state import StateDB
 from protos.rcf.v1 import federation_pb2, operator_pb2, operator_pb2_grpc
 from trust.errors import ConfigError, RcfError
 from trust.serving import InstanceLock, bind, build_server
@@ -47,20 +45,10 @@ class NodeServer:
         self.signing_key = layout.load_signing_key()
         self.tls = layout.load_tls()
         self._token = layout.operator_token.read_text().strip()
-        self.directory = DirectoryCache(
-            layout.directory_cache, hub_public_key=config.hub_public_key
-        )
-        self.state = StateDB(layout.state_db, sync=config.audit_sync)
+        core = build_core(layout, signing_key=self.signing_key)
+        self.directory, self.state = core.directory, core.state
+        self.audit, self.policy = core.audit, core.policy
         self._purposes = frozenset(load_dictionary(layout).purposes)
-        self.audit = AuditLog(self.state, self.signing_key)
-        self.policy = PolicyAdmin(
-            layout=layout,
-            member_id=config.member_id,
-            signing_key=self.signing_key,
-            state=self.state,
-            audit=self.audit,
-            directory=self.directory.peek,
-        )
         self.pipeline = Pipeline(
             member_id=config.member_id,
             signing_key=self.signing_key,
@@ -109,6 +97,7 @@ class NodeServer:
                 status=self.status,
                 refresh=self.refresh_directory,
                 policy=self.policy,
+                record_operations=lambda: reconcile_operations(self.layout, self.audit),
             ),
             self._operator,
         )
@@ -126,6 +115,7 @@ class NodeServer:
         self._instance = InstanceLock(
             self.layout.root / "serve.lock", f"A node for {self.config.member_id}"
         )
+        reconcile_operations(self.layout, self.audit)
         self.address = bind(
             self._server, listen or self.config.listen, self.tls.server_credentials()
         )

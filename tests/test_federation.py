@@ -13,6 +13,7 @@ import grpc
 import pytest
 
 from node.operator import TOKEN_HEADER
+from node.peers import PeerAnswer
 from node.ping import PING
 from node.server import NodeServer
 from protos.rcf.v1 import envelope_pb2, federation_pb2, operator_pb2, operator_pb2_grpc
@@ -35,6 +36,13 @@ def refresh_until_ok(node: NodeServer, within_s: float = 8.0) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+def call_ping(node: NodeServer, responder: str, *, timeout_s: float = 5) -> PeerAnswer[Any]:
+    return node.peers.call(
+        PING, responder=responder, purpose="connectivity-check", fill=lambda r: None,
+        timeout_s=timeout_s,
+    )  # fmt: skip
 
 
 def refused(call: Callable[[], Any]) -> grpc.RpcError:
@@ -69,7 +77,9 @@ def assert_refused(
 
 def test_signed_ping_round_trip_binds_request_and_is_audited_on_both_sides(net: Network) -> None:
     au, th = net.nodes["AU"], net.nodes["TH"]
-    answer = au.peers.call(PING, responder="TH", purpose="connectivity-check", fill=lambda r: None, timeout_s=5)
+    answer = au.peers.call(
+        PING, responder="TH", purpose="connectivity-check", fill=lambda r: None, timeout_s=5
+    )
     assert answer.signer_member == "TH"
     assert answer.signer_key_id == th.signing_key.key_id
     th_rec = th.audit.records(limit=1)[0].event
@@ -335,7 +345,9 @@ def test_hub_down_node_keeps_serving_from_cache(net: Network) -> None:
     with pytest.raises(PeerError, match="hub is unreachable"):
         th.refresh_directory()
     assert th.last_refresh_error
-    answer = au.peers.call(PING, responder="TH", purpose="connectivity-check", fill=lambda r: None, timeout_s=5)
+    answer = au.peers.call(
+        PING, responder="TH", purpose="connectivity-check", fill=lambda r: None, timeout_s=5
+    )
     assert answer.signer_member == "TH"
     # A restarted node comes back from its cached directory too.
     net.stop_node("TH")
@@ -423,10 +435,14 @@ def test_refresh_picks_up_new_members_and_endpoints(net: Network) -> None:
     au = net.nodes["AU"]
     with pytest.raises(PeerError):
         # AU has not refreshed: ID is unknown to it yet.
-        au.peers.call(PING, responder="ID", purpose="connectivity-check", fill=lambda r: None, timeout_s=5)
+        au.peers.call(
+            PING, responder="ID", purpose="connectivity-check", fill=lambda r: None, timeout_s=5
+        )
     au.refresh_directory()
     net.nodes["ID"].refresh_directory()
-    assert au.peers.call(PING, responder="ID", purpose="connectivity-check", fill=lambda r: None, timeout_s=5)
+    assert au.peers.call(
+        PING, responder="ID", purpose="connectivity-check", fill=lambda r: None, timeout_s=5
+    )
 
 
 def test_node_config_typo_is_one_clear_error(net: Network) -> None:
@@ -475,7 +491,9 @@ def test_unreachable_peer_is_one_clear_error_and_audited_as_failed(net: Network)
     au = net.nodes["AU"]
     net.stop_node("TH")
     with pytest.raises(PeerError) as info:
-        au.peers.call(PING, responder="TH", purpose="connectivity-check", fill=lambda r: None, timeout_s=2)
+        au.peers.call(
+            PING, responder="TH", purpose="connectivity-check", fill=lambda r: None, timeout_s=2
+        )
     assert info.value.reason in ("unreachable", "timeout")
     assert "TH" in str(info.value)
     rec = au.audit.records(limit=1)[0].event

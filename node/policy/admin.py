@@ -156,7 +156,7 @@ class PolicyAdmin:
         *,
         layout: NodeLayout,
         member_id: str,
-        signing_key: SigningKey,
+        signing_key: SigningKey | None,
         state: StateDB,
         audit: AuditLog,
         directory: Callable[[], Directory],
@@ -172,6 +172,14 @@ class PolicyAdmin:
         self.gate = gate
         self._lock = threading.Lock()
 
+    def _signer(self) -> SigningKey:
+        if self._key is None:
+            raise ConfigError(
+                "Changing the policy needs the node: start it ('rcf node serve') or use the "
+                "offline path."
+            )
+        return self._key
+
     def context(self) -> Context:
         return Context(
             directory=self._directory(),
@@ -184,7 +192,7 @@ class PolicyAdmin:
 
     def verify(self, stored: StoredVersion) -> None:
         """Check the node's signature on a stored version and that the source matches it."""
-        own = {self._key.key_id: self._key.public_key}
+        own = {self._key.key_id: self._key.public_key} if self._key is not None else {}
         member = self._directory().member(self.member_id)
         for k in member.signing_keys if member else ():
             own.setdefault(k.key_id, k.public_key)
@@ -225,7 +233,7 @@ class PolicyAdmin:
             source = seed_source(seed_allow or {}, self.member_id)
             seeded = self.store.append(
                 member_id=self.member_id,
-                key=self._key,
+                key=self._signer(),
                 source=source,
                 source_sha256=hashlib.sha256(source.encode()).hexdigest(),
                 filename=SEED_FILENAME,
@@ -272,7 +280,7 @@ class PolicyAdmin:
     ) -> StoredVersion:
         stored = self.store.append(
             member_id=self.member_id,
-            key=self._key,
+            key=self._signer(),
             source=text,
             source_sha256=digest,
             filename=filename,

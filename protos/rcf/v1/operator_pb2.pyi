@@ -258,3 +258,41 @@ class ApplyPolicyResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ApplyPolicyResponse: _TypeAlias = ApplyPolicyResponse  # noqa: Y015
+
+@_typing.final
+class RecordOperationsRequest(_message.Message):
+    """Sent by the CLI after it committed an import or purge in the node's data store:
+    the node audits every committed operation it has not audited yet.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordOperationsRequest: _TypeAlias = RecordOperationsRequest  # noqa: Y015
+
+@_typing.final
+class RecordOperationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AUDITED_FIELD_NUMBER: _builtins.int
+    audited: _builtins.int
+    def __init__(
+        self,
+        *,
+        audited: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audited", b"audited"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordOperationsResponse: _TypeAlias = RecordOperationsResponse  # noqa: Y015

@@ -59,6 +59,11 @@ class OperatorStub:
                 request_serializer=protos_dot_rcf_dot_v1_dot_operator__pb2.RollbackPolicyRequest.SerializeToString,
                 response_deserializer=protos_dot_rcf_dot_v1_dot_operator__pb2.ApplyPolicyResponse.FromString,
                 _registered_method=True)
+        self.RecordOperations = channel.unary_unary(
+                '/rcf.v1.Operator/RecordOperations',
+                request_serializer=protos_dot_rcf_dot_v1_dot_operator__pb2.RecordOperationsRequest.SerializeToString,
+                response_deserializer=protos_dot_rcf_dot_v1_dot_operator__pb2.RecordOperationsResponse.FromString,
+                _registered_method=True)
 
 
 class OperatorServicer:
@@ -94,6 +99,12 @@ class OperatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordOperations(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OperatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -121,6 +132,11 @@ def add_OperatorServicer_to_server(servicer, server):
                     servicer.RollbackPolicy,
                     request_deserializer=protos_dot_rcf_dot_v1_dot_operator__pb2.RollbackPolicyRequest.FromString,
                     response_serializer=protos_dot_rcf_dot_v1_dot_operator__pb2.ApplyPolicyResponse.SerializeToString,
+            ),
+            'RecordOperations': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordOperations,
+                    request_deserializer=protos_dot_rcf_dot_v1_dot_operator__pb2.RecordOperationsRequest.FromString,
+                    response_serializer=protos_dot_rcf_dot_v1_dot_operator__pb2.RecordOperationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -258,6 +274,33 @@ class Operator:
             '/rcf.v1.Operator/RollbackPolicy',
             protos_dot_rcf_dot_v1_dot_operator__pb2.RollbackPolicyRequest.SerializeToString,
             protos_dot_rcf_dot_v1_dot_operator__pb2.ApplyPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordOperations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rcf.v1.Operator/RecordOperations',
+            protos_dot_rcf_dot_v1_dot_operator__pb2.RecordOperationsRequest.SerializeToString,
+            protos_dot_rcf_dot_v1_dot_operator__pb2.RecordOperationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

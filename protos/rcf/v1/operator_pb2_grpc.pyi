@@ -38,6 +38,7 @@ class OperatorStub:
     RefreshDirectory: _grpc.UnaryUnaryMultiCallable[_operator_pb2.RefreshDirectoryRequest, _operator_pb2.StatusResponse]
     ApplyPolicy: _grpc.UnaryUnaryMultiCallable[_operator_pb2.ApplyPolicyRequest, _operator_pb2.ApplyPolicyResponse]
     RollbackPolicy: _grpc.UnaryUnaryMultiCallable[_operator_pb2.RollbackPolicyRequest, _operator_pb2.ApplyPolicyResponse]
+    RecordOperations: _grpc.UnaryUnaryMultiCallable[_operator_pb2.RecordOperationsRequest, _operator_pb2.RecordOperationsResponse]
 
 @_typing.type_check_only
 class OperatorAsyncStub(OperatorStub):
@@ -47,6 +48,7 @@ class OperatorAsyncStub(OperatorStub):
     RefreshDirectory: _aio.UnaryUnaryMultiCallable[_operator_pb2.RefreshDirectoryRequest, _operator_pb2.StatusResponse]  # type: ignore[assignment]
     ApplyPolicy: _aio.UnaryUnaryMultiCallable[_operator_pb2.ApplyPolicyRequest, _operator_pb2.ApplyPolicyResponse]  # type: ignore[assignment]
     RollbackPolicy: _aio.UnaryUnaryMultiCallable[_operator_pb2.RollbackPolicyRequest, _operator_pb2.ApplyPolicyResponse]  # type: ignore[assignment]
+    RecordOperations: _aio.UnaryUnaryMultiCallable[_operator_pb2.RecordOperationsRequest, _operator_pb2.RecordOperationsResponse]  # type: ignore[assignment]
 
 class OperatorServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -83,5 +85,12 @@ class OperatorServicer(metaclass=_abc_1.ABCMeta):
         request: _operator_pb2.RollbackPolicyRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_operator_pb2.ApplyPolicyResponse, _abc.Awaitable[_operator_pb2.ApplyPolicyResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RecordOperations(
+        self,
+        request: _operator_pb2.RecordOperationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_operator_pb2.RecordOperationsResponse, _abc.Awaitable[_operator_pb2.RecordOperationsResponse]]: ...
 
 def add_OperatorServicer_to_server(servicer: OperatorServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
