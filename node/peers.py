@@ -12,7 +12,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic
 
@@ -31,6 +31,14 @@ from trust.errors import PeerError, RcfError
 from trust.keys import SigningKey
 from trust.status import read_refusal
 from trust.tls import TlsMaterial, secure_channel
+
+
+@dataclass(frozen=True)
+class _Outgoing:
+    envelope: envelope_pb2.Envelope
+    channel: grpc.Channel
+    query_id: str
+    digest: bytes
 
 
 @dataclass(frozen=True)
@@ -102,16 +110,14 @@ class PeerClient:
                 channel.close()
             self._channels.clear()
 
-    def call(
+    def _prepare(
         self,
         spec: QuerySpec[Req, Resp],
-        *,
         responder: str,
         purpose: str,
         fill: Callable[[Req], None],
-        timeout_s: float,
-    ) -> PeerAnswer[Resp]:
-        """Send one signed query to responder and return its verified answer."""
+    ) -> _Outgoing:
+        """Build, sign and describe one request to responder."""
         directory = self._directory.current()
         member = directory.member(responder)
         if member is None:
@@ -122,7 +128,6 @@ class PeerClient:
         endpoints = [n.endpoint for n in member.nodes if n.endpoint]
         if not endpoints:
             raise PeerError(f"{responder} has no node endpoint in the directory yet.")
-
         request = spec.request_cls()
         now = now_ms()
         h = request.header
@@ -138,45 +143,122 @@ class PeerClient:
         envelope = sign_envelope(
             payload_type=spec.request_type, payload=payload, signers=[self._key]
         )
-        request_digest = hashlib.sha256(payload).digest()
+        return _Outgoing(
+            envelope=envelope.to_proto(),
+            channel=self._channel(responder, endpoints[0]),
+            query_id=h.query_id,
+            digest=hashlib.sha256(payload).digest(),
+        )
 
-        def audit(decision: str, reason: str, response_sha256: str = "") -> None:
-            self._audit.append(
-                AuditEvent(
-                    query_id=h.query_id,
-                    query_type=spec.name,
-                    purpose=purpose,
-                    requester=self.member_id,
-                    responder=responder,
-                    side="requester",
-                    decision=decision,
-                    reason=reason,
-                    request_sha256=request_digest.hex(),
-                    response_sha256=response_sha256,
-                )
+    def _audit_call(
+        self,
+        spec: QuerySpec[Req, Resp],
+        out: _Outgoing,
+        responder: str,
+        purpose: str,
+        decision: str,
+        reason: str,
+        response_sha256: str = "",
+    ) -> None:
+        self._audit.append(
+            AuditEvent(
+                query_id=out.query_id,
+                query_type=spec.name,
+                purpose=purpose,
+                requester=self.member_id,
+                responder=responder,
+                side="requester",
+                decision=decision,
+                reason=reason,
+                request_sha256=out.digest.hex(),
+                response_sha256=response_sha256,
             )
+        )
 
-        method = self._channel(responder, endpoints[0]).unary_unary(
+    def call(
+        self,
+        spec: QuerySpec[Req, Resp],
+        *,
+        responder: str,
+        purpose: str,
+        fill: Callable[[Req], None],
+        timeout_s: float,
+    ) -> PeerAnswer[Resp]:
+        """Send one signed query to responder and return its verified answer."""
+        out = self._prepare(spec, responder, purpose, fill)
+        method = out.channel.unary_unary(
             spec.method,
             request_serializer=envelope_pb2.Envelope.SerializeToString,
             response_deserializer=envelope_pb2.Envelope.FromString,
         )
         started = time.perf_counter()
         try:
-            reply: envelope_pb2.Envelope = method(envelope.to_proto(), timeout=timeout_s)
+            reply: envelope_pb2.Envelope = method(out.envelope, timeout=timeout_s)
             latency_ms = (time.perf_counter() - started) * 1000
             answer = self._verify_answer(
-                spec, reply, responder, h.query_id, request_digest, latency_ms
+                spec, reply, responder, out.query_id, out.digest, latency_ms
             )
         except grpc.RpcError as exc:
             error = _peer_error(responder, exc)
-            audit("failed", error.reason)
+            self._audit_call(spec, out, responder, purpose, "failed", error.reason)
             raise error from exc
         except RcfError as exc:
-            audit("failed", exc.reason)
+            self._audit_call(spec, out, responder, purpose, "failed", exc.reason)
             raise
-        audit("answered", "ok", sha256_hex(reply.payload))
+        self._audit_call(spec, out, responder, purpose, "answered", "ok", sha256_hex(reply.payload))
         return answer
+
+    def stream(
+        self,
+        spec: QuerySpec[Req, Resp],
+        *,
+        responder: str,
+        purpose: str,
+        fill: Callable[[Req], None],
+        timeout_s: float | None,
+    ) -> Iterator[PeerAnswer[Resp]]:
+        """Open a server stream to responder; yield each message once verified.
+
+        Every message must bind our request and carry the next sequence number;
+        each is audited as it arrives, like the responder audits it as it leaves.
+        """
+        if not spec.streaming:
+            raise TypeError(f"{spec.name} is not a streaming query type")
+        out = self._prepare(spec, responder, purpose, fill)
+        method = out.channel.unary_stream(
+            spec.method,
+            request_serializer=envelope_pb2.Envelope.SerializeToString,
+            response_deserializer=envelope_pb2.Envelope.FromString,
+        )
+        started = time.perf_counter()
+        self._audit_call(spec, out, responder, purpose, "streaming", "ok")
+        call = method(out.envelope, timeout=timeout_s)
+        expected = 0
+        try:
+            for reply in call:
+                latency_ms = (time.perf_counter() - started) * 1000
+                answer = self._verify_answer(
+                    spec, reply, responder, out.query_id, out.digest, latency_ms
+                )
+                if answer.response.header.sequence != expected:
+                    raise PeerError(
+                        f"{responder}'s stream skipped or repeated a message.",
+                        reason="bad_answer",
+                    )
+                expected += 1
+                self._audit_call(
+                    spec, out, responder, purpose, "answered", "ok", sha256_hex(reply.payload)
+                )
+                yield answer
+        except grpc.RpcError as exc:
+            error = _peer_error(responder, exc)
+            self._audit_call(spec, out, responder, purpose, "failed", error.reason)
+            raise error from exc
+        except RcfError as exc:
+            self._audit_call(spec, out, responder, purpose, "failed", exc.reason)
+            raise
+        finally:
+            call.cancel()  # type: ignore[no-untyped-call]
 
     def _verify_answer(
         self,

@@ -118,8 +118,10 @@ class QuerySpec(Generic[Req, Resp]):
         return payload_type(self.response_cls)  # type: ignore[arg-type]
 
     def description(self, request: Req, purpose: str) -> QueryDescription:
+        """What the policy decides on; the query type is the spec's name unless describe
+        names the policy query type it is governed by."""
         query = self.describe(request) if self.describe else QueryDescription(self.name)
-        return replace(query, query_type=self.name, purpose=purpose)
+        return replace(query, purpose=purpose)
 
 
 def invalid_field(field: str, rule: str) -> RequestRejected:

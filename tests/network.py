@@ -21,6 +21,7 @@ from hub.server import HubServer
 from hub.setup import init_hub, open_registry
 from node.config import NodeLayout
 from node.enrollment import init_with_token
+from node.protocol import QuerySpec
 from node.server import NodeServer
 from protos.rcf.v1 import envelope_pb2, federation_pb2, federation_pb2_grpc
 from trust import pki
@@ -104,8 +105,10 @@ class Network:
             set_node_config(layout, **config)
         return layout
 
-    def start_node(self, member_id: str) -> NodeServer:
-        node = NodeServer(self.layout(member_id))
+    def start_node(
+        self, member_id: str, *, query_types: tuple[QuerySpec[Any, Any], ...] = ()
+    ) -> NodeServer:
+        node = NodeServer(self.layout(member_id), query_types=query_types)
         node.start()
         self.nodes[member_id] = node
         return node
@@ -179,6 +182,21 @@ class RawClient:
             payload=request.SerializeToString(),
             signers=[key or self.key],
         ).to_proto()
+
+    def raw(self, target: NodeServer, method: str, body: bytes) -> bytes:
+        """Send body as the request bytes of method, exactly as given."""
+        channel = secure_channel(
+            target=target.address,
+            tls=self.tls,
+            server_name=pki.node_server_name(target.config.member_id),
+            max_message_bytes=16 * 1024 * 1024,
+        )
+        self._channels.append(channel)
+        call = channel.unary_unary(
+            method, request_serializer=lambda b: b, response_deserializer=lambda b: b
+        )
+        reply: bytes = call(body, timeout=10)
+        return reply
 
     def ping(self, target: NodeServer, **header: Any) -> envelope_pb2.Envelope:
         header.setdefault("responder", target.config.member_id)
