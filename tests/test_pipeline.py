@@ -108,7 +108,7 @@ def test_refusal_reason_travels_as_error_info(net: Network) -> None:
     assert refusal.reason == "unsigned"
     assert refusal.message == "The envelope is not signed."
     # The raw trailer is a google.rpc.Status holding one ErrorInfo in our domain.
-    metadata: Any = err.trailing_metadata()  # type: ignore[attr-defined]
+    metadata: Any = err.trailing_metadata()
     trailers = dict(metadata)
     assert DOMAIN.encode() in trailers["grpc-status-details-bin"]
     # The peer client maps it back to one error with the code intact.
