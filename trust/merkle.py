@@ -71,8 +71,8 @@ def root_of(leaf_hashes: Sequence[bytes]) -> bytes:
     # The right edge of the tree as a stack of perfect subtrees, like an
     # append-only log grows: merge while the new size has trailing zero bits.
     stack: list[bytes] = []
-    for i, h in enumerate(leaf_hashes):
-        size = i + 1
+    for i, leaf in enumerate(leaf_hashes):
+        h, size = leaf, i + 1
         while size & 1 == 0:
             h = node_hash(stack.pop(), h)
             size >>= 1
