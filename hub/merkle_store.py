@@ -164,6 +164,11 @@ class MerkleStore:
         found = self._fetch(node_position(lv, ix) for part in parts for lv, ix in part)
         return [merkle.fold_right([found[node_position(lv, ix)] for lv, ix in p]) for p in parts]
 
+    def _refresh(self) -> None:
+        """Catch up with entries another handle (or process) appended since we last looked."""
+        if self._meta("size") != self._size:
+            self._load_frontier()
+
     def _check_size(self, size: int, what: str = "tree size") -> None:
         if type(size) is not int or not 0 <= size <= self._size:
             raise _out_of_range(f"The {what} is beyond the log's {self._size} entries.")
@@ -173,10 +178,15 @@ class MerkleStore:
     def size(self) -> int:
         """Number of entries in the log."""
         with self._lock:
+            self._refresh()
             return self._size
 
     def append(self, leaves: Sequence[bytes]) -> int:
-        """Append entries in one transaction; returns the index of the first one."""
+        """Append entries in one transaction; returns the index of the first one.
+
+        Entries are the logged records' bytes; the log hashes each as a leaf,
+        SHA-256(0x00 || entry), and keeps the bytes for entry().
+        """
         if len(leaves) > MAX_BATCH:
             raise RequestRejected(
                 f"A batch may hold at most {MAX_BATCH} entries.",
@@ -192,6 +202,9 @@ class MerkleStore:
                 )
         sha256 = hashlib.sha256
         with self._lock:
+            if not leaves:
+                self._refresh()
+                return self._size
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 if self._meta("size") != self._size:  # another process appended
@@ -227,6 +240,7 @@ class MerkleStore:
     def root(self, size: int | None = None) -> bytes:
         """MTH of the first size entries (default: all); SHA-256("") when size is 0."""
         with self._lock:
+            self._refresh()
             if size is None or size == self._size:
                 return merkle.fold_right(self._peaks) if self._peaks else merkle.EMPTY_ROOT
             self._check_size(size)
@@ -237,6 +251,7 @@ class MerkleStore:
     def leaf_hash(self, index: int) -> bytes:
         """The RFC 9162 leaf hash of entry index."""
         with self._lock:
+            self._refresh()
             if type(index) is not int or not 0 <= index < self._size:
                 raise _out_of_range(f"There is no entry {index} in the log.")
             return self._fetch([node_position(0, index)])[node_position(0, index)]
@@ -244,6 +259,7 @@ class MerkleStore:
     def entry(self, index: int) -> bytes:
         """The bytes of entry index, as appended."""
         with self._lock:
+            self._refresh()
             if type(index) is not int or not 0 <= index < self._size:
                 raise _out_of_range(f"There is no entry {index} in the log.")
             row = self._conn.execute(
@@ -254,6 +270,7 @@ class MerkleStore:
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         """PATH(index, D[size]), leaf upwards: what verify_inclusion takes."""
         with self._lock:
+            self._refresh()
             self._check_size(size)
             if type(index) is not int or not 0 <= index < size:
                 raise _out_of_range("The entry index is not inside the tree size.")
@@ -262,6 +279,7 @@ class MerkleStore:
     def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
         """PROOF(size1, D[size2]) for 0 < size1 <= size2: what verify_consistency takes."""
         with self._lock:
+            self._refresh()
             self._check_size(size2)
             if type(size1) is not int or not 0 < size1 <= size2:
                 raise _out_of_range("A consistency proof needs 0 < first size <= second size.")

@@ -367,7 +367,12 @@ def test_two_handles_on_one_file_stay_consistent(tmp_path: Path) -> None:
     path = tmp_path / "log.db"
     with MerkleStore(path) as a, MerkleStore(path) as b:
         a.append(leaves[:11])
-        b.append(leaves[11:20])  # b reloads its frontier inside the transaction
+        assert b.size() == 11  # b catches up on read
+        b.append(leaves[11:20])
+        assert a.root() == naive_mth(leaves[:20])
+        merkle.verify_inclusion(
+            15, 20, merkle.leaf_hash(leaves[15]), a.inclusion_proof(15, 20), naive_mth(leaves[:20])
+        )
         a.append(leaves[20:])
         assert a.size() == 30
         assert a.root() == naive_mth(leaves)
