@@ -17,6 +17,7 @@ from trust.errors import ConfigError
 BENCHMARKS = {
     "ping": "benchmarks.ping",
     "import": "benchmarks.bench_import",
+    "merkle": "benchmarks.merkle_log",
 }
 
 
@@ -26,7 +27,7 @@ BENCHMARKS = {
 @click.option("--quick", is_flag=True, help="Fewer iterations: a smoke run, not a measurement.")
 @guarded
 def bench(name: str, as_json: bool, quick: bool) -> None:
-    """Run benchmark NAME (one of: ping …) and print its figures."""
+    """Run benchmark NAME (one of: ping, import, merkle) and print its figures."""
     if name not in BENCHMARKS:
         raise ConfigError(f"No benchmark '{name}'; choose from {', '.join(sorted(BENCHMARKS))}.")
     module = importlib.import_module(BENCHMARKS[name])
