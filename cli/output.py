@@ -45,3 +45,8 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
 def utc_time(ms: int) -> str:
     """Milliseconds since the epoch as a UTC timestamp for people."""
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 error', '2 errors', '0 errors'."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
