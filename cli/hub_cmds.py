@@ -613,7 +613,13 @@ def dictionary_show(hub_dir: Path, version: str, as_json: bool) -> None:
 
 @dictionary.command("export")
 @hub_dir_option
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    "out_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The JSON file to write.",
+)
 @guarded
 def dictionary_export(hub_dir: Path, out_path: Path) -> None:
     """Write the latest dictionary as JSON, to edit into the next version."""

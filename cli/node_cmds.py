@@ -9,8 +9,17 @@ import grpc
 
 from cli.errors import EXIT_ERROR, EXIT_UNAVAILABLE, describe_rpc_error, exit_code_for_rpc, guarded
 from cli.operator_client import operator_stub
-from cli.options import MEMBER_ID, check_can_listen, local_option, node_dir_option, wait_for_signal
+from cli.options import (
+    MEMBER_ID,
+    check_can_listen,
+    confirm,
+    local_option,
+    node_dir_option,
+    wait_for_signal,
+    yes_option,
+)
 from cli.output import console, emit_json, json_option, table, utc_time
+from node.backup import create_backup, describe, open_backup, restore_backup
 from node.config import DEFAULT_LISTEN, NodeLayout
 from node.enrollment import (
     NodeAddresses,
@@ -186,6 +195,43 @@ def node_serve(node_dir: Path, listen: str | None) -> None:
     finally:
         server.stop()
     click.echo(f"node {config.member_id} stopped ({received})", err=True)
+
+
+@node.command("backup")
+@node_dir_option
+@click.argument("dest", type=click.Path(dir_okay=False, path_type=Path))
+@guarded
+def node_backup(node_dir: Path, dest: Path) -> None:
+    """Write a consistent copy of the node (data, state with its audit log, keys) to DEST.
+
+    Safe while the node runs (SQLite's online backup). DEST is a new file, mode 0600:
+    it holds the node's private keys, so keep it like them.
+    """
+    info = create_backup(node_dir, dest)
+    click.echo(f"backup written to {dest} ({describe(info)})")
+
+
+@node.command("restore")
+@node_dir_option
+@click.argument("backup", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@yes_option
+@guarded
+def node_restore(node_dir: Path, backup: Path, yes: bool) -> None:
+    """Restore BACKUP into the node folder; the node must be stopped (asks first unless --yes).
+
+    A newer signed directory already in the folder is kept, so a restore never rolls
+    back a suspension or revocation the node had seen.
+    """
+    with open_backup(backup) as (info, _):
+        summary = describe(info)
+    if NodeLayout(node_dir).config.exists():
+        confirm(
+            f"Replace the node in {node_dir} with the backup ({summary})? Records and audit "
+            "entries written since the backup was taken are lost.",
+            yes=yes,
+        )
+    restore_backup(backup, node_dir)
+    click.echo(f"restored {summary} into {node_dir}; start it with 'rcf node serve'")
 
 
 def _status_dict(s: operator_pb2.StatusResponse) -> dict[str, object]:
