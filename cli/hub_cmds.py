@@ -11,11 +11,11 @@ import click
 from cli.errors import guarded
 from cli.options import (
     MEMBER_ID,
+    StopSignal,
     check_can_listen,
     confirm,
     hub_dir_option,
     local_option,
-    wait_for_signal,
     yes_option,
 )
 from cli.output import console, emit_json, json_option, table
@@ -185,6 +185,7 @@ def hub_serve(hub_dir: Path, listen: str | None, enroll_listen: str | None) -> N
     enroll_listen = enroll_listen or config.enroll_listen
     check_can_listen(listen, what="hub")
     check_can_listen(enroll_listen, what="hub enrolment")
+    stop = StopSignal()
     server = HubServer(layout)
     try:
         server.start(listen=listen, enroll_listen=enroll_listen)
@@ -199,7 +200,7 @@ def hub_serve(hub_dir: Path, listen: str | None, enroll_listen: str | None) -> N
         err=True,
     )
     try:
-        received = wait_for_signal()
+        received = stop.wait()
     finally:
         server.stop()
     click.echo(f"hub stopped ({received})", err=True)
@@ -305,14 +306,22 @@ def public_addresses(
     addresses, else (a network on one machine) where the running hub is bound.
     An enrolment address not given follows the hub address's host."""
     config = layout.load_config()
-    address = hub_address or config.public_address
-    enroll = enroll_address or ("" if hub_address else config.enroll_public_address)
-    if not address or not enroll:
-        runtime = layout.read_runtime()
-        address = address or runtime["address"]
-        if not enroll:
-            _, port = split_address(config.enroll_public_address or runtime["enroll_address"])
-            enroll = join_address(split_address(address)[0], port)
+    runtime: dict[str, str] = {}
+
+    def running() -> dict[str, str]:
+        if not runtime:
+            runtime.update(layout.read_runtime())
+        return runtime
+
+    address = hub_address or config.public_address or running()["address"]
+    if enroll_address:
+        enroll = enroll_address
+    elif config.enroll_public_address and not hub_address:
+        enroll = config.enroll_public_address
+    else:
+        port = split_address(config.enroll_public_address or config.enroll_listen)[1]
+        port = port or split_address(running()["enroll_address"])[1]
+        enroll = join_address(split_address(address, what="hub address")[0], port)
     for value, what in ((address, "hub address"), (enroll, "enrolment address")):
         if split_address(value, what=what)[1] == 0:
             raise ConfigError(f"The {what} {value} has no port; give HOST:PORT.")

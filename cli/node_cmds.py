@@ -11,11 +11,11 @@ from cli.errors import EXIT_ERROR, EXIT_UNAVAILABLE, describe_rpc_error, exit_co
 from cli.operator_client import operator_stub
 from cli.options import (
     MEMBER_ID,
+    StopSignal,
     check_can_listen,
     confirm,
     local_option,
     node_dir_option,
-    wait_for_signal,
     yes_option,
 )
 from cli.output import console, emit_json, json_option, table, utc_time
@@ -179,6 +179,7 @@ def node_serve(node_dir: Path, listen: str | None) -> None:
     config = layout.load_config()
     check_can_listen(listen or config.listen, what="federation")
     check_can_listen(config.operator_listen, what="operator API")
+    stop = StopSignal()
     server = NodeServer(layout)
     try:
         server.start(listen=listen)
@@ -191,7 +192,7 @@ def node_serve(node_dir: Path, listen: str | None) -> None:
         err=True,
     )
     try:
-        received = wait_for_signal()
+        received = stop.wait()
     finally:
         server.stop()
     click.echo(f"node {config.member_id} stopped ({received})", err=True)

@@ -102,17 +102,27 @@ def check_can_listen(address: str, *, what: str) -> None:
             raise ConfigError(f"Cannot listen on {address} ({what}): {exc.strerror}.") from exc
 
 
+class StopSignal:
+    """SIGINT and SIGTERM handlers, installed before a server starts so that a
+    signal sent as soon as it says "ready" still stops it cleanly."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self.received = ""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        self.received = self.received or signal.Signals(signum).name
+        self._stop.set()
+
+    def wait(self) -> str:
+        """Block until a signal came; returns its name."""
+        while not self._stop.wait(0.5):
+            pass
+        return self.received
+
+
 def wait_for_signal() -> str:
     """Block until SIGINT or SIGTERM, so servers stop cleanly either way; returns its name."""
-    stop = threading.Event()
-    received: list[str] = []
-
-    def handler(signum: int, _frame: object) -> None:
-        received.append(signal.Signals(signum).name)
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, handler)
-    while not stop.wait(0.5):
-        pass
-    return received[0] if received else "signal"
+    return StopSignal().wait()
