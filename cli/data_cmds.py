@@ -18,7 +18,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from cli.errors import EXIT_ERROR, guarded
 from cli.operator_client import record_operations
-from cli.options import node_dir_option
+from cli.options import confirm, node_dir_option, yes_option
 from cli.output import console, emit_json, json_option, table
 from node.config import NodeLayout
 from node.dictionary import load_dictionary
@@ -253,17 +253,47 @@ def data_stats(node_dir: Path, as_json: bool) -> None:
 @data.command("purge")
 @click.option("--older-than", required=True, help="Age of records to delete: 90d, 12w, 18m, 2y.")
 @click.option("--dataset", "datasets", multiple=True, help="Only these datasets (repeatable).")
+@click.option(
+    "--dry-run", is_flag=True, help="Say how many records per dataset would go; delete nothing."
+)
+@yes_option
 @node_dir_option
 @json_option
 @guarded
-def data_purge(older_than: str, datasets: tuple[str, ...], node_dir: Path, as_json: bool) -> None:
-    """Apply retention: delete records dated before the cutoff, and audit it."""
+def data_purge(
+    older_than: str,
+    datasets: tuple[str, ...],
+    dry_run: bool,
+    yes: bool,
+    node_dir: Path,
+    as_json: bool,
+) -> None:
+    """Apply retention: delete records dated before the cutoff (asks first unless --yes),
+    and audit it."""
     cutoff = cutoff_for(older_than, dt.datetime.now(dt.UTC).date()).isoformat()
     layout, store = open_store(node_dir)
     try:
         unknown = [d for d in datasets if d not in store.dictionary.datasets]
         if unknown:
             raise ConfigError(f"Unknown dataset {unknown[0]!r}.")
+        would = store.purge(cutoff=cutoff, datasets=list(datasets) or None, dry_run=True)
+        if dry_run:
+            if as_json:
+                emit_json({"cutoff": cutoff, "would_delete": would, "dry_run": True})
+            else:
+                table(
+                    f"dry run: records dated before {cutoff} that would be deleted",
+                    ["dataset", "would delete"],
+                    [[k, f"{v:,}"] for k, v in would.items()],
+                )
+            return
+        if sum(would.values()):
+            confirm(
+                f"Delete {sum(would.values()):,} records dated before {cutoff} "
+                f"({', '.join(f'{k} {v:,}' for k, v in would.items() if v)})? "
+                "This cannot be undone.",
+                yes=yes,
+            )
         deleted = store.purge(cutoff=cutoff, datasets=list(datasets) or None)
     finally:
         store.close()

@@ -7,6 +7,8 @@ step, so the demo always shows everything built so far.
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -118,7 +120,7 @@ def step_enrol(demo: Demo) -> None:
                 m.name,
                 ",".join(m.groups + m.roles),
                 _own_key_id(layout),
-                pki.fingerprint(layout.tls_cert.read_bytes())[:16] + "…",
+                pki.fingerprint(layout.tls_cert.read_bytes()),
             ]
         )
     table(
@@ -328,8 +330,19 @@ def _other(demo: Demo, member_id: str) -> str:
     return demo.ids[0] if member_id != demo.ids[0] else demo.ids[-1]
 
 
+def shown_command() -> str:
+    """How to run rcf again from any folder: the command this one was started as,
+    made absolute when it is a path (e.g. .venv/bin/rcf), as shell-safe text."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    if Path(argv0).name == "rcf":
+        # Typed as a path (.venv/bin/rcf): absolute, so it works from any folder.
+        return shlex.quote(str(Path(argv0).absolute())) if os.sep in argv0 else "rcf"
+    return " ".join(shlex.quote(part) for part in rcf_command())
+
+
 def _print_keep_instructions(demo: Demo) -> None:
     root = demo.net.root
+    rcf = shown_command()
     console.print(f"\nthe network keeps running in {root}")
     table(
         "reach each node",
@@ -338,13 +351,13 @@ def _print_keep_instructions(demo: Demo) -> None:
             [
                 m,
                 str(demo.net.node_layout(m).read_runtime()["address"]),
-                f"rcf ping --node-dir {demo.net.node_layout(m).root} {_other(demo, m)}",
+                f"{rcf} ping --node-dir {demo.net.node_layout(m).root} {_other(demo, m)}",
             ]
             for m in demo.ids
         ],
     )
-    console.print(f"hub admin: rcf hub member list --hub-dir {demo.net.hub_layout.root}")
-    console.print(f"stop it:   rcf demo stop {root}")
+    console.print(f"hub admin: {rcf} hub member list --hub-dir {demo.net.hub_layout.root}")
+    console.print(f"stop it:   {rcf} demo stop {root}")
 
 
 @click.group("demo", invoke_without_command=True)

@@ -1,4 +1,14 @@
-"""How the CLI turns failures into one sentence and an exit code."""
+"""How the CLI turns failures into one sentence and an exit code.
+
+Exit codes (the README's table; every command follows it):
+
+    0    done
+    1    failed: bad input or file, refused, a check found a problem, not confirmed
+    2    usage: unknown command or option, missing argument (Click's own)
+    3    unavailable: the hub, this node or a peer is not running or not reachable,
+         or the directory has expired; the same command may work later
+    130  interrupted (Ctrl-C)
+"""
 
 from __future__ import annotations
 
@@ -16,8 +26,29 @@ from trust.status import read_refusal
 P = ParamSpec("P")
 T = TypeVar("T")
 
+EXIT_OK = 0
 EXIT_ERROR = 1
+EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES = {
+    EXIT_OK: "done",
+    EXIT_ERROR: "failed: bad input or file, refused, a check found a problem, not confirmed",
+    EXIT_USAGE: "usage: unknown command or option, missing argument",
+    EXIT_UNAVAILABLE: "unavailable: the hub, this node or a peer is not running or not "
+    "reachable, or the directory has expired; the same command may work later",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+}
+
+# Status codes that mean "try again later", whoever reports them.
+UNAVAILABLE_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+def exit_code_for_rpc(exc: grpc.RpcError) -> int:
+    if isinstance(exc, grpc.Call) and exc.code() in UNAVAILABLE_CODES:
+        return EXIT_UNAVAILABLE
+    return EXIT_ERROR
 
 
 def describe_rpc_error(exc: grpc.RpcError) -> str:
@@ -37,7 +68,7 @@ def run_guarded(fn: Callable[[], T]) -> T:
         sys.exit(EXIT_UNAVAILABLE if exc.status == "UNAVAILABLE" else EXIT_ERROR)
     except grpc.RpcError as exc:
         click.echo(f"error: {describe_rpc_error(exc)}", err=True)
-        sys.exit(EXIT_ERROR)
+        sys.exit(exit_code_for_rpc(exc))
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
         click.echo(f"error: {exc.strerror or exc}{where}.", err=True)

@@ -9,17 +9,25 @@ from typing import Any, TypeVar
 import click
 
 from cli.errors import guarded
-from cli.options import hub_dir_option, wait_for_signal
+from cli.options import (
+    MEMBER_ID,
+    StopSignal,
+    check_can_listen,
+    confirm,
+    hub_dir_option,
+    local_option,
+    yes_option,
+)
 from cli.output import console, emit_json, json_option, table
-from hub.layout import HubLayout
+from hub.layout import DEFAULT_ENROLL_LISTEN, DEFAULT_LISTEN, HubLayout
 from hub.registry import Registry
 from hub.server import HubServer
 from hub.setup import init_hub, open_registry
 from node.enrollment import EnrollmentMaterial, read_request, write_response
 from trust.dictionary import DataDictionary, verify_dictionary
 from trust.directory import Member, MemberStatus, Ncp, verify_directory
-from trust.errors import ConfigError
-from trust.join_token import JoinToken
+from trust.errors import ConfigError, RegistryError
+from trust.join_token import JoinToken, check_public, join_address, split_address, with_default_port
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -71,37 +79,131 @@ def hub() -> None:
 @hub.command("init")
 @hub_dir_option
 @click.option("--network", default="rcf", show_default=True, help="The network's name.")
-@click.option("--directory-ttl", default="7d", show_default=True, help="Directory lifetime.")
+@click.option(
+    "--directory-ttl",
+    default="7d",
+    show_default=True,
+    help="How long a signed directory stays valid (at least 1h).",
+)
+@click.option(
+    "--public-address",
+    default="",
+    help="HOST[:PORT] nodes dial for the hub, e.g. hub.rso.example:7443 (port: --listen's).",
+)
+@click.option(
+    "--enroll-public-address",
+    default="",
+    help="HOST:PORT nodes dial to enrol (default: --public-address's host with the "
+    "--enroll-listen port).",
+)
+@click.option(
+    "--listen", default=DEFAULT_LISTEN, show_default=True, help="Where 'hub serve' listens."
+)
+@click.option(
+    "--enroll-listen",
+    default=DEFAULT_ENROLL_LISTEN,
+    show_default=True,
+    help="Where 'hub serve' listens for join-token enrolment.",
+)
+@local_option
 @guarded
-def hub_init(hub_dir: Path, network: str, directory_ttl: str) -> None:
-    """Create the network CA, the hub's keys and an empty registry."""
+def hub_init(
+    hub_dir: Path,
+    network: str,
+    directory_ttl: str,
+    public_address: str,
+    enroll_public_address: str,
+    listen: str,
+    enroll_listen: str,
+    local: bool,
+) -> None:
+    """Create the network CA, the hub's keys and an empty registry; write hub.toml."""
     ttl = parse_duration(directory_ttl)
     if ttl < 3600:
         # Nodes refresh every minute; a shorter life would freeze them at the first hiccup.
         raise ConfigError("--directory-ttl must be at least 1h (the default is 7d).")
-    layout = init_hub(hub_dir, network=network, directory_ttl_s=ttl)
-    click.echo(f"hub initialised in {layout.root} (network {network})")
+    _, listen_port = split_address(listen, what="--listen address")
+    _, enroll_port = split_address(enroll_listen, what="--enroll-listen address")
+    if not public_address and not local:
+        raise ConfigError(
+            "Give --public-address (the name or IP nodes reach the hub at, e.g. "
+            "hub.rso.example), or --local for a network on this one machine."
+        )
+    if public_address:
+        public_address = _public(
+            with_default_port(public_address, listen_port, what="--public-address"),
+            "hub's public address",
+            local,
+        )
+        if not enroll_public_address:
+            host, _ = split_address(public_address)
+            enroll_public_address = join_address(host, enroll_port)
+    if enroll_public_address:
+        enroll_public_address = _public(
+            with_default_port(enroll_public_address, enroll_port, what="--enroll-public-address"),
+            "hub's public enrolment address",
+            local,
+        )
+    layout = init_hub(
+        hub_dir,
+        network=network,
+        directory_ttl_s=ttl,
+        listen=listen,
+        enroll_listen=enroll_listen,
+        public_address=public_address,
+        enroll_public_address=enroll_public_address,
+    )
+    where = f"public address {public_address}" if public_address else "local network"
+    click.echo(f"hub initialised in {layout.root} (network {network}, {where})")
+
+
+def _public(address: str, what: str, local: bool) -> str:
+    return check_public(
+        address,
+        what=what,
+        local=local,
+        fix="give the name or IP other hosts reach the hub at",
+    )
 
 
 @hub.command("serve")
 @hub_dir_option
-@click.option("--listen", default="127.0.0.1:0", show_default=True, help="Mutual-TLS address.")
+@click.option(
+    "--listen", default=None, help="Mutual-TLS listen address (default: hub.toml's, 0.0.0.0:7443)."
+)
 @click.option(
     "--enroll-listen",
-    default="127.0.0.1:0",
-    show_default=True,
-    help="Join-token enrolment address.",
+    default=None,
+    help="Join-token enrolment listen address (default: hub.toml's, 0.0.0.0:7444).",
 )
 @guarded
-def hub_serve(hub_dir: Path, listen: str, enroll_listen: str) -> None:
-    """Serve the registry until interrupted (Ctrl-C or SIGTERM)."""
-    server = HubServer(HubLayout(hub_dir))
-    server.start(listen=listen, enroll_listen=enroll_listen)
-    click.echo(f"hub serving on {server.address} (enrolment on {server.enroll_address})", err=True)
+def hub_serve(hub_dir: Path, listen: str | None, enroll_listen: str | None) -> None:
+    """Serve the registry until SIGTERM or Ctrl-C (one log line when ready, one when stopped)."""
+    layout = HubLayout(hub_dir)
+    config = layout.load_config()
+    listen = listen or config.listen
+    enroll_listen = enroll_listen or config.enroll_listen
+    check_can_listen(listen, what="hub")
+    check_can_listen(enroll_listen, what="hub enrolment")
+    stop = StopSignal()
+    server = HubServer(layout)
     try:
-        wait_for_signal()
+        server.start(listen=listen, enroll_listen=enroll_listen)
+    except RuntimeError as exc:  # gRPC's bind failure, should the pre-check have passed
+        server.stop(grace=0)
+        raise ConfigError(f"Cannot listen on {listen} or {enroll_listen}.") from exc
+    public = config.public_address or server.address
+    enroll_public = config.enroll_public_address or server.enroll_address
+    click.echo(
+        f"hub ready: mutual TLS on {server.address} (public {public}), "
+        f"enrolment on {server.enroll_address} (public {enroll_public}), folder {layout.root}",
+        err=True,
+    )
+    try:
+        received = stop.wait()
     finally:
         server.stop()
+    click.echo(f"hub stopped ({received})", err=True)
 
 
 @hub.group("member")
@@ -111,7 +213,7 @@ def member() -> None:
 
 @member.command("add")
 @hub_dir_option
-@click.argument("member_id")
+@click.argument("member_id", type=MEMBER_ID)
 @click.option("--name", default="", help="Display name, e.g. 'Thailand'.")
 @click.option("--group", "groups", multiple=True, help="Group, e.g. steering-group (repeatable).")
 @click.option("--role", "roles", multiple=True, help="Role, e.g. coordinator (repeatable).")
@@ -124,21 +226,51 @@ def member_add(
     click.echo(f"member {m.member_id} added ({m.name})")
 
 
-def _status_command(name: str, status: MemberStatus, verb: str) -> None:
-    @member.command(name)
-    @hub_dir_option
-    @click.argument("member_id")
-    @guarded
-    def command(hub_dir: Path, member_id: str) -> None:
-        m = _registry(hub_dir).set_status(member_id, status)
+def _status_command(name: str, status: MemberStatus, verb: str, doc: str, final: bool) -> None:
+    def command(hub_dir: Path, member_id: str, yes: bool = True) -> None:
+        registry = _registry(hub_dir)
+        if final:
+            current = registry.snapshot().member(member_id)
+            if current is None:
+                raise RegistryError(f"No member {member_id} in the registry.")
+            if current.status is not MemberStatus.REVOKED:
+                confirm(
+                    f"Revoke {member_id} for good? Its nodes lose access and it cannot be "
+                    "reinstated.",
+                    yes=yes,
+                )
+        m = registry.set_status(member_id, status)
         click.echo(f"member {m.member_id} {verb}; nodes apply it at their next directory refresh")
 
-    command.__doc__ = f"Mark a member {status.label} in the directory."
+    command.__doc__ = doc
+    decorated = guarded(command)
+    if final:
+        decorated = yes_option(decorated)
+    decorated = click.argument("member_id", type=MEMBER_ID)(decorated)
+    member.command(name)(hub_dir_option(decorated))
 
 
-_status_command("suspend", MemberStatus.SUSPENDED, "suspended")
-_status_command("reinstate", MemberStatus.ACTIVE, "reinstated")
-_status_command("revoke", MemberStatus.REVOKED, "revoked (final)")
+_status_command(
+    "suspend",
+    MemberStatus.SUSPENDED,
+    "suspended",
+    "Suspend MEMBER_ID: nodes refuse its requests until it is reinstated.",
+    final=False,
+)
+_status_command(
+    "reinstate",
+    MemberStatus.ACTIVE,
+    "reinstated",
+    "Reinstate a suspended MEMBER_ID: nodes accept its requests again.",
+    final=False,
+)
+_status_command(
+    "revoke",
+    MemberStatus.REVOKED,
+    "revoked (final)",
+    "Revoke MEMBER_ID for good (asks first unless --yes): it cannot be reinstated.",
+    final=True,
+)
 
 
 @member.command("list")
@@ -167,28 +299,67 @@ def token() -> None:
     """One-time join tokens for enrolling nodes over the wire."""
 
 
-def _addresses(
-    hub_dir: Path, hub_address: str | None, enroll_address: str | None
+def public_addresses(
+    layout: HubLayout, hub_address: str | None, enroll_address: str | None, *, local: bool
 ) -> tuple[str, str]:
-    if hub_address and enroll_address:
-        return hub_address, enroll_address
-    runtime = HubLayout(hub_dir).read_runtime()
-    return hub_address or runtime["address"], enroll_address or runtime["enroll_address"]
+    """(hub, enrolment) addresses nodes dial: the options, else hub.toml's public
+    addresses, else (a network on one machine) where the running hub is bound.
+    An enrolment address not given follows the hub address's host."""
+    config = layout.load_config()
+    runtime: dict[str, str] = {}
+
+    def running() -> dict[str, str]:
+        if not runtime:
+            runtime.update(layout.read_runtime())
+        return runtime
+
+    address = hub_address or config.public_address or running()["address"]
+    if enroll_address:
+        enroll = enroll_address
+    elif config.enroll_public_address and not hub_address:
+        enroll = config.enroll_public_address
+    else:
+        port = split_address(config.enroll_public_address or config.enroll_listen)[1]
+        port = port or split_address(running()["enroll_address"])[1]
+        enroll = join_address(split_address(address, what="hub address")[0], port)
+    for value, what in ((address, "hub address"), (enroll, "enrolment address")):
+        if split_address(value, what=what)[1] == 0:
+            raise ConfigError(f"The {what} {value} has no port; give HOST:PORT.")
+        check_public(
+            value,
+            what=what,
+            local=local,
+            fix="set the hub's public address (public_address in hub.toml, or --hub-address)",
+        )
+    return address, enroll
 
 
 @token.command("create")
 @hub_dir_option
-@click.argument("member_id")
-@click.option("--hub-address", help="Address nodes reach the hub at (default: the running hub's).")
-@click.option("--enroll-address", help="Enrolment address (default: the running hub's).")
+@click.argument("member_id", type=MEMBER_ID)
+@click.option(
+    "--hub-address",
+    help="HOST:PORT nodes reach the hub at (default: hub.toml's public_address).",
+)
+@click.option(
+    "--enroll-address",
+    help="HOST:PORT nodes enrol at (default: hub.toml's enroll_public_address, or the "
+    "--hub-address host with the enrolment port).",
+)
 @click.option("--ttl", default="24h", show_default=True, help="How long the token stays valid.")
+@local_option
 @guarded
 def token_create(
-    hub_dir: Path, member_id: str, hub_address: str | None, enroll_address: str | None, ttl: str
+    hub_dir: Path,
+    member_id: str,
+    hub_address: str | None,
+    enroll_address: str | None,
+    ttl: str,
+    local: bool,
 ) -> None:
     """Print a join token for MEMBER_ID's node (`rcf node init --join-token …`)."""
     layout = HubLayout(hub_dir)
-    address, enroll = _addresses(hub_dir, hub_address, enroll_address)
+    address, enroll = public_addresses(layout, hub_address, enroll_address, local=local)
     secret = _registry(hub_dir).create_join_token(member_id, ttl_ms=parse_duration(ttl) * 1000)
     click.echo(
         JoinToken(
@@ -205,16 +376,31 @@ def token_create(
 @hub.command("enroll")
 @hub_dir_option
 @click.option(
-    "--request", "request_path", required=True, type=click.Path(dir_okay=False, path_type=Path)
+    "--request",
+    "request_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The enrol-request.json a node operator sent ('rcf node init --offline').",
 )
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--hub-address", help="Address nodes reach the hub at (default: the running hub's).")
+@click.option(
+    "--out",
+    "out_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the response file to send back ('rcf node enroll --response').",
+)
+@click.option(
+    "--hub-address", help="HOST:PORT nodes reach the hub at (default: hub.toml's public_address)."
+)
+@local_option
 @guarded
-def hub_enroll(hub_dir: Path, request_path: Path, out_path: Path, hub_address: str | None) -> None:
+def hub_enroll(
+    hub_dir: Path, request_path: Path, out_path: Path, hub_address: str | None, local: bool
+) -> None:
     """Approve an offline enrolment request file and write the response file."""
     layout = HubLayout(hub_dir)
     member_id, csr, signing_public_key = read_request(request_path)
-    address = hub_address or layout.read_runtime()["address"]
+    address, _ = public_addresses(layout, hub_address, hub_address, local=local)
     result = _registry(hub_dir).enroll_offline(
         member_id=member_id, csr_pem=csr, signing_public_key=signing_public_key
     )
@@ -242,8 +428,8 @@ def _ncp_options(required: bool) -> list[Callable[[F], F]]:
         click.option("--agency", required=required, help="Agency, e.g. 'Royal Thai Police'."),
         click.option("--role", "ncp_role", required=required, help="Role, e.g. 'duty officer'."),
         click.option("--name", required=required, help="Person or desk name."),
-        click.option("--email", default=None),
-        click.option("--phone", default=None),
+        click.option("--email", default=None, help="E-mail address of the desk or person."),
+        click.option("--phone", default=None, help="Phone number, international format."),
         click.option("--language", "languages", multiple=True, help="Language (repeatable)."),
         click.option("--hours", "working_hours", default=None, help="e.g. 'Mon-Fri 08-17 ICT'."),
     ]
@@ -263,7 +449,7 @@ def _apply(options: list[Callable[[F], F]]) -> Callable[[F], F]:
 
 @ncp.command("add")
 @hub_dir_option
-@click.argument("member_id")
+@click.argument("member_id", type=MEMBER_ID)
 @_apply(_ncp_options(required=True))
 @guarded
 def ncp_add(
@@ -343,7 +529,9 @@ def ncp_remove(hub_dir: Path, ncp_id: str) -> None:
 
 @ncp.command("list")
 @hub_dir_option
-@click.option("--member", "member_id", default=None, help="Only this member's NCPs.")
+@click.option(
+    "--member", "member_id", type=MEMBER_ID, default=None, help="Only this member's NCPs."
+)
 @json_option
 @guarded
 def ncp_list(hub_dir: Path, member_id: str | None, as_json: bool) -> None:
@@ -434,7 +622,13 @@ def dictionary_show(hub_dir: Path, version: str, as_json: bool) -> None:
 
 @dictionary.command("export")
 @hub_dir_option
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    "out_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The JSON file to write.",
+)
 @guarded
 def dictionary_export(hub_dir: Path, out_path: Path) -> None:
     """Write the latest dictionary as JSON, to edit into the next version."""

@@ -103,7 +103,13 @@ class LocalNetwork:
         return NodeLayout(self.root / "nodes" / member_id)
 
     def init_hub(self, members: list[MemberSpec]) -> None:
-        init_hub(self.hub_layout.root, network=self.network)
+        # Everything on this machine: loopback, any free port, published as bound.
+        init_hub(
+            self.hub_layout.root,
+            network=self.network,
+            listen="127.0.0.1:0",
+            enroll_listen="127.0.0.1:0",
+        )
         registry = self.registry()
         try:
             for m in members:

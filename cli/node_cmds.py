@@ -7,15 +7,65 @@ from pathlib import Path
 import click
 import grpc
 
-from cli.errors import describe_rpc_error, guarded
+from cli.errors import EXIT_ERROR, EXIT_UNAVAILABLE, describe_rpc_error, exit_code_for_rpc, guarded
 from cli.operator_client import operator_stub
-from cli.options import node_dir_option, wait_for_signal
+from cli.options import (
+    MEMBER_ID,
+    StopSignal,
+    check_can_listen,
+    confirm,
+    local_option,
+    node_dir_option,
+    yes_option,
+)
 from cli.output import console, emit_json, json_option, table, utc_time
-from node.config import NodeLayout
-from node.enrollment import complete_offline, init_offline, init_with_token, rotate_keys
+from node.backup import create_backup, describe, open_backup, restore_backup
+from node.config import DEFAULT_LISTEN, NodeLayout
+from node.enrollment import (
+    NodeAddresses,
+    complete_offline,
+    init_offline,
+    init_with_token,
+    rotate_keys,
+)
 from node.server import NodeServer
 from protos.rcf.v1 import operator_pb2
 from trust.errors import ConfigError
+from trust.join_token import (
+    JoinToken,
+    check_public,
+    check_token_addresses,
+    split_address,
+    unreachable_kind,
+    with_default_port,
+)
+
+LOCAL_FIXED_LISTEN = "127.0.0.1:7445"
+
+
+def node_addresses(listen: str | None, public_address: str | None, local: bool) -> NodeAddresses:
+    """The listen address (a fixed port by default) and the public address peers dial."""
+    listen = listen or (LOCAL_FIXED_LISTEN if local else DEFAULT_LISTEN)
+    _, port = split_address(listen, what="--listen address")
+    if public_address:
+        public = with_default_port(public_address, port, what="--public-address")
+        check_public(
+            public,
+            what="node's public address",
+            local=local,
+            fix="give the name or IP other nodes reach this node at",
+        )
+        return NodeAddresses(listen=listen, public_address=public)
+    if not local:
+        raise ConfigError(
+            "Give --public-address (the name or IP other nodes reach this node at, e.g. "
+            "th-node.example.org), or --local for a network on this one machine."
+        )
+    if unreachable_kind(listen) == "a wildcard address":
+        raise ConfigError(
+            f"--listen {listen} is a wildcard address peers cannot dial; give --public-address."
+        )
+    return NodeAddresses(listen=listen, public_address="")
 
 
 @click.group("node")
@@ -25,7 +75,9 @@ def node() -> None:
 
 @node.command("init")
 @node_dir_option
-@click.option("--member", "member_id", required=True, help="This node's member id, e.g. TH.")
+@click.option(
+    "--member", "member_id", type=MEMBER_ID, required=True, help="This node's member id, e.g. TH."
+)
 @click.option("--join-token", default=None, help="Join token from the hub admin.")
 @click.option(
     "--join-token-file",
@@ -34,6 +86,18 @@ def node() -> None:
     help="File holding the join token.",
 )
 @click.option("--offline", is_flag=True, help="Write an enrolment request file instead.")
+@click.option(
+    "--listen",
+    default=None,
+    help=f"Where the federation API listens; a fixed port [default: {DEFAULT_LISTEN}, "
+    f"with --local {LOCAL_FIXED_LISTEN}].",
+)
+@click.option(
+    "--public-address",
+    default=None,
+    help="HOST[:PORT] other nodes dial, published in the directory (port: --listen's).",
+)
+@local_option
 @guarded
 def node_init(
     node_dir: Path,
@@ -41,19 +105,30 @@ def node_init(
     join_token: str | None,
     join_token_file: Path | None,
     offline: bool,
+    listen: str | None,
+    public_address: str | None,
+    local: bool,
 ) -> None:
-    """Create the node's keys and enrol with the hub (join token, or offline files)."""
+    """Create the node's keys and enrol with the hub (join token, or offline files).
+
+    node.toml gets a fixed listen port (7445 unless --listen says otherwise), so a
+    restart keeps the address peers know; --public-address is what they dial.
+    """
     if join_token_file is not None:
         join_token = join_token_file.read_text()
     if offline == bool(join_token):
         raise ConfigError("Give either --join-token (or --join-token-file) or --offline.")
-    if offline:
-        path = init_offline(node_dir, member_id=member_id)
+    token = None if offline else JoinToken.decode(join_token or "")
+    addresses = node_addresses(listen, public_address, local)
+    if token is None:
+        path = init_offline(node_dir, member_id=member_id, addresses=addresses)
         click.echo(f"wrote {path}; send it to the hub admin ('rcf hub enroll --request …'),")
         click.echo("then run 'rcf node enroll --response FILE' with the file that comes back")
         return
-    assert join_token is not None
-    layout = init_with_token(node_dir, member_id=member_id, token_text=join_token)
+    check_token_addresses(token, local=local)
+    layout = init_with_token(
+        node_dir, member_id=member_id, token_text=token.encode(), addresses=addresses
+    )
     click.echo(f"node {member_id} enrolled; folder {layout.root}; start it with 'rcf node serve'")
 
 
@@ -95,21 +170,69 @@ def node_rotate_keys(node_dir: Path, join_token: str | None, join_token_file: Pa
 
 @node.command("serve")
 @node_dir_option
-@click.option("--listen", default=None, help="Federation address (default from node.toml).")
+@click.option("--listen", default=None, help="Federation listen address (default: node.toml's).")
 @guarded
 def node_serve(node_dir: Path, listen: str | None) -> None:
-    """Serve the federation and operator APIs until interrupted."""
-    server = NodeServer(NodeLayout(node_dir))
-    server.start(listen=listen)
+    """Serve the federation and operator APIs until SIGTERM or Ctrl-C (one log line
+    when ready, one when stopped)."""
+    layout = NodeLayout(node_dir)
+    config = layout.load_config()
+    check_can_listen(listen or config.listen, what="federation")
+    check_can_listen(config.operator_listen, what="operator API")
+    stop = StopSignal()
+    server = NodeServer(layout)
+    try:
+        server.start(listen=listen)
+    except RuntimeError as exc:  # gRPC's bind failure, should the pre-check have passed
+        raise ConfigError(f"Cannot listen on {listen or config.listen}.") from exc
     click.echo(
-        f"node {server.config.member_id} serving on {server.address} "
-        f"(operator on {server.operator_address})",
+        f"node {config.member_id} ready: federation on {server.address} "
+        f"(public {config.public_address or server.address}), operator API on "
+        f"{server.operator_address}, hub {config.hub_address}, folder {layout.root}",
         err=True,
     )
     try:
-        wait_for_signal()
+        received = stop.wait()
     finally:
         server.stop()
+    click.echo(f"node {config.member_id} stopped ({received})", err=True)
+
+
+@node.command("backup")
+@node_dir_option
+@click.argument("dest", type=click.Path(dir_okay=False, path_type=Path))
+@guarded
+def node_backup(node_dir: Path, dest: Path) -> None:
+    """Write a consistent copy of the node (data, state with its audit log, keys) to DEST.
+
+    Safe while the node runs (SQLite's online backup). DEST is a new file, mode 0600:
+    it holds the node's private keys, so keep it like them.
+    """
+    info = create_backup(node_dir, dest)
+    click.echo(f"backup written to {dest} ({describe(info)})")
+
+
+@node.command("restore")
+@node_dir_option
+@click.argument("backup", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@yes_option
+@guarded
+def node_restore(node_dir: Path, backup: Path, yes: bool) -> None:
+    """Restore BACKUP into the node folder; the node must be stopped (asks first unless --yes).
+
+    A newer signed directory already in the folder is kept, so a restore never rolls
+    back a suspension or revocation the node had seen.
+    """
+    with open_backup(backup) as (info, _):
+        summary = describe(info)
+    if NodeLayout(node_dir).config.exists():
+        confirm(
+            f"Replace the node in {node_dir} with the backup ({summary})? Records and audit "
+            "entries written since the backup was taken are lost.",
+            yes=yes,
+        )
+    restore_backup(backup, node_dir)
+    click.echo(f"restored {summary} into {node_dir}; start it with 'rcf node serve'")
 
 
 def _status_dict(s: operator_pb2.StatusResponse) -> dict[str, object]:
@@ -152,7 +275,7 @@ def node_refresh(node_dir: Path) -> None:
 
 @click.command("ping")
 @node_dir_option
-@click.argument("members", nargs=-1, required=True)
+@click.argument("members", nargs=-1, required=True, type=MEMBER_ID)
 @click.option("--count", default=1, show_default=True, help="Round trips per member.")
 @click.option("--timeout", "timeout_ms", default=5000, show_default=True, help="Per call, in ms.")
 @json_option
@@ -164,7 +287,7 @@ def ping(
     if count < 1:
         raise ConfigError("--count must be at least 1.")
     results = []
-    failed = False
+    codes: set[int] = set()
     with operator_stub(NodeLayout(node_dir)) as (stub, md):
         for member_id in members:
             for _ in range(count):
@@ -175,7 +298,7 @@ def ping(
                         timeout=timeout_ms / 1000 + 5,
                     )
                 except grpc.RpcError as exc:
-                    failed = True
+                    codes.add(exit_code_for_rpc(exc))
                     error = describe_rpc_error(exc)
                     results.append({"member_id": member_id, "ok": False, "error": error})
                     continue
@@ -201,8 +324,9 @@ def ping(
                 for r in results
             ],
         )  # fmt: skip
-    if failed:
-        raise SystemExit(1)
+    if codes:
+        # Unavailable only when every failure was (peers down); any refusal is a failure.
+        raise SystemExit(EXIT_UNAVAILABLE if codes == {EXIT_UNAVAILABLE} else EXIT_ERROR)
 
 
 def register(root: click.Group) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
 
 console = Console()
@@ -22,15 +23,30 @@ def emit_json(data: Any) -> None:
 
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """A Rich table whose text is shown literally: names, reasons and file contents
-    such as "[allow]" are data, never markup."""
+    such as "[allow]" are data, never markup.
+
+    Cells wrap at spaces and fold long words onto the next line; they are never
+    cut with an ellipsis, because ids and times in them are what people copy
+    into the next command. Piped output is as wide as it needs to be.
+    """
     t = Table(title=escape(title))
     for c in columns:
-        t.add_column(escape(c))
+        t.add_column(escape(c), overflow="fold")
     for r in rows:
         t.add_row(*[escape(str(x)) for x in r])
-    console.print(t)
+    if console.is_terminal:
+        console.print(t)
+    else:
+        # A pipe or file has no width; measure the table at its natural width.
+        natural = Measurement.get(console, console.options.update(width=10_000), t).maximum
+        Console(width=max(console.width, natural)).print(t)
 
 
 def utc_time(ms: int) -> str:
     """Milliseconds since the epoch as a UTC timestamp for people."""
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 error', '2 errors', '0 errors'."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

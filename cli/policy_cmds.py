@@ -21,7 +21,7 @@ from rich.markup import escape
 from cli.errors import guarded
 from cli.operator_client import node_running, operator_stub
 from cli.options import node_dir_option
-from cli.output import console, emit_json, json_option, table, utc_time
+from cli.output import console, emit_json, json_option, plural, table, utc_time
 from node.assembly import offline, read_only
 from node.config import NodeConfig, NodeLayout
 from node.policy.admin import PolicyAdmin, PolicyGate
@@ -124,7 +124,9 @@ def policy_validate(file: Path, node_dir: Path, as_json: bool) -> None:
                 err=True,
             )
         verdict = "INVALID" if errors else "valid"
-        click.echo(f"{file}: {verdict}: {len(errors)} errors, {len(warnings)} warnings")
+        click.echo(
+            f"{file}: {verdict}: {plural(len(errors), 'error')}, {plural(len(warnings), 'warning')}"
+        )
     if errors:
         raise SystemExit(1)
 
@@ -255,7 +257,7 @@ def _checked(file: Path, context: Context) -> Loaded:
     loaded = check_policy(_read(file), str(file), context)
     if loaded.policy is None:
         _print_issues(loaded.errors)
-        raise ConfigError(f"{file} has {len(loaded.errors)} errors; fix them first.")
+        raise ConfigError(f"{file} has {plural(len(loaded.errors), 'error')}; fix them first.")
     return loaded
 
 

@@ -12,6 +12,8 @@ from trust.keys import SigningKey
 from trust.tls import TlsMaterial
 
 DEFAULT_DIRECTORY_TTL_S = 7 * 24 * 3600
+DEFAULT_LISTEN = "0.0.0.0:7443"
+DEFAULT_ENROLL_LISTEN = "0.0.0.0:7444"
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,11 @@ class HubLayout:
 
     def require(self) -> None:
         if not self.config.exists():
-            raise ConfigError(f"{self.root} is not a hub folder; run 'rcf hub init' first.")
+            where = "There is no hub folder at" if not self.root.exists() else "Not a hub folder:"
+            raise ConfigError(
+                f"{where} {self.root}: give --hub-dir DIR or set RCF_HUB_DIR to the folder "
+                "'rcf hub init' created."
+            )
 
     def load_config(self) -> HubConfig:
         self.require()
@@ -65,6 +71,10 @@ class HubLayout:
             return HubConfig(
                 network=str(data["network"]),
                 directory_ttl_s=int(data.get("directory_ttl_s", DEFAULT_DIRECTORY_TTL_S)),
+                listen=str(data.get("listen", DEFAULT_LISTEN)),
+                enroll_listen=str(data.get("enroll_listen", DEFAULT_ENROLL_LISTEN)),
+                public_address=str(data.get("public_address", "")),
+                enroll_public_address=str(data.get("enroll_public_address", "")),
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise ConfigError(f"{self.config} is missing or has a bad value: {exc}.") from exc
@@ -81,12 +91,21 @@ class HubLayout:
         except (OSError, ValueError) as exc:
             raise ConfigError(
                 f"The hub in {self.root} is not running (no {self.runtime.name}); "
-                "start it with 'rcf hub serve' or give --hub-address."
+                "start it with 'rcf hub serve' or give --hub-address.",
+                reason="not_running",
+                status="UNAVAILABLE",
             ) from exc
         return {str(k): str(v) for k, v in data.items()}
 
 
 @dataclass(frozen=True)
 class HubConfig:
+    """hub.toml. Listen addresses are where `rcf hub serve` binds; public addresses
+    are what nodes dial (join tokens and enrolment responses carry them)."""
+
     network: str
     directory_ttl_s: int
+    listen: str = DEFAULT_LISTEN
+    enroll_listen: str = DEFAULT_ENROLL_LISTEN
+    public_address: str = ""
+    enroll_public_address: str = ""

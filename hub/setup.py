@@ -5,7 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hub.layout import DEFAULT_DIRECTORY_TTL_S, HubLayout
+from hub.layout import (
+    DEFAULT_DIRECTORY_TTL_S,
+    DEFAULT_ENROLL_LISTEN,
+    DEFAULT_LISTEN,
+    HubLayout,
+)
 from hub.registry import Registry
 from trust import pki
 from trust.errors import ConfigError
@@ -18,9 +23,20 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 def init_hub(
-    root: Path, *, network: str, directory_ttl_s: int = DEFAULT_DIRECTORY_TTL_S
+    root: Path,
+    *,
+    network: str,
+    directory_ttl_s: int = DEFAULT_DIRECTORY_TTL_S,
+    listen: str = DEFAULT_LISTEN,
+    enroll_listen: str = DEFAULT_ENROLL_LISTEN,
+    public_address: str = "",
+    enroll_public_address: str = "",
 ) -> HubLayout:
-    """Create the network CA, the hub's TLS certificate and signing key, and the registry."""
+    """Create the network CA, the hub's TLS certificate and signing key, and the registry.
+
+    Empty public addresses mean "the address the running hub is bound to", which
+    only a network on one machine can use (`rcf hub token create --local`).
+    """
     layout = HubLayout(root)
     if layout.config.exists():
         raise ConfigError(f"{root} already holds a hub; refusing to overwrite its keys.")
@@ -44,7 +60,15 @@ def init_hub(
     SigningKey.generate().save(layout.signing_key)
     # The config file is written last: its presence marks a complete hub folder.
     layout.config.write_text(
-        f"network = {json.dumps(network)}\ndirectory_ttl_s = {int(directory_ttl_s)}\n"
+        "# rcf hub configuration; edit and restart the hub to apply.\n"
+        f"network = {json.dumps(network)}\n"
+        f"directory_ttl_s = {int(directory_ttl_s)}\n"
+        "# Where 'rcf hub serve' listens (mutual TLS, and join-token enrolment).\n"
+        f"listen = {json.dumps(listen)}\n"
+        f"enroll_listen = {json.dumps(enroll_listen)}\n"
+        "# What nodes dial: join tokens and enrolment responses carry these.\n"
+        f"public_address = {json.dumps(public_address)}\n"
+        f"enroll_public_address = {json.dumps(enroll_public_address)}\n"
     )
     open_registry(layout).close()
     return layout

@@ -1,7 +1,8 @@
 """A node's folder, its `node.toml`, and loading both with clear errors.
 
 `node.toml` holds what an operator may edit: the hub's address, listen
-addresses, time windows, size limit, refresh interval, and ``[allow]`` (query
+addresses and the public address peers dial (``public_address``, which the node
+publishes in the directory), time windows, size limit, refresh interval, and ``[allow]`` (query
 type → member ids, ``group:NAME``, ``role:NAME`` or ``*``), which only seeds
 the node's first sharing policy when it first starts; from then on the policy
 in state.db decides (``rcf policy``, see policies/README.md).
@@ -16,11 +17,19 @@ from pathlib import Path
 from typing import Any
 
 from trust.errors import ConfigError
+from trust.join_token import split_address, unreachable_kind
 from trust.keys import SigningKey
 from trust.tls import TlsMaterial
 
+# `rcf node init` writes a fixed port, so a restart keeps the endpoint peers know.
+DEFAULT_LISTEN = "0.0.0.0:7445"
+# For networks on one machine (tests, the demo): any free port, published as bound.
+LOCAL_LISTEN = "127.0.0.1:0"
+
 DEFAULTS: dict[str, Any] = {
-    "listen": "127.0.0.1:0",
+    # Older node.toml files have no listen key; they keep their old behaviour.
+    "listen": LOCAL_LISTEN,
+    "public_address": "",
     "operator_listen": "127.0.0.1:0",
     "directory_refresh_s": 60.0,
     "max_message_bytes": 1024 * 1024,
@@ -38,6 +47,7 @@ class NodeConfig:
     hub_address: str
     hub_public_key: bytes
     listen: str
+    public_address: str
     operator_listen: str
     directory_refresh_s: float
     max_message_bytes: int
@@ -57,15 +67,25 @@ def _toml_value(value: Any) -> str:
 
 
 def render_config(
-    *, member_id: str, hub_address: str, hub_public_key: bytes, allow: dict[str, list[str]]
+    *,
+    member_id: str,
+    hub_address: str,
+    hub_public_key: bytes,
+    allow: dict[str, list[str]],
+    listen: str = LOCAL_LISTEN,
+    public_address: str = "",
 ) -> str:
+    settings = {**DEFAULTS, "listen": listen, "public_address": public_address}
     lines = [
         "# rcf node configuration; edit and restart the node to apply.",
         f"member_id = {_toml_value(member_id)}",
         f"hub_address = {_toml_value(hub_address)}",
         f"hub_public_key = {_toml_value(hub_public_key.hex())}",
+        "# listen: where the federation API binds. public_address: the HOST:PORT other",
+        "# nodes dial, published in the directory (empty: the bound address, which only",
+        "# a network on one machine can use).",
     ]
-    lines += [f"{k} = {_toml_value(v)}" for k, v in DEFAULTS.items()]
+    lines += [f"{k} = {_toml_value(v)}" for k, v in settings.items()]
     lines += [
         "",
         "# Seeds this node's first sharing policy when it first starts; after that",
@@ -129,13 +149,23 @@ class NodeLayout:
         return self.root / "enroll-request.json"
 
     def require(self) -> None:
-        if not self.config.exists():
-            hint = (
-                " (enrolment is pending: run 'rcf node enroll --response FILE')"
-                if self.enroll_request.exists()
-                else " (run 'rcf node init' first)"
+        if self.config.exists():
+            return
+        if self.enroll_request.exists():
+            raise ConfigError(
+                f"{self.root} is not an enrolled node folder yet "
+                "(enrolment is pending: run 'rcf node enroll --response FILE')."
             )
-            raise ConfigError(f"{self.root} is not an enrolled node folder{hint}.")
+        if not self.root.exists():
+            # Most often RCF_NODE_DIR is unset and the default folder name was used.
+            raise ConfigError(
+                f"There is no node folder at {self.root}: give --node-dir DIR or set "
+                "RCF_NODE_DIR to the folder 'rcf node init' created."
+            )
+        raise ConfigError(
+            f"{self.root} is not an enrolled node folder: give --node-dir DIR or set "
+            "RCF_NODE_DIR to the folder 'rcf node init' created."
+        )
 
     def load_config(self) -> NodeConfig:
         self.require()
@@ -156,6 +186,7 @@ class NodeLayout:
                 hub_address=str(merged["hub_address"]),
                 hub_public_key=bytes.fromhex(str(merged["hub_public_key"])),
                 listen=str(merged["listen"]),
+                public_address=str(merged["public_address"]),
                 operator_listen=str(merged["operator_listen"]),
                 directory_refresh_s=float(merged["directory_refresh_s"]),
                 max_message_bytes=int(merged["max_message_bytes"]),
@@ -173,6 +204,14 @@ class NodeLayout:
             )
         if config.audit_sync not in ("normal", "full"):
             raise ConfigError(f"{self.config}: audit_sync must be 'normal' or 'full'.")
+        split_address(config.listen, what=f"listen address in {self.config}")
+        if config.public_address:
+            split_address(config.public_address, what=f"public_address in {self.config}")
+        elif unreachable_kind(config.listen) == "a wildcard address":
+            raise ConfigError(
+                f"{self.config}: listen is {config.listen}, a wildcard address peers cannot "
+                "dial; set public_address to the HOST:PORT other nodes reach this node at."
+            )
         return config
 
     def load_signing_key(self) -> SigningKey:
@@ -186,7 +225,9 @@ class NodeLayout:
             data = json.loads(self.runtime.read_text())
         except (OSError, ValueError) as exc:
             raise ConfigError(
-                f"The node in {self.root} is not running; start it with 'rcf node serve'."
+                f"The node in {self.root} is not running; start it with 'rcf node serve'.",
+                reason="not_running",
+                status="UNAVAILABLE",
             ) from exc
         if not isinstance(data, dict):
             raise ConfigError(f"{self.runtime} is damaged; restart the node.")

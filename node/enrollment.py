@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from node.config import NodeLayout, render_config
+from node.config import LOCAL_LISTEN, NodeLayout, render_config
 from node.directory_cache import write_atomically
 from node.hub_client import enroll_over_wire
 from protos.rcf.v1 import envelope_pb2
@@ -44,6 +44,15 @@ class EnrollmentMaterial:
     directory: Envelope
 
 
+@dataclass(frozen=True)
+class NodeAddresses:
+    """Where the federation API listens, and the public address peers dial
+    (empty: the bound address, for a network on one machine)."""
+
+    listen: str = LOCAL_LISTEN
+    public_address: str = ""
+
+
 def _prepare(root: Path, member_id: str) -> tuple[NodeLayout, bytes, SigningKey]:
     pki.check_member_id(member_id)
     layout = NodeLayout(root)
@@ -58,7 +67,13 @@ def _prepare(root: Path, member_id: str) -> tuple[NodeLayout, bytes, SigningKey]
     return layout, pki.make_csr(key_pem, member_id), signing
 
 
-def init_with_token(root: Path, *, member_id: str, token_text: str) -> NodeLayout:
+def init_with_token(
+    root: Path,
+    *,
+    member_id: str,
+    token_text: str,
+    addresses: NodeAddresses | None = None,
+) -> NodeLayout:
     """Create keys, enrol over the wire with a join token, and write the node folder."""
     token = JoinToken.decode(token_text)
     if token.member_id != member_id:
@@ -86,12 +101,18 @@ def init_with_token(root: Path, *, member_id: str, token_text: str) -> NodeLayou
             hub_address=token.hub_address,
             directory=Envelope.from_proto(reply.directory),
         ),
+        addresses or NodeAddresses(),
     )
     return layout
 
 
-def init_offline(root: Path, *, member_id: str) -> Path:
-    """Create keys and write the enrolment request file for the hub admin."""
+def init_offline(root: Path, *, member_id: str, addresses: NodeAddresses | None = None) -> Path:
+    """Create keys and write the enrolment request file for the hub admin.
+
+    The node's addresses travel in the request file (the hub admin may read where
+    the node will be) and are written into node.toml when the response comes back.
+    """
+    addresses = addresses or NodeAddresses()
     layout, csr, signing = _prepare(root, member_id)
     request = {
         "kind": REQUEST_KIND,
@@ -99,6 +120,8 @@ def init_offline(root: Path, *, member_id: str) -> Path:
         "csr_pem": csr.decode(),
         "signing_public_key": signing.public_key.hex(),
         "signing_key_id": signing.key_id,
+        "listen": addresses.listen,
+        "public_address": addresses.public_address,
     }
     layout.enroll_request.write_text(json.dumps(request, indent=2) + "\n")
     return layout.enroll_request
@@ -140,6 +163,11 @@ def complete_offline(root: Path, *, response_path: Path) -> NodeLayout:
             f"{root} has no pending enrolment request; run 'rcf node init --offline'."
         )
     asked_member, _, asked_key = read_request(layout.enroll_request)
+    asked = _read_json(layout.enroll_request, REQUEST_KIND)
+    addresses = NodeAddresses(
+        listen=str(asked.get("listen", LOCAL_LISTEN)),
+        public_address=str(asked.get("public_address", "")),
+    )
     data = _read_json(response_path, RESPONSE_KIND)
     try:
         msg = envelope_pb2.Envelope()
@@ -158,12 +186,12 @@ def complete_offline(root: Path, *, response_path: Path) -> NodeLayout:
         raise ConfigError(f"{response_path} is for {material.member_id}, not {asked_member}.")
     if layout.load_signing_key().public_key != asked_key:
         raise ConfigError("The signing key in this folder is not the one the request carried.")
-    _install(layout, material)
+    _install(layout, material, addresses)
     layout.enroll_request.unlink()
     return layout
 
 
-def _install(layout: NodeLayout, material: EnrollmentMaterial) -> None:
+def _install(layout: NodeLayout, material: EnrollmentMaterial, addresses: NodeAddresses) -> None:
     """Check the hub's answer, then write the node folder; node.toml is written last."""
     pki.verify_issued_by(material.certificate_pem, material.ca_pem)
     if pki.common_name(material.certificate_pem) != material.member_id:
@@ -188,6 +216,8 @@ def _install(layout: NodeLayout, material: EnrollmentMaterial) -> None:
             hub_address=material.hub_address,
             hub_public_key=material.hub_public_key,
             allow=DEFAULT_ALLOW,
+            listen=addresses.listen,
+            public_address=addresses.public_address,
         )
     )
 

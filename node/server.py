@@ -156,7 +156,9 @@ class NodeServer:
             # A node that is not serving (a pure client) has no endpoint to publish.
             if self.address and not self._endpoint_published:
                 envelope = self.hub.update_endpoint(
-                    member_id=self.config.member_id, endpoint=self.address, key=self.signing_key
+                    member_id=self.config.member_id,
+                    endpoint=self.config.public_address or self.address,
+                    key=self.signing_key,
                 )
                 self.directory.update(envelope)
                 self._endpoint_published = True

@@ -237,19 +237,29 @@ class DataStore:
 
     # -- retention ------------------------------------------------------------
 
-    def purge(self, *, cutoff: str, datasets: list[str] | None = None) -> dict[str, int]:
+    def purge(
+        self, *, cutoff: str, datasets: list[str] | None = None, dry_run: bool = False
+    ) -> dict[str, int]:
         """Delete records whose date field is before cutoff (YYYY-MM-DD); one transaction.
 
         A month counts as older only when the whole month is before the cutoff.
+        dry_run: count what would go, change nothing.
         """
         names = datasets or list(self.dictionary.datasets)
         deleted: dict[str, int] = {}
         at = now_ms()
+        if dry_run:
+            for name in names:
+                ds = self.dictionary.datasets[name]
+                sql = f"SELECT COUNT(*) FROM {name} WHERE {ds.date_field} < ?"  # noqa: S608
+                (deleted[name],) = self.conn.execute(
+                    sql, (self._purge_bound(name, cutoff),)
+                ).fetchone()
+            return deleted
         with self.transaction():
             for name in names:
                 ds = self.dictionary.datasets[name]
-                dim = ds.dimension(ds.date_field)
-                bound = cutoff[:7] if dim is not None and dim.kind == "month" else cutoff
+                bound = self._purge_bound(name, cutoff)
                 sql = f"DELETE FROM {name} WHERE {ds.date_field} < ?"  # noqa: S608
                 cur = self.conn.execute(sql, (bound,))
                 deleted[name] = cur.rowcount
@@ -258,3 +268,8 @@ class DataStore:
                     (at, cutoff, name, cur.rowcount),
                 )
         return deleted
+
+    def _purge_bound(self, name: str, cutoff: str) -> str:
+        ds = self.dictionary.datasets[name]
+        dim = ds.dimension(ds.date_field)
+        return cutoff[:7] if dim is not None and dim.kind == "month" else cutoff

@@ -7,6 +7,10 @@ from pathlib import Path
 
 from tests.cli_helpers import fails, ok, rcf, serving
 
+# Many servers on one machine: loopback, free ports, --local (see docs/deploy.md for hosts).
+LOCAL_HUB = ("--local", "--listen", "127.0.0.1:0", "--enroll-listen", "127.0.0.1:0")
+LOCAL_NODE = ("--local", "--listen", "127.0.0.1:0")
+
 
 def test_version_and_help() -> None:
     assert ok("--version").startswith("rcf, version ")
@@ -15,7 +19,7 @@ def test_version_and_help() -> None:
 
 def test_hub_admin_and_node_operator_flow(tmp_path: Path) -> None:
     hub = str(tmp_path / "hub")
-    ok("hub", "init", "--hub-dir", hub, "--network", "test")
+    ok("hub", "init", "--hub-dir", hub, "--network", "test", *LOCAL_HUB)
     ok(
         "hub",
         "member",
@@ -56,7 +60,7 @@ def test_hub_admin_and_node_operator_flow(tmp_path: Path) -> None:
     with serving("hub", "serve", "--hub-dir", hub, ready=tmp_path / "hub" / "hub-runtime.json"):
         # Join token over the wire for TH and AU.
         for member in ("TH", "AU"):
-            token = ok("hub", "token", "create", member, "--hub-dir", hub).strip()
+            token = ok("hub", "token", "create", member, "--hub-dir", hub, "--local").strip()
             ok(
                 "node",
                 "init",
@@ -66,6 +70,7 @@ def test_hub_admin_and_node_operator_flow(tmp_path: Path) -> None:
                 member,
                 "--join-token",
                 token,
+                *LOCAL_NODE,
             )
         # The token is one-time.
         fails(
@@ -77,10 +82,11 @@ def test_hub_admin_and_node_operator_flow(tmp_path: Path) -> None:
             "TH",
             "--join-token",
             token.replace("AU", "AU"),
+            *LOCAL_NODE,
         )
         # Offline file exchange for NZ.
         nz = str(tmp_path / "NZ")
-        ok("node", "init", "--node-dir", nz, "--member", "NZ", "--offline")
+        ok("node", "init", "--node-dir", nz, "--member", "NZ", "--offline", *LOCAL_NODE)
         fails("node", "serve", "--node-dir", nz)  # not enrolled yet
         ok(
             "hub",
@@ -91,6 +97,7 @@ def test_hub_admin_and_node_operator_flow(tmp_path: Path) -> None:
             f"{nz}/enroll-request.json",
             "--out",
             str(tmp_path / "nz-response.json"),
+            "--local",
         )
         ok("node", "enroll", "--node-dir", nz, "--response", str(tmp_path / "nz-response.json"))
 
@@ -138,7 +145,7 @@ def test_hub_admin_and_node_operator_flow(tmp_path: Path) -> None:
             ok("ping", "--node-dir", str(tmp_path / "AU"), "TH")
 
         # Nodes stopped, hub still up: TH rotates its keys with a fresh token.
-        token = ok("hub", "token", "create", "TH", "--hub-dir", hub).strip()
+        token = ok("hub", "token", "create", "TH", "--hub-dir", hub, "--local").strip()
         out = ok("node", "rotate-keys", "--node-dir", str(tmp_path / "TH"), "--join-token", token)
         assert out.startswith("new signing key ed25519:")
 
@@ -197,18 +204,18 @@ def test_demo_runs_end_to_end_and_cleans_up(tmp_path: Path) -> None:
 
 def test_bad_input_is_one_sentence_and_non_zero(tmp_path: Path) -> None:
     hub = str(tmp_path / "hub")
-    assert "not a hub folder" in fails("hub", "member", "list", "--hub-dir", hub)
-    ok("hub", "init", "--hub-dir", hub)
-    assert "already holds a hub" in fails("hub", "init", "--hub-dir", hub)
+    assert "no hub folder" in fails("hub", "member", "list", "--hub-dir", hub)
+    ok("hub", "init", "--hub-dir", hub, "--local")
+    assert "already holds a hub" in fails("hub", "init", "--hub-dir", hub, "--local")
     assert "at least 1h" in fails(
         "hub", "init", "--hub-dir", str(tmp_path / "h2"), "--directory-ttl", "5s"
     )
     assert "not a duration" in fails(
         "hub", "init", "--hub-dir", str(tmp_path / "h3"), "--directory-ttl", "soon"
     )
-    assert "not a member id" in fails("hub", "member", "add", "th", "--hub-dir", hub)
+    assert "not a member id" in fails("hub", "member", "add", "T_H", "--hub-dir", hub)
     assert "No member XX" in fails("hub", "member", "suspend", "XX", "--hub-dir", hub)
-    assert "not running" in fails("hub", "token", "create", "TH", "--hub-dir", hub)
+    assert "not running" in fails("hub", "token", "create", "TH", "--hub-dir", hub, "--local")
     node = str(tmp_path / "node")
     assert "not an rcf join token" in fails(
         "node", "init", "--node-dir", node, "--member", "TH", "--join-token", "hello"
@@ -217,8 +224,8 @@ def test_bad_input_is_one_sentence_and_non_zero(tmp_path: Path) -> None:
         "node", "init", "--node-dir", node, "--member", "TH", "--join-token", "rcfjoin1.AAAA"
     )
     assert "either --join-token" in fails("node", "init", "--node-dir", node, "--member", "TH")
-    assert "not an enrolled node folder" in fails("node", "serve", "--node-dir", node)
-    assert "not an enrolled node folder" in fails("ping", "--node-dir", node, "TH")
+    assert "no node folder" in fails("node", "serve", "--node-dir", node)
+    assert "no node folder" in fails("ping", "--node-dir", node, "TH")
     bogus = tmp_path / "bogus.json"
     bogus.write_text("{not json")
     assert "not valid JSON" in fails(
@@ -241,7 +248,7 @@ def test_bad_input_is_one_sentence_and_non_zero(tmp_path: Path) -> None:
 
 def test_hub_dictionary_export_edit_publish(tmp_path: Path) -> None:
     hub = str(tmp_path / "hub")
-    ok("hub", "init", "--hub-dir", hub)
+    ok("hub", "init", "--hub-dir", hub, "--local")
     shown = json.loads(ok("hub", "dictionary", "show", "--hub-dir", hub, "--json"))
     assert shown["version"] == "1.0"
     exported = tmp_path / "d.json"
@@ -268,18 +275,20 @@ def test_hub_dictionary_export_edit_publish(tmp_path: Path) -> None:
 
 def test_enrolment_against_an_unreachable_hub_can_be_retried(tmp_path: Path) -> None:
     hub = str(tmp_path / "hub")
-    ok("hub", "init", "--hub-dir", hub)
+    ok("hub", "init", "--hub-dir", hub, "--local")
     ok("hub", "member", "add", "TH", "--hub-dir", hub)
     token = ok(
         "hub", "token", "create", "TH", "--hub-dir", hub,
-        "--hub-address", "127.0.0.1:9", "--enroll-address", "127.0.0.1:9",
+        "--hub-address", "127.0.0.1:9", "--enroll-address", "127.0.0.1:9", "--local",
     ).strip()  # fmt: skip
     node = tmp_path / "TH"
-    err = fails("node", "init", "--node-dir", str(node), "--member", "TH", "--join-token", token)
-    assert "hub is unreachable" in err
+    init = ("node", "init", "--node-dir", str(node), "--member", "TH", *LOCAL_NODE)
+    result = rcf(*init, "--join-token", token)
+    assert result.returncode == 3 and "hub is unreachable" in result.stderr  # exit code table
     # Nothing half-made is left behind: the same command can simply be run again.
     assert not (node / "node.toml").exists()
     assert not (node / "signing.key").exists() and not (node / "tls.key").exists()
     assert "for TH, not AU" in fails(
-        "node", "init", "--node-dir", str(tmp_path / "AU"), "--member", "AU", "--join-token", token
-    )
+        "node", "init", "--node-dir", str(tmp_path / "AU"), "--member", "AU", "--join-token", token,
+        *LOCAL_NODE,
+    )  # fmt: skip

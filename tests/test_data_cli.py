@@ -38,7 +38,13 @@ def node_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def rcf(node_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "RCF_NODE_DIR": str(node_dir), "COLUMNS": "200"}
     return subprocess.run(
-        [RCF, *args], capture_output=True, text=True, env=env, timeout=120, check=False
+        [RCF, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -66,10 +72,22 @@ def test_generate_import_stats_purge(node_dir: Path, tmp_path: Path) -> None:
     stats = json.loads(rcf(node_dir, "data", "stats", "--json").stdout)
     assert stats["datasets"]["persons"]["records"] == 500
     assert stats["dictionary_version"] == "1.0"
-    r = rcf(node_dir, "data", "purge", "--older-than", "2y", "--json")
+    # Destructive: a dry run counts, no answer (no terminal, no --yes) changes nothing.
+    r = rcf(node_dir, "data", "purge", "--older-than", "2y", "--dry-run", "--json")
+    assert r.returncode == 0, r.stderr
+    would = json.loads(r.stdout)["would_delete"]
+    assert would["irregular_movements"] > 0 and set(would) >= {"persons", "documents"}
+    r = rcf(node_dir, "data", "purge", "--older-than", "2y", "--dry-run")
+    assert "would be deleted" in r.stdout
+    assert f"{would['irregular_movements']:,}" in r.stdout
+    r = rcf(node_dir, "data", "purge", "--older-than", "2y")
+    assert r.returncode == 1 and "Give --yes to confirm" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert json.loads(rcf(node_dir, "data", "stats", "--json").stdout) == stats
+    r = rcf(node_dir, "data", "purge", "--older-than", "2y", "--yes", "--json")
     assert r.returncode == 0, r.stderr
     purged = json.loads(r.stdout)
-    assert purged["deleted"]["irregular_movements"] > 0
+    assert purged["deleted"] == would
     audit = json.loads(rcf(node_dir, "audit", "show", "--json").stdout)
     assert any(a["query_type"] == "data_purge" for a in audit)
     # Every committed import is in the signed audit log, once, under its import id.

@@ -78,11 +78,32 @@ def test_validate_reports_every_error_with_file_line_and_hint(tmp_path: Path) ->
     assert missing.returncode == 1 and missing.stderr.startswith("error: Cannot read")
 
 
+def test_a_bad_query_type_hides_no_later_error(tmp_path: Path) -> None:
+    bad = write(
+        tmp_path / "bad.toml",
+        '[[rule]]\nid = "a"\nrequesters = ["*"]\nquery = "Agregate"\n'
+        'datasets = ["irregular_movements", "movementz"]\ngroup_by = ["routes"]\n'
+        '[[rule]]\nid = "b"\nrequesters = ["*"]\nquery = "Ping"\n',
+    )
+    r = rcf("policy", "validate", bad, "--node-dir", tmp_path / "none", ok=False)
+    lines = [x for x in r.stderr.splitlines() if ": error: " in x]
+    assert lines == [
+        f"{bad}:4: error: 'Agregate' is not a query type.",
+        f"{bad}:5: error: rule 'a': dataset 'movementz' is not in the data dictionary "
+        "(version 1.0).",
+        f"{bad}:6: error: rule 'a': dataset 'irregular_movements' has no dimension 'routes'.",
+    ]
+    assert r.stdout.strip() == f"{bad}: INVALID: 3 errors, 0 warnings"
+    one = write(tmp_path / "one.toml", '[[rule]]\nid = "a"\nrequesters = ["*"]\nquery = "Pong"\n')
+    r = rcf("policy", "validate", one, "--node-dir", tmp_path / "none", ok=False)
+    assert r.stdout.strip() == f"{one}: INVALID: 1 error, 0 warnings"
+
+
 def test_validate_empty_file_warns_loudly_and_json(tmp_path: Path) -> None:
     empty = write(tmp_path / "empty.toml", "# nothing\n")
     r = rcf("policy", "validate", empty, "--node-dir", tmp_path / "none")
     assert "DENIES EVERY QUERY" in r.stderr
-    assert "valid: 0 errors, 1 warnings" in r.stdout
+    assert "valid: 0 errors, 1 warning" in r.stdout
     data = json.loads(rcf("policy", "validate", empty, "--json").stdout)
     assert data["valid"] is True and data["rules"] == 0
     assert data["issues"][0]["severity"] == "warning"

@@ -110,6 +110,14 @@ def check_policy(text: str, filename: str, context: Context) -> Loaded:
                 (*path, "valid_until"),
                 f"rule '{rule.id}' expired on {rule.valid_until}; it grants nothing.",
             )
+    if dictionary is not None:
+        # Rules the loader could not read whole (a misspelt query type, say) still name
+        # datasets and dimensions; report those errors in this same run too.
+        read = {r.id for r in policy.rules}
+        raw_rules = loaded.data.get("rule", [])
+        for index, raw in enumerate(raw_rules if isinstance(raw_rules, list) else []):
+            if isinstance(raw, dict) and raw.get("id") not in read:
+                _check_raw_datasets(raw, ("rule", index), dictionary, err)
     # Overlaps are judged on a policy without errors only; with errors they mislead.
     for later, earlier, how in overlaps(policy, directory) if loaded.policy else []:
         path = ("rule", _index_of(loaded, later.id, 0))
@@ -194,6 +202,45 @@ def _check_datasets(
                         f"rule '{rule.id}': dataset '{name}' has no measure '{measure}'.",
                         f"its measures: {', '.join(ds.measures)}",
                     )
+
+
+def _check_raw_datasets(
+    raw: dict[str, object], path: tuple[str | int, ...], dictionary: DataDictionary, report: Report
+) -> None:
+    """Datasets, dimensions and measures of a rule whose query type is unknown."""
+    rule_id = str(raw.get("id", f"#{int(path[-1]) + 1}"))
+
+    def names(key: str) -> list[str]:
+        value = raw.get(key)
+        return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+    known = sorted(dictionary.datasets)
+    for name in names("datasets"):
+        ds = dictionary.dataset(name)
+        if ds is None:
+            report(
+                (*path, "datasets"),
+                f"rule '{rule_id}': dataset '{name}' is not in the data dictionary "
+                f"(version {dictionary.version}).",
+                _close(name, known),
+            )
+            continue
+        dims = [d.name for d in ds.dimensions]
+        for key in ("group_by", "filters"):
+            for dim in names(key):
+                if ds.dimension(dim) is None:
+                    report(
+                        (*path, key),
+                        f"rule '{rule_id}': dataset '{name}' has no dimension '{dim}'.",
+                        _close(dim, dims),
+                    )
+        for measure in names("measures"):
+            if measure not in ds.measures:
+                report(
+                    (*path, "measures"),
+                    f"rule '{rule_id}': dataset '{name}' has no measure '{measure}'.",
+                    f"its measures: {', '.join(ds.measures)}",
+                )
 
 
 # -- rules that overlap ----------------------------------------------------------
