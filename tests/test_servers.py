@@ -153,8 +153,8 @@ def test_a_second_server_on_the_same_folder_is_refused(net: Network) -> None:
 
 
 def test_key_rotation_keeps_old_signatures_verifiable(net: Network) -> None:
-    from node.audit import verify_chain
     from node.enrollment import rotate_keys
+    from trust.audit_record import verify_chain
     from trust.errors import ConfigError
     from trust.join_token import JoinToken
 
