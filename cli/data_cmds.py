@@ -195,7 +195,7 @@ def data_import(
                 decision="imported",
                 reason=(
                     f"inserted={result.inserted} updated={result.updated} "
-                    f"unchanged={result.unchanged} rejected={len(result.errors)}"
+                    f"unchanged={result.unchanged} rejected={result.rejected}"
                 ),
                 subject_sha256=file_sha256(file),
             ),

@@ -35,6 +35,7 @@ from trust.directory import (
 )
 from trust.dsse import Envelope
 from trust.errors import RegistryError
+from trust.files import private_file
 from trust.keys import SigningKey, key_id_for
 
 JOIN_TOKEN_TTL_MS = 24 * 3600 * 1000
@@ -71,6 +72,7 @@ class Registry:
         ca_cert_pem: bytes,
         directory_ttl_s: int,
     ) -> None:
+        private_file(db_path)
         self._conn = sqlite3.connect(
             db_path, timeout=30, check_same_thread=False, isolation_level=None
         )

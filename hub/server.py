@@ -16,6 +16,7 @@ from hub.layout import HubLayout
 from hub.service import HubServicer
 from hub.setup import open_registry
 from protos.rcf.v1 import hub_pb2, hub_pb2_grpc
+from trust.files import write_private
 from trust.serving import InstanceLock, bind, build_server
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -47,13 +48,12 @@ class HubServer:
             self._server, enroll_listen, self._tls.server_credentials(require_client_auth=False)
         )
         self._server.start()
-        tmp = self.layout.runtime.with_suffix(".tmp")
-        tmp.write_text(
+        write_private(
+            self.layout.runtime,
             json.dumps(
                 {"address": self.address, "enroll_address": self.enroll_address, "pid": os.getpid()}
-            )
+            ),
         )
-        tmp.replace(self.layout.runtime)
         log.info("hub_started", address=self.address, enroll_address=self.enroll_address)
 
     def wait(self) -> None:

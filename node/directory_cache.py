@@ -7,7 +7,6 @@ says so, until the hub is reachable again.
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from trust.clock import now_ms
 from trust.directory import Directory, verify_directory
 from trust.dsse import Envelope
 from trust.errors import DirectoryError
+from trust.files import write_private
 
 
 def _read_envelope(path: Path) -> Envelope:
@@ -31,15 +31,9 @@ def _read_envelope(path: Path) -> Envelope:
     return Envelope.from_proto(msg)
 
 
-def write_atomically(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Replace path with data so a crash leaves the old or the new file, never half."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace path with data (0600) so a crash leaves the old or the new file, never half."""
+    write_private(path, data)
 
 
 class DirectoryCache:
