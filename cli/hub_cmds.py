@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -10,11 +11,12 @@ import click
 
 from cli.errors import guarded
 from cli.options import hub_dir_option, wait_for_signal
-from cli.output import console, emit_json, json_option, table
+from cli.output import console, emit_json, json_option, table, utc_time
 from hub.layout import HubLayout
 from hub.registry import Registry
 from hub.server import HubServer
 from hub.setup import init_hub, open_registry
+from hub.status import hub_status
 from node.enrollment import EnrollmentMaterial, read_request, write_response
 from trust.dictionary import DataDictionary, verify_dictionary
 from trust.directory import Member, MemberStatus, Ncp, verify_directory
@@ -102,6 +104,36 @@ def hub_serve(hub_dir: Path, listen: str, enroll_listen: str) -> None:
         wait_for_signal()
     finally:
         server.stop()
+
+
+@hub.command("status")
+@hub_dir_option
+@json_option
+@guarded
+def hub_status_cmd(hub_dir: Path, as_json: bool) -> None:
+    """A read-only summary of the hub folder; warns about files others can read."""
+    s = hub_status(HubLayout(hub_dir))
+    if as_json:
+        emit_json(asdict(s))
+        return
+    running = s.running
+    rows = {
+        "network": s.network,
+        "serving": f"{running['address']} (enrolment {running['enroll_address']}, pid "
+        f"{running['pid']})"
+        if running
+        else "no",
+        "directory serial": s.directory_serial,
+        "directory expires": utc_time(s.directory_expires_at_ms),
+        "data dictionary": s.dictionary_version,
+        "members": ", ".join(f"{n} {k}" for k, n in sorted(s.members.items())) or "none",
+        "nodes enrolled": s.nodes_enrolled,
+        "open join tokens": s.open_join_tokens,
+    }
+    for k, v in rows.items():
+        console.print(f"{k:>18}  {v}", highlight=False, markup=False)
+    for warning in s.file_mode_warnings:
+        click.echo(f"warning: {warning}", err=True)
 
 
 @hub.group("member")

@@ -16,7 +16,7 @@ from hub.layout import HubLayout
 from hub.service import HubServicer
 from hub.setup import open_registry
 from protos.rcf.v1 import hub_pb2, hub_pb2_grpc
-from trust.files import write_private
+from trust.files import loose_modes, write_private
 from trust.serving import InstanceLock, bind, build_server
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -55,6 +55,8 @@ class HubServer:
             ),
         )
         log.info("hub_started", address=self.address, enroll_address=self.enroll_address)
+        for warning in loose_modes(self.layout.root):
+            log.warning("file_mode_loose", detail=warning)
 
     def wait(self) -> None:
         self._server.wait_for_termination()
