@@ -241,14 +241,24 @@ def token_create(
 )
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--hub-address", help="Address nodes reach the hub at (default: the running hub's).")
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Enrol even though the member has an enrolled node (its certificate stops working).",
+)
 @guarded
-def hub_enroll(hub_dir: Path, request_path: Path, out_path: Path, hub_address: str | None) -> None:
-    """Approve an offline enrolment request file and write the response file."""
+def hub_enroll(
+    hub_dir: Path, request_path: Path, out_path: Path, hub_address: str | None, replace: bool
+) -> None:
+    """Approve an offline enrolment request file and write the response file.
+
+    Approving the same request again writes the same certificate; a different request for
+    a member whose node is enrolled is refused unless --replace."""
     layout = HubLayout(hub_dir)
     member_id, csr, signing_public_key = read_request(request_path)
     address = hub_address or layout.read_runtime()["address"]
     result = _registry(hub_dir).enroll_offline(
-        member_id=member_id, csr_pem=csr, signing_public_key=signing_public_key
+        member_id=member_id, csr_pem=csr, signing_public_key=signing_public_key, replace=replace
     )
     write_response(
         out_path,

@@ -77,7 +77,7 @@ def test_every_file_is_private_after_each_step(tmp_path: Path, open_umask: None)
     summary = json.loads(ok("hub", "status", "--hub-dir", str(hub), "--json"))
     assert summary["file_mode_warnings"] == [] and summary["members"] == {"active": 1}
     assert summary["nodes_enrolled"] == 1 and summary["running"] is None
-    os.chmod(hub, 0o755)
+    os.chmod(hub, 0o755)  # noqa: S103 - the loose mode under test
     result = rcf("hub", "status", "--hub-dir", str(hub))
     assert result.returncode == 0 and "directory serial" in result.stdout
     assert f"warning: folder {hub} is mode 0755; it should be 0700" in result.stderr
@@ -92,6 +92,6 @@ def test_loose_modes_finds_files_and_folders(tmp_path: Path) -> None:
     os.chmod(root / "a", 0o600)
     assert loose_modes(root) == []
     os.chmod(root / "a", 0o640)
-    os.chmod(root / "sub", 0o711)
+    os.chmod(root / "sub", 0o711)  # noqa: S103 - the loose mode under test
     found = loose_modes(root)
     assert len(found) == 2 and "a is mode 0640" in found[0] and "sub is mode 0711" in found[1]
