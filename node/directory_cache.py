@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from google.protobuf.message import DecodeError
 
@@ -18,6 +19,9 @@ from trust.directory import Directory, verify_directory
 from trust.dsse import Envelope
 from trust.errors import DirectoryError
 from trust.files import write_private
+
+if TYPE_CHECKING:
+    from node.rollback import RollbackFloor
 
 
 def _read_envelope(path: Path) -> Envelope:
@@ -37,13 +41,22 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 
 class DirectoryCache:
-    def __init__(self, path: Path, *, hub_public_key: bytes) -> None:
+    """The held directory. With a floor (the node's, in state.db), a cached file older
+    than any directory accepted before is refused at start too."""
+
+    def __init__(
+        self, path: Path, *, hub_public_key: bytes, floor: RollbackFloor | None = None
+    ) -> None:
         self._path = path
         self._hub_key = hub_public_key
         self._lock = threading.Lock()
+        self._floor = floor
         self._directory = verify_directory(
             _read_envelope(path), hub_public_key=hub_public_key, now_ms=None
         )
+        if floor is not None:
+            floor.refuse_older_directory(self._directory)
+            floor.accept_directory(self._directory.serial)
         self.fetched_at_ms = int(path.stat().st_mtime * 1000)
 
     def current(self) -> Directory:
@@ -73,4 +86,6 @@ class DirectoryCache:
                 return False
             write_atomically(self._path, envelope.to_proto().SerializeToString())
             self._directory = fresh
+            if self._floor is not None:
+                self._floor.accept_directory(fresh.serial)
             return True

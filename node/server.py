@@ -20,6 +20,7 @@ from node.peers import PeerClient
 from node.pipeline import Limits, Pipeline
 from node.policy.admin import PolicyAdmin
 from node.replay import ReplayGuard
+from node.rollback import open_floor
 from node.state import StateDB
 from protos.rcf.v1 import federation_pb2, federation_pb2_grpc, operator_pb2, operator_pb2_grpc
 from trust.errors import ConfigError, RcfError
@@ -39,10 +40,11 @@ class NodeServer:
         self.signing_key = layout.load_signing_key()
         self.tls = layout.load_tls()
         self._token = layout.operator_token.read_text().strip()
-        self.directory = DirectoryCache(
-            layout.directory_cache, hub_public_key=config.hub_public_key
-        )
         self.state = StateDB(layout.state_db, sync=config.audit_sync)
+        self.floor = open_floor(layout, self.state, hub_public_key=config.hub_public_key)
+        self.directory = DirectoryCache(
+            layout.directory_cache, hub_public_key=config.hub_public_key, floor=self.floor
+        )
         self.audit = AuditLog(self.state, self.signing_key)
         self.policy = PolicyAdmin(
             layout=layout,
@@ -167,6 +169,7 @@ class NodeServer:
                 self.hub,
                 hub_public_key=self.config.hub_public_key,
                 version=self.directory.peek().dictionary_version,
+                floor=self.floor,
             ):
                 log.info("dictionary_updated", version=self.directory.peek().dictionary_version)
             self.last_refresh_error = ""
