@@ -27,7 +27,6 @@ from cli.local_network import LocalNetwork, MemberSpec, rcf_command, stop_kept
 from cli.operator_client import operator_stub
 from cli.output import console, table
 from node.assembly import read_only
-from node.audit import verify_chain
 from node.config import NodeLayout
 from node.dictionary import load_dictionary
 from node.importer import import_file
@@ -35,6 +34,7 @@ from node.store import DataStore
 from node.synthetic import DATASET_CODES, generate_member_data
 from protos.rcf.v1 import operator_pb2
 from trust import pki
+from trust.audit_record import verify_chain
 from trust.directory import MemberStatus, Ncp
 from trust.errors import ConfigError, RcfError
 

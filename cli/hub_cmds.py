@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,11 +19,12 @@ from cli.options import (
     local_option,
     yes_option,
 )
-from cli.output import console, emit_json, json_option, table
+from cli.output import console, emit_json, json_option, table, utc_time
 from hub.layout import DEFAULT_ENROLL_LISTEN, DEFAULT_LISTEN, HubLayout
 from hub.registry import Registry
 from hub.server import HubServer
 from hub.setup import init_hub, open_registry
+from hub.status import hub_status
 from node.enrollment import EnrollmentMaterial, read_request, write_response
 from trust.dictionary import DataDictionary, verify_dictionary
 from trust.directory import Member, MemberStatus, Ncp, verify_directory
@@ -204,6 +206,36 @@ def hub_serve(hub_dir: Path, listen: str | None, enroll_listen: str | None) -> N
     finally:
         server.stop()
     click.echo(f"hub stopped ({received})", err=True)
+
+
+@hub.command("status")
+@hub_dir_option
+@json_option
+@guarded
+def hub_status_cmd(hub_dir: Path, as_json: bool) -> None:
+    """A read-only summary of the hub folder; warns about files others can read."""
+    s = hub_status(HubLayout(hub_dir))
+    if as_json:
+        emit_json(asdict(s))
+        return
+    running = s.running
+    rows = {
+        "network": s.network,
+        "serving": f"{running['address']} (enrolment {running['enroll_address']}, pid "
+        f"{running['pid']})"
+        if running
+        else "no",
+        "directory serial": s.directory_serial,
+        "directory expires": utc_time(s.directory_expires_at_ms),
+        "data dictionary": s.dictionary_version,
+        "members": ", ".join(f"{n} {k}" for k, n in sorted(s.members.items())) or "none",
+        "nodes enrolled": s.nodes_enrolled,
+        "open join tokens": s.open_join_tokens,
+    }
+    for k, v in rows.items():
+        console.print(f"{k:>18}  {v}", highlight=False, markup=False)
+    for warning in s.file_mode_warnings:
+        click.echo(f"warning: {warning}", err=True)
 
 
 @hub.group("member")
@@ -392,17 +424,30 @@ def token_create(
 @click.option(
     "--hub-address", help="HOST:PORT nodes reach the hub at (default: hub.toml's public_address)."
 )
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Enrol even though the member has an enrolled node (its certificate stops working).",
+)
 @local_option
 @guarded
 def hub_enroll(
-    hub_dir: Path, request_path: Path, out_path: Path, hub_address: str | None, local: bool
+    hub_dir: Path,
+    request_path: Path,
+    out_path: Path,
+    hub_address: str | None,
+    local: bool,
+    replace: bool,
 ) -> None:
-    """Approve an offline enrolment request file and write the response file."""
+    """Approve an offline enrolment request file and write the response file.
+
+    Approving the same request again writes the same certificate; a different request for
+    a member whose node is enrolled is refused unless --replace."""
     layout = HubLayout(hub_dir)
     member_id, csr, signing_public_key = read_request(request_path)
     address, _ = public_addresses(layout, hub_address, hub_address, local=local)
     result = _registry(hub_dir).enroll_offline(
-        member_id=member_id, csr_pem=csr, signing_public_key=signing_public_key
+        member_id=member_id, csr_pem=csr, signing_public_key=signing_public_key, replace=replace
     )
     write_response(
         out_path,

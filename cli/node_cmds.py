@@ -31,6 +31,7 @@ from node.enrollment import (
 from node.server import NodeServer
 from protos.rcf.v1 import operator_pb2
 from trust.errors import ConfigError
+from trust.files import loose_modes
 from trust.join_token import (
     JoinToken,
     check_public,
@@ -253,11 +254,16 @@ def _status_dict(s: operator_pb2.StatusResponse) -> dict[str, object]:
 @json_option
 @guarded
 def node_status(node_dir: Path, as_json: bool) -> None:
-    """Show the running node's endpoint, directory and audit state."""
-    with operator_stub(NodeLayout(node_dir)) as (stub, md):
+    """Show the running node's endpoint, directory and audit state; warn about files in its
+    folder that others can read."""
+    layout = NodeLayout(node_dir)
+    warnings = loose_modes(layout.root)
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+    with operator_stub(layout) as (stub, md):
         data = _status_dict(stub.Status(operator_pb2.StatusRequest(), metadata=md, timeout=10))
     if as_json:
-        emit_json(data)
+        emit_json({**data, "file_mode_warnings": warnings})
         return
     for k, v in data.items():
         console.print(f"{k:>22}  {v}")

@@ -34,10 +34,13 @@ from trust.directory import (
     sign_directory,
 )
 from trust.dsse import Envelope
+from trust.endpoints import check_endpoint
 from trust.errors import RegistryError
+from trust.files import private_file
 from trust.keys import SigningKey, key_id_for
 
 JOIN_TOKEN_TTL_MS = 24 * 3600 * 1000
+MAX_JOIN_TOKEN_TTL_MS = 30 * 24 * 3600 * 1000
 GROUP_NAME_MAX = 64
 
 
@@ -71,6 +74,7 @@ class Registry:
         ca_cert_pem: bytes,
         directory_ttl_s: int,
     ) -> None:
+        private_file(db_path)
         self._conn = sqlite3.connect(
             db_path, timeout=30, check_same_thread=False, isolation_level=None
         )
@@ -279,10 +283,24 @@ class Registry:
     # -- enrolment ------------------------------------------------------------
 
     def create_join_token(self, member_id: str, *, ttl_ms: int = JOIN_TOKEN_TTL_MS) -> str:
-        """A one-time secret that lets member_id's node enrol over the wire."""
+        """A one-time secret that lets member_id's node enrol over the wire.
+
+        Its lifetime is positive and at most 30 days; only an active member gets one."""
+        if not 0 < ttl_ms <= MAX_JOIN_TOKEN_TTL_MS:
+            raise RegistryError(
+                "A join token's lifetime must be more than zero and at most 30 days.",
+                reason="bad_token_ttl",
+                status="INVALID_ARGUMENT",
+            )
         secret = secrets.token_urlsafe(32)
         with self._tx():
-            self._require_member(member_id)
+            row = self._require_member(member_id)
+            if row["status"] != "active":
+                raise RegistryError(
+                    f"Member {member_id} is {row['status']}; join tokens are only for active "
+                    "members.",
+                    reason=f"member_{row['status']}",
+                )
             now = now_ms()
             self._conn.execute(
                 "INSERT INTO join_tokens VALUES (?, ?, ?, ?, NULL)",
@@ -315,18 +333,50 @@ class Registry:
             return self._enroll(member_id, csr_pem, signing_public_key)
 
     def enroll_offline(
-        self, *, member_id: str, csr_pem: bytes, signing_public_key: bytes
+        self, *, member_id: str, csr_pem: bytes, signing_public_key: bytes, replace: bool = False
     ) -> EnrollResult:
-        """Enrol from a request file the hub admin has checked out of band."""
+        """Enrol from a request file the hub admin has checked out of band.
+
+        Approving the same request again returns the certificate already issued for it.
+        A different request for a member whose node is enrolled is refused unless
+        replace: its new certificate would lock the enrolled node out."""
+        again: bytes | None = None
         with self._tx():
-            return self._enroll(member_id, csr_pem, signing_public_key)
+            rows = self._rows(
+                "SELECT cert_pem FROM nodes WHERE member_id = ? AND cert_pem != ''", (member_id,)
+            )
+            if rows:
+                cert = str(rows[0]["cert_pem"]).encode()
+                current = self._rows(
+                    "SELECT 1 FROM signing_keys WHERE member_id = ? AND key_id = ?"
+                    " AND valid_until_ms = 0",
+                    (member_id, key_id_for(signing_public_key)),
+                )
+                if not (current and pki.certificate_matches_csr(cert, csr_pem)) and not replace:
+                    raise RegistryError(
+                        f"{member_id} already has an enrolled node and this request is not the "
+                        "one it was enrolled with; approving it would lock that node out "
+                        "(use --replace if the node is gone).",
+                        reason="already_enrolled",
+                    )
+                if not replace:
+                    # The very request approved before: the same answer, nothing issued.
+                    self._require_enrollable(member_id)
+                    again = cert
+            if again is None:
+                return self._enroll(member_id, csr_pem, signing_public_key)
+        return EnrollResult(member_id, again, self._ca_cert, self.current_directory())
+
+    def _require_enrollable(self, member_id: str) -> None:
+        row = self._require_member(member_id)
+        if row["status"] != "active":
+            raise RegistryError(
+                f"Member {member_id} is {row['status']} and cannot enrol.",
+                reason=str(row["status"]),
+            )
 
     def _enroll(self, member_id: str, csr_pem: bytes, signing_public_key: bytes) -> EnrollResult:
-        row = self._require_member(member_id)
-        if row["status"] == "revoked":
-            raise RegistryError(
-                f"Member {member_id} is revoked and cannot enrol.", reason="revoked"
-            )
+        self._require_enrollable(member_id)
         cert_pem = pki.issue_certificate(
             ca_key_pem=self._ca_key,
             ca_cert_pem=self._ca_cert,
@@ -363,15 +413,21 @@ class Registry:
             member_id, cert_pem, self._ca_cert, sign_directory(directory, self._key)
         )
 
-    def update_endpoint(self, member_id: str, endpoint: str) -> Directory:
+    def update_endpoint(self, member_id: str, endpoint: str) -> Envelope:
+        """Publish member_id's node endpoint; an unchanged one publishes nothing.
+
+        Returns the latest signed directory either way."""
+        check_endpoint(endpoint)
         with self._tx():
             rows = self._rows("SELECT endpoint FROM nodes WHERE member_id = ?", (member_id,))
             if not rows:
                 raise RegistryError(f"Member {member_id} has no enrolled node.")
-            self._conn.execute(
-                "UPDATE nodes SET endpoint = ? WHERE member_id = ?", (endpoint, member_id)
-            )
-            return self._publish()
+            if rows[0]["endpoint"] != endpoint:
+                self._conn.execute(
+                    "UPDATE nodes SET endpoint = ? WHERE member_id = ?", (endpoint, member_id)
+                )
+                self._publish()
+        return self.current_directory()
 
     def node_fingerprint(self, member_id: str) -> str | None:
         rows = self._rows("SELECT tls_cert_sha256 FROM nodes WHERE member_id = ?", (member_id,))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import deque
 
 import grpc
 
@@ -10,7 +11,7 @@ from hub.registry import Registry
 from protos.rcf.v1 import envelope_pb2, hub_pb2, hub_pb2_grpc
 from trust import pki
 from trust.clock import now_ms
-from trust.directory import MemberStatus, sign_directory
+from trust.directory import MemberStatus
 from trust.dsse import Envelope
 from trust.errors import RegistryError, RequestRejected
 from trust.keys import SigningKey
@@ -19,6 +20,27 @@ from trust.signed import open_document
 from trust.tls import peer_certificate_pem
 
 ENDPOINT_UPDATE_MAX_AGE_MS = 5 * 60 * 1000
+# A node publishes its endpoint when it starts; a few restarts a minute is plenty.
+ENDPOINT_UPDATES_PER_WINDOW = 6
+ENDPOINT_UPDATE_WINDOW_MS = 60 * 1000
+
+
+class RateLimit:
+    """At most limit calls per key in any window_ms; keys are enrolled members (bounded)."""
+
+    def __init__(self, limit: int, window_ms: int) -> None:
+        self._limit = limit
+        self._window = window_ms
+        self._calls: dict[str, deque[int]] = {}
+
+    def allow(self, key: str, at_ms: int) -> bool:
+        calls = self._calls.setdefault(key, deque())
+        while calls and calls[0] <= at_ms - self._window:
+            calls.popleft()
+        if len(calls) >= self._limit:
+            return False
+        calls.append(at_ms)
+        return True
 
 
 class HubServicer(hub_pb2_grpc.HubServicer):
@@ -27,6 +49,7 @@ class HubServicer(hub_pb2_grpc.HubServicer):
         self._key = signing_key
         # One SQLite connection serves every worker thread; calls take turns.
         self._lock = threading.Lock()
+        self._endpoint_limit = RateLimit(ENDPOINT_UPDATES_PER_WINDOW, ENDPOINT_UPDATE_WINDOW_MS)
 
     def _peer_member(self, context: grpc.ServicerContext) -> str:
         """The enrolled member behind the caller's client certificate."""
@@ -84,6 +107,12 @@ class HubServicer(hub_pb2_grpc.HubServicer):
     ) -> envelope_pb2.Envelope:
         with self._lock:
             member_id = self._peer_member(context)
+            if not self._endpoint_limit.allow(member_id, now_ms()):
+                raise RequestRejected(
+                    f"Too many endpoint updates from {member_id}; try again in a minute.",
+                    reason="rate_limited",
+                    status="RESOURCE_EXHAUSTED",
+                )
             snapshot = self._registry.snapshot()
             member = snapshot.member(member_id)
             if member is None or member.status is MemberStatus.REVOKED:
@@ -99,5 +128,4 @@ class HubServicer(hub_pb2_grpc.HubServicer):
                 raise RequestRejected("An endpoint update must come from its own member.")
             if abs(now_ms() - update.issued_at_ms) > ENDPOINT_UPDATE_MAX_AGE_MS:
                 raise RequestRejected("The endpoint update is stale.", reason="request_expired")
-            directory = self._registry.update_endpoint(member_id, update.endpoint)
-            return sign_directory(directory, self._key).to_proto()
+            return self._registry.update_endpoint(member_id, update.endpoint).to_proto()

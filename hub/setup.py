@@ -14,12 +14,8 @@ from hub.layout import (
 from hub.registry import Registry
 from trust import pki
 from trust.errors import ConfigError
+from trust.files import private_dir, write_private
 from trust.keys import SigningKey
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    path.touch(mode=0o600, exist_ok=False)
-    path.write_bytes(data)
 
 
 def init_hub(
@@ -42,24 +38,26 @@ def init_hub(
         raise ConfigError(f"{root} already holds a hub; refusing to overwrite its keys.")
     if directory_ttl_s < 1:
         raise ConfigError("The directory lifetime must be at least one second.")
-    root.mkdir(parents=True, exist_ok=True)
+    private_dir(root)
     ca_key, ca_cert = pki.create_ca(network)
-    _write_private(layout.ca_key, ca_key)
-    layout.ca_cert.write_bytes(ca_cert)
+    write_private(layout.ca_key, ca_key)
+    write_private(layout.ca_cert, ca_cert)
     tls_key = pki.new_private_key_pem()
-    _write_private(layout.tls_key, tls_key)
-    layout.tls_cert.write_bytes(
+    write_private(layout.tls_key, tls_key)
+    write_private(
+        layout.tls_cert,
         pki.issue_certificate(
             ca_key_pem=ca_key,
             ca_cert_pem=ca_cert,
             csr_pem=pki.make_csr(tls_key, "hub"),
             common_name="hub",
             dns_name=pki.HUB_NAME,
-        )
+        ),
     )
     SigningKey.generate().save(layout.signing_key)
     # The config file is written last: its presence marks a complete hub folder.
-    layout.config.write_text(
+    write_private(
+        layout.config,
         "# rcf hub configuration; edit and restart the hub to apply.\n"
         f"network = {json.dumps(network)}\n"
         f"directory_ttl_s = {int(directory_ttl_s)}\n"
@@ -68,7 +66,7 @@ def init_hub(
         f"enroll_listen = {json.dumps(enroll_listen)}\n"
         "# What nodes dial: join tokens and enrolment responses carry these.\n"
         f"public_address = {json.dumps(public_address)}\n"
-        f"enroll_public_address = {json.dumps(enroll_public_address)}\n"
+        f"enroll_public_address = {json.dumps(enroll_public_address)}\n",
     )
     open_registry(layout).close()
     return layout

@@ -18,6 +18,7 @@ from node.config import NodeConfig, NodeLayout
 from node.directory_cache import DirectoryCache
 from node.operations import reconcile_operations
 from node.policy.admin import PolicyAdmin
+from node.rollback import RollbackFloor, open_floor
 from node.state import StateDB
 from trust.keys import SigningKey
 from trust.serving import InstanceLock
@@ -34,6 +35,7 @@ class NodeCore:
     state: StateDB
     audit: AuditLog
     policy: PolicyAdmin
+    floor: RollbackFloor | None
 
     def close(self) -> None:
         self.state.close()
@@ -50,8 +52,17 @@ class NodeCore:
 def build_core(layout: NodeLayout, *, signing_key: SigningKey | None) -> NodeCore:
     """The node's shared objects; signing_key None gives a read-only core."""
     config = layout.load_config()
-    directory = DirectoryCache(layout.directory_cache, hub_public_key=config.hub_public_key)
     state = StateDB(layout.state_db, sync=config.audit_sync)
+    # The rollback floor in state.db is only raised by a core that may sign (the
+    # server and the offline path); a read-only view just reads the cache.
+    floor = (
+        open_floor(layout, state, hub_public_key=config.hub_public_key)
+        if signing_key is not None
+        else None
+    )
+    directory = DirectoryCache(
+        layout.directory_cache, hub_public_key=config.hub_public_key, floor=floor
+    )
     audit = AuditLog(state, signing_key)
     policy = PolicyAdmin(
         layout=layout,
@@ -61,7 +72,7 @@ def build_core(layout: NodeLayout, *, signing_key: SigningKey | None) -> NodeCor
         audit=audit,
         directory=directory.peek,
     )
-    return NodeCore(layout, config, signing_key, directory, state, audit, policy)
+    return NodeCore(layout, config, signing_key, directory, state, audit, policy, floor)
 
 
 @contextmanager

@@ -13,55 +13,35 @@ any response that depends on it leaves the node.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sqlite3
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 from node.state import StateDB, Write
+from trust.audit_record import GENESIS, AuditEvent, AuditRecord, record_hash, verify_chain
 from trust.clock import now_ms
-from trust.errors import ConfigError, VerificationError
-from trust.keys import SigningKey, verify_signature
+from trust.errors import ConfigError
+from trust.keys import SigningKey
 
-GENESIS = "0" * 64
+# Re-exported: the record format and its verification live in trust/ so the hub reads them too.
+__all__ = [
+    "GENESIS",
+    "AuditEvent",
+    "AuditLog",
+    "AuditRecord",
+    "local_event",
+    "record_hash",
+    "verify_chain",
+]
 
-
-@dataclass(frozen=True)
-class AuditEvent:
-    query_id: str
-    query_type: str
-    purpose: str
-    requester: str
-    responder: str
-    side: str  # "responder" or "requester"
-    decision: str  # answered, refused, failed
-    reason: str
-    request_sha256: str
-    response_sha256: str = ""
-
-
-@dataclass(frozen=True)
-class AuditRecord:
-    seq: int
-    ts_ms: int
-    event: AuditEvent
-    prev_hash: str
-    record_hash: str
-    key_id: str
-    signature: bytes | None  # present on the last record of each committed batch
-
-
-def record_hash(seq: int, ts_ms: int, event: AuditEvent, prev_hash: str) -> str:
-    """SHA-256 over a canonical encoding: a JSON array in fixed field order."""
-    e = event
-    body = [
-        seq, ts_ms, prev_hash, e.query_id, e.query_type, e.purpose, e.requester, e.responder,
-        e.side, e.decision, e.reason, e.request_sha256, e.response_sha256,
-    ]  # fmt: skip
-    canonical = json.dumps(body, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+PAGE = 5_000  # records per read when streaming the log
+_SELECT = (
+    "SELECT a.seq, ts_ms, query_id, query_type, purpose, requester, responder, side,"
+    " decision, reason, request_sha256, response_sha256, prev_hash, record_hash,"
+    " COALESCE(s.key_id, a.key_id), s.signature"
+    " FROM audit a LEFT JOIN audit_signatures s ON s.seq = a.seq"
+)
 
 
 class AuditLog:
@@ -124,16 +104,41 @@ class AuditLog:
         self._state.run(write)
 
     def records(self, *, limit: int | None = None) -> list[AuditRecord]:
-        sql = (
-            "SELECT a.seq, ts_ms, query_id, query_type, purpose, requester, responder, side,"
-            " decision, reason, request_sha256, response_sha256, prev_hash, record_hash,"
-            " COALESCE(s.key_id, a.key_id), s.signature"
-            " FROM audit a LEFT JOIN audit_signatures s ON s.seq = a.seq ORDER BY a.seq DESC"
-        )
+        """The newest limit records (all if None), oldest first; for display."""
+        sql = _SELECT + " ORDER BY a.seq DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         rows = self._state.read(sql)[::-1]
         return [_record_from_row(r) for r in rows]
+
+    def iter_records(self, *, page: int = PAGE) -> Iterator[AuditRecord]:
+        """Every record in seq order, read page by page (seq ranges): constant memory."""
+        after = 0
+        while True:
+            rows = self._state.read(
+                _SELECT + " WHERE a.seq > ? ORDER BY a.seq LIMIT ?", (after, int(page))
+            )
+            if not rows:
+                return
+            for r in rows:
+                yield _record_from_row(r)
+            after = int(str(rows[-1][0]))
+
+    def last_of_type(self, query_type: str, *, side: str = "local") -> AuditRecord | None:
+        """The newest record of query_type written on side, if any."""
+        rows = self._state.read(
+            _SELECT + " WHERE a.query_type = ? AND a.side = ? ORDER BY a.seq DESC LIMIT 1",
+            (query_type, side),
+        )
+        return _record_from_row(rows[0]) if rows else None
+
+    def quick_check(self) -> list[str]:
+        """SQLite's PRAGMA quick_check on state.db: [] if the file's structure is sound."""
+        rows = self._state.read("PRAGMA quick_check")
+        lines = [line.strip() for r in rows for line in str(r[0]).splitlines()]
+        if lines == ["ok"]:
+            return []
+        return [line for line in lines if line and not line.startswith("***")]
 
     def count(self) -> int:
         (value,) = self._state.read("SELECT COUNT(*) FROM audit")[0]
@@ -151,51 +156,6 @@ def _record_from_row(r: tuple[Any, ...]) -> AuditRecord:
         key_id=str(r[14]),
         signature=None if r[15] is None else bytes(r[15]),
     )
-
-
-def verify_chain(records: list[AuditRecord], public_keys: dict[str, bytes]) -> int:
-    """Check sequence, hash chain and batch signatures from the first record; return the count.
-
-    Every record must be covered by a signature on itself or a later record.
-    """
-    prev = GENESIS
-    unsigned_since: int | None = None
-    for expected_seq, rec in enumerate(records, start=1):
-        if rec.seq != expected_seq:
-            raise VerificationError(f"Audit record {expected_seq} is missing.", reason="audit_gap")
-        if rec.prev_hash != prev:
-            raise VerificationError(
-                f"Audit record {rec.seq} does not chain to its predecessor.", reason="audit_chain"
-            )
-        if record_hash(rec.seq, rec.ts_ms, rec.event, rec.prev_hash) != rec.record_hash:
-            raise VerificationError(
-                f"Audit record {rec.seq} was altered after it was written.", reason="audit_chain"
-            )
-        if rec.signature is None:
-            unsigned_since = unsigned_since or rec.seq
-        else:
-            key = public_keys.get(rec.key_id)
-            if key is None:
-                raise VerificationError(
-                    f"Audit record {rec.seq} is signed by an unknown key.", reason="unknown_key"
-                )
-            try:
-                verify_signature(
-                    public_key=key, message=bytes.fromhex(rec.record_hash), signature=rec.signature
-                )
-            except VerificationError as exc:
-                raise VerificationError(
-                    f"The node signature on audit record {rec.seq} does not verify.",
-                    reason="audit_signature",
-                ) from exc
-            unsigned_since = None
-        prev = rec.record_hash
-    if unsigned_since is not None:
-        raise VerificationError(
-            f"Audit records from {unsigned_since} on carry no node signature.",
-            reason="audit_unsigned",
-        )
-    return len(records)
 
 
 def local_event(

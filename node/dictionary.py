@@ -9,6 +9,8 @@ nothing is trusted that the installed code does not already contain.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from node.config import NodeLayout
 from node.hub_client import HubClient
 from trust.dictionary import (
@@ -20,8 +22,12 @@ from trust.dictionary import (
 )
 from trust.signed import read_envelope, store_envelope
 
+if TYPE_CHECKING:
+    from node.rollback import RollbackFloor
 
-def _read_cached(layout: NodeLayout, hub_public_key: bytes) -> DataDictionary | None:
+
+def read_cached_dictionary(layout: NodeLayout, hub_public_key: bytes) -> DataDictionary | None:
+    """The verified dictionary.signed, or None if there is none."""
     path = layout.dictionary_cache
     if not path.exists():
         return None
@@ -31,19 +37,29 @@ def _read_cached(layout: NodeLayout, hub_public_key: bytes) -> DataDictionary | 
 
 def load_dictionary(layout: NodeLayout) -> DataDictionary:
     """The dictionary this node validates against: the verified cache, else the v1 defaults."""
-    cached = _read_cached(layout, layout.load_config().hub_public_key)
+    cached = read_cached_dictionary(layout, layout.load_config().hub_public_key)
     return cached if cached is not None else default_dictionary()
 
 
 def sync_dictionary(
-    layout: NodeLayout, hub: HubClient, *, hub_public_key: bytes, version: str
+    layout: NodeLayout,
+    hub: HubClient,
+    *,
+    hub_public_key: bytes,
+    version: str,
+    floor: RollbackFloor | None = None,
 ) -> bool:
-    """Fetch and cache dictionary version (named by the directory) if not held; True if new."""
+    """Fetch and cache dictionary version (named by the directory) if not held; True if new.
+
+    With floor, a version older than any accepted before is refused, and the floor is
+    raised once the new version is on disk."""
     if not version:
         return False
-    held = _read_cached(layout, hub_public_key)
+    held = read_cached_dictionary(layout, hub_public_key)
     if held is not None and held.version == version:
         return False
+    if floor is not None:
+        floor.refuse_older_dictionary(version)
     if held is not None and parse_version(version) < parse_version(held.version):
         raise DictionaryError(
             f"The directory names dictionary {version}, older than the {held.version} held "
@@ -58,4 +74,6 @@ def sync_dictionary(
             reason="dictionary_mismatch",
         )
     store_envelope(layout.dictionary_cache, envelope)
+    if floor is not None:
+        floor.accept_dictionary(version)
     return True

@@ -7,9 +7,9 @@ says so, until the hub is reachable again.
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from trust.clock import now_ms
 from trust.directory import Directory, verify_directory
@@ -17,28 +17,29 @@ from trust.dsse import Envelope
 from trust.errors import DirectoryError
 from trust.signed import read_envelope, store_envelope
 
-
-def write_atomically(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Replace path with data so a crash leaves the old or the new file, never half."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)
+if TYPE_CHECKING:
+    from node.rollback import RollbackFloor
 
 
 class DirectoryCache:
-    def __init__(self, path: Path, *, hub_public_key: bytes) -> None:
+    """The held directory. With a floor (the node's, in state.db), a cached file older
+    than any directory accepted before is refused at start too."""
+
+    def __init__(
+        self, path: Path, *, hub_public_key: bytes, floor: RollbackFloor | None = None
+    ) -> None:
         self._path = path
         self._hub_key = hub_public_key
         self._lock = threading.Lock()
+        self._floor = floor
         self._directory = verify_directory(
             read_envelope(path, what="cached directory", error=DirectoryError),
             hub_public_key=hub_public_key,
             now_ms=None,
         )
+        if floor is not None:
+            floor.refuse_older_directory(self._directory)
+            floor.accept_directory(self._directory.serial)
         self.fetched_at_ms = int(path.stat().st_mtime * 1000)
 
     def current(self) -> Directory:
@@ -68,4 +69,6 @@ class DirectoryCache:
                 return False
             store_envelope(self._path, envelope)
             self._directory = fresh
+            if self._floor is not None:
+                self._floor.accept_directory(fresh.serial)
             return True

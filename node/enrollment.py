@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from node.config import LOCAL_LISTEN, NodeLayout, render_config
-from node.directory_cache import write_atomically
 from node.hub_client import enroll_over_wire
 from protos.rcf.v1 import envelope_pb2
 from trust import pki
@@ -23,9 +22,11 @@ from trust.clock import now_ms
 from trust.directory import verify_directory
 from trust.dsse import Envelope
 from trust.errors import ConfigError, RcfError
+from trust.files import private_dir, write_private
 from trust.join_token import JoinToken
 from trust.keys import SigningKey
 from trust.serving import InstanceLock
+from trust.signed import store_envelope
 
 REQUEST_KIND = "rcf-enroll-request/v1"
 RESPONSE_KIND = "rcf-enroll-response/v1"
@@ -58,10 +59,9 @@ def _prepare(root: Path, member_id: str) -> tuple[NodeLayout, bytes, SigningKey]
     layout = NodeLayout(root)
     if layout.config.exists() or layout.tls_key.exists():
         raise ConfigError(f"{root} already holds a node; refusing to overwrite its keys.")
-    root.mkdir(parents=True, exist_ok=True)
+    private_dir(root)
     key_pem = pki.new_private_key_pem()
-    layout.tls_key.touch(mode=0o600)
-    layout.tls_key.write_bytes(key_pem)
+    write_private(layout.tls_key, key_pem)
     signing = SigningKey.generate()
     signing.save(layout.signing_key)
     return layout, pki.make_csr(key_pem, member_id), signing
@@ -123,7 +123,7 @@ def init_offline(root: Path, *, member_id: str, addresses: NodeAddresses | None 
         "listen": addresses.listen,
         "public_address": addresses.public_address,
     }
-    layout.enroll_request.write_text(json.dumps(request, indent=2) + "\n")
+    write_private(layout.enroll_request, json.dumps(request, indent=2) + "\n")
     return layout.enroll_request
 
 
@@ -150,7 +150,7 @@ def write_response(path: Path, material: EnrollmentMaterial) -> None:
         "hub_address": material.hub_address,
         "directory": material.directory.to_proto().SerializeToString().hex(),
     }
-    path.write_text(json.dumps(body, indent=2) + "\n")
+    write_private(path, json.dumps(body, indent=2) + "\n")
 
 
 def complete_offline(root: Path, *, response_path: Path) -> NodeLayout:
@@ -205,12 +205,12 @@ def _install(layout: NodeLayout, material: EnrollmentMaterial, addresses: NodeAd
     signing = layout.load_signing_key()
     if member is None or signing.key_id not in {k.key_id for k in member.signing_keys}:
         raise ConfigError("The hub's directory does not list this node's signing key.")
-    layout.tls_cert.write_bytes(material.certificate_pem)
-    layout.ca_cert.write_bytes(material.ca_pem)
-    write_atomically(layout.directory_cache, material.directory.to_proto().SerializeToString())
-    layout.operator_token.touch(mode=0o600)
-    layout.operator_token.write_text(secrets.token_urlsafe(32) + "\n")
-    layout.config.write_text(
+    write_private(layout.tls_cert, material.certificate_pem)
+    write_private(layout.ca_cert, material.ca_pem)
+    store_envelope(layout.directory_cache, material.directory)
+    write_private(layout.operator_token, secrets.token_urlsafe(32) + "\n")
+    write_private(
+        layout.config,
         render_config(
             member_id=material.member_id,
             hub_address=material.hub_address,
@@ -218,7 +218,7 @@ def _install(layout: NodeLayout, material: EnrollmentMaterial, addresses: NodeAd
             allow=DEFAULT_ALLOW,
             listen=addresses.listen,
             public_address=addresses.public_address,
-        )
+        ),
     )
 
 
@@ -269,12 +269,12 @@ def rotate_keys(root: Path, *, token_text: str) -> str:
         # a crash in between leaves a node that fails loudly at start, never one that
         # signs with a key the directory no longer lists as current.
         for path, data in ((layout.tls_key, tls_key), (layout.tls_cert, reply.certificate_pem)):
-            write_atomically(path, data, mode=0o600 if path == layout.tls_key else 0o644)
+            write_private(path, data)
         fresh = layout.signing_key.with_name(layout.signing_key.name + ".new")
         fresh.unlink(missing_ok=True)
         signing.save(fresh)
         fresh.replace(layout.signing_key)
-        write_atomically(layout.directory_cache, envelope.to_proto().SerializeToString())
+        store_envelope(layout.directory_cache, envelope)
         return signing.key_id
     finally:
         lock.release()

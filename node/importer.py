@@ -8,8 +8,10 @@ How one import runs, and why:
 2. The header (CSV) or the first object's keys (JSON Lines) must be the
    dataset's fields; a file that fits another dataset better is named as such.
 3. Every row is checked against the dictionary (required fields, types, code
-   lists, real and not future dates) and bad rows are reported by line number
-   and reason, never with the identifiers they hold.
+   lists, real and not future dates) and bad rows are reported by line number,
+   column and rule, never with a value they hold: any value in any column may
+   be an identifier put in the wrong place (a name in a code column, a record
+   line taken for a header). Only the rejects file holds the values.
 4. Valid rows go into a TEMP staging table; duplicate record ids inside the
    file are found there by SQLite, on disk, so a 10-million-row file needs no
    in-memory set. The staging rows are then merged into the dataset's table
@@ -18,18 +20,25 @@ How one import runs, and why:
 5. All of it is one transaction (BEGIN IMMEDIATE … COMMIT): an error, a
    Ctrl-C or a kill -9 leaves the store exactly as it was before. By default
    any bad row aborts the import; with ``skip_invalid`` bad rows are written to
-   ``FILE.rejects.csv`` and the rest is imported.
+   ``FILE.rejects.csv`` (mode 0600) and the rest is imported. Rejected rows
+   stream to that file as they are found; only their count and the first
+   ``MAX_REPORTED`` line numbers and reasons stay in memory, so a file of
+   millions of bad rows costs no more memory than one of good rows.
 """
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import csv
 import datetime as dt
+import difflib
+import heapq
 import io
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -40,10 +49,11 @@ from node.store import IMPORT_COLUMN, DataStore
 from trust.clock import now_ms
 from trust.dictionary import ID_FIELD, DataDictionary, Dataset, Dimension
 from trust.errors import RcfError
+from trust.files import open_private
 
 log = structlog.get_logger("rcf.import")
 
-MAX_REPORTED = 20  # bad rows listed in the error message; the rejects file has all
+MAX_REPORTED = 20  # bad rows kept in memory and listed; the rejects file has all
 MAX_TEXT = 512
 CACHE_LIMIT = 100_000  # distinct values remembered per column (codes, dates)
 MIN_YEAR = 1900
@@ -60,15 +70,15 @@ class DataImportError(RcfError):
 
 
 class RowError(ValueError):
-    """One field of one row is invalid; the message says why, without its value if sensitive."""
+    """One field of one row is invalid; the message names the rule broken, never the value."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Rejected:
+    """A rejected row as reported: its line and why (the values are only in the rejects file)."""
+
     line: int
     reason: str
-    values: dict[str, str] = field(default_factory=dict)
-    raw: str = ""
 
 
 @dataclass
@@ -154,8 +164,7 @@ def _checker(dim: Dimension, nationalities: frozenset[str]) -> Callable[[str], A
 
         def check_code(v: str) -> str:
             if v not in codes:
-                shown = v if len(v) <= 40 else v[:40] + "…"
-                raise RowError(f"{shown!r} is not a known code")
+                raise RowError("is not a known code")
             return v
 
         return check_code
@@ -333,29 +342,56 @@ def _dataset_hint(columns: set[str], wanted: Dataset, dictionary: DataDictionary
     return f" It looks like a {best} file; use --dataset {best}."
 
 
+def _field_names(dictionary: DataDictionary) -> frozenset[str]:
+    return frozenset(c for ds in dictionary.datasets.values() for c in ds.columns)
+
+
+def _name_column(name: str, position: int, dataset: Dataset, known: frozenset[str]) -> str:
+    """How a message names a column: by its name if that is a dictionary field, else by its
+    position (the text may be a record's value taken for a header), with a suggestion when it
+    is close to a field of the dataset."""
+    if name in known:
+        return f"column {name!r}"
+    close = difflib.get_close_matches(name.strip().lower(), dataset.columns, n=1, cutoff=0.8)
+    return f"column {position}" + (f" (did you mean {close[0]}?)" if close else "")
+
+
 def check_columns(
     found: list[str], dataset: Dataset, dictionary: DataDictionary, *, where: str
 ) -> None:
     """Raise DataImportError unless found names exactly the dataset's fields (optional ones may
-    be left out)."""
+    be left out). Messages never repeat a name that is not a dictionary field."""
+    known = _field_names(dictionary)
+    if found and not set(found) & known:
+        raise DataImportError(
+            f"{where} names none of {dataset.name}'s fields; is the header line missing? "
+            f"It must name the columns: {', '.join(dataset.columns)}."
+        )
+    seen: dict[str, int] = {}
+    for position, c in enumerate(found, start=1):
+        if c in seen:
+            twice = (
+                f"column {c!r}"
+                if c in known
+                else f"the same column (columns {seen[c]} and {position})"
+            )
+            raise DataImportError(f"{where} names {twice} twice.")
+        seen[c] = position
     have = set(found)
-    if len(have) != len(found):
-        dup = next(c for c in found if found.count(c) > 1)
-        raise DataImportError(f"{where} names column {dup!r} twice.")
     missing = [
         c
         for c in dataset.columns
         if c not in have and (c == ID_FIELD or c in dataset.measures or _required(dataset, c))
     ]
-    extra = [c for c in found if c not in dataset.columns]
+    extra = [(p, c) for p, c in enumerate(found, start=1) if c not in dataset.columns]
     if not missing and not extra:
         return
     parts = []
     if missing:
         parts.append(f"misses column{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
     if extra:
-        shown = ", ".join(repr(c) if c else "''" for c in extra[:5])
-        parts.append(f"has column{'s' if len(extra) > 1 else ''} {shown} not in {dataset.name}")
+        shown = ", ".join(_name_column(c, p, dataset, known) for p, c in extra[:5])
+        parts.append(f"has {shown} not in {dataset.name}")
     raise DataImportError(
         f"{where} {' and '.join(parts)}.{_dataset_hint(have, dataset, dictionary)}"
     )
@@ -419,6 +455,7 @@ def _jsonl_rows(
     text: io.TextIOBase, dataset: Dataset, dictionary: DataDictionary, name: str
 ) -> Iterator[_Row]:
     columns = dataset.columns
+    known = _field_names(dictionary)
     checked = False
     for line, raw in enumerate(text, start=1):
         stripped = raw.strip()
@@ -435,9 +472,11 @@ def _jsonl_rows(
         if not checked:
             check_columns(list(obj), dataset, dictionary, where=f"{name} line {line}")
             checked = True
-        extra = [k for k in obj if k not in dataset.columns]
+        extra = [(p, k) for p, k in enumerate(obj, start=1) if k not in dataset.columns]
         if extra:
-            yield _Row(line, None, f"has field {extra[0]!r} not in {dataset.name}", raw=stripped)
+            p, k = extra[0]
+            named = repr(k) if k in known else f"number {p}"
+            yield _Row(line, None, f"has field {named} not in {dataset.name}", raw=stripped)
             continue
         values = []
         bad = ""
@@ -467,6 +506,70 @@ def rejects_path_for(path: Path) -> Path:
     return path.with_name(path.name + ".rejects.csv")
 
 
+class _RejectSink:
+    """Where rejected rows go: counted, the MAX_REPORTED lowest lines kept for the report, and
+    every one streamed to the rejects file when there is one. Memory stays flat.
+
+    Rows arrive in runs, each in line order (the row checks, then the repeated record ids);
+    each run goes to its own part file and ``publish`` merges the parts by line.
+    """
+
+    def __init__(self, path: Path | None, columns: tuple[str, ...]) -> None:
+        self.count = 0
+        self.first: list[Rejected] = []
+        self._path = path
+        self._columns = columns
+        self._parts: list[Path] = []
+        self._files = ExitStack()
+        self._writer: Any = None
+
+    def start_run(self) -> None:
+        if self._path is None:
+            return
+        part = self._path.with_name(f"{self._path.name}.part{len(self._parts)}")
+        self._parts.append(part)
+        self._writer = csv.writer(self._files.enter_context(open_private(part)))
+
+    def add(self, line: int, reason: str, values: Sequence[str] | None, raw: str = "") -> None:
+        self.count += 1
+        if len(self.first) < MAX_REPORTED or line < self.first[-1].line:
+            bisect.insort(self.first, Rejected(line, reason), key=lambda r: r.line)
+            del self.first[MAX_REPORTED:]
+        if self._writer is not None:
+            cells = values if values is not None else [""] * len(self._columns)
+            self._writer.writerow([line, reason, *cells, raw])
+
+    def publish(self) -> Path | None:
+        """Merge the runs into the rejects file (0600, replaced atomically); its path."""
+        self._files.close()
+        if self._path is None or not self.count:
+            self.discard()
+            return None
+        tmp = self._path.with_name(self._path.name + ".tmp")
+        with ExitStack() as stack:
+            readers: list[Iterator[list[str]]] = [
+                csv.reader(stack.enter_context(open(p, encoding="utf-8", newline="")))
+                for p in self._parts
+            ]
+            out = csv.writer(stack.enter_context(open_private(tmp)))
+            out.writerow(["line", "reason", *self._columns, "raw"])
+            merged: Iterator[list[str]] = heapq.merge(*readers, key=_line_of)
+            out.writerows(merged)
+        tmp.replace(self._path)
+        self.discard()
+        return self._path
+
+    def discard(self) -> None:
+        self._files.close()
+        for part in self._parts:
+            part.unlink(missing_ok=True)
+        self._parts = []
+
+
+def _line_of(row: list[str]) -> int:
+    return int(row[0])
+
+
 def import_file(
     store: DataStore,
     path: Path,
@@ -492,8 +595,8 @@ def import_file(
     result = ImportResult(dataset=ds.name, source=path.name, format=fmt)
     result.bom = _check_prefix(path)
     validator = RowValidator(ds, dictionary)
-    rejects: list[Rejected] = []
     columns = ds.columns
+    sink = _RejectSink(rejects_path_for(path) if skip_invalid else None, columns)
     staging_cols = ", ".join(columns)
     placeholders = ", ".join("?" for _ in range(len(columns) + 1))
 
@@ -509,6 +612,7 @@ def import_file(
             reader = (_csv_rows if fmt == "csv" else _jsonl_rows)(text, ds, dictionary, path.name)
             conn.execute("DROP TABLE IF EXISTS temp.staging")
             conn.execute(f"CREATE TEMP TABLE staging ({staging_cols}, _line INTEGER NOT NULL)")
+            sink.start_run()
 
             def valid_rows() -> Iterator[tuple[Any, ...]]:
                 n = 0
@@ -517,20 +621,12 @@ def import_file(
                     if progress is not None and n % 20_000 == 0:
                         progress(counter.count, total)
                     if row.values is None:
-                        rejects.append(
-                            Rejected(row.line, f"line {row.line}: {row.error}", raw=row.raw)
-                        )
+                        sink.add(row.line, f"line {row.line}: {row.error}", None, row.raw)
                         continue
                     try:
                         values = validator.validate(row.values)
                     except RowError as exc:
-                        rejects.append(
-                            Rejected(
-                                row.line,
-                                f"line {row.line}: {exc}",
-                                dict(zip(columns, row.values, strict=True)),
-                            )
-                        )
+                        sink.add(row.line, f"line {row.line}: {exc}", row.values)
                         continue
                     yield (*values, row.line)
                 result.rows_read = n
@@ -546,11 +642,10 @@ def import_file(
                     f"{path.name} line {number} is not UTF-8 ({where}); save the file as UTF-8 "
                     "and try again."
                 ) from None
-            _reject_duplicates(conn, columns, rejects)
-            rejects.sort(key=lambda r: r.line)
-            result.rejected = len(rejects)
-            result.errors = rejects[:MAX_REPORTED]
-            if rejects and not skip_invalid:
+            _reject_duplicates(conn, columns, sink)
+            result.rejected = sink.count
+            result.errors = list(sink.first)
+            if sink.count and not skip_invalid:
                 raise _Invalid()
             if result.rows_read == 0:
                 raise DataImportError(
@@ -563,9 +658,10 @@ def import_file(
         pass  # rolled back; the caller reports result.errors
     finally:
         result.seconds = (now_ms() - started) / 1000
-    if rejects and skip_invalid:
-        result.rejects_path = rejects_path_for(path)
-        _write_rejects(result.rejects_path, columns, rejects)
+        if result.committed:
+            result.rejects_path = sink.publish()
+        else:
+            sink.discard()
     if progress is not None:
         progress(total, total)
     log.info(
@@ -583,29 +679,33 @@ class _Invalid(Exception):
     """Internal: roll the transaction back because rows were invalid."""
 
 
-def _reject_duplicates(conn: Any, columns: tuple[str, ...], rejects: list[Rejected]) -> None:
-    """Move every repeat of a record id (after its first line) from staging to rejects."""
-    dups = conn.execute(
-        "SELECT s.rowid, s._line, f.first_line FROM staging s JOIN"
+def _reject_duplicates(conn: Any, columns: tuple[str, ...], sink: _RejectSink) -> None:
+    """Move every repeat of a record id (after its first line) from staging to rejects.
+
+    The repeats are listed in a TEMP table (on disk, like staging) and read back through
+    a cursor, so a file of millions of repeats is never held in memory."""
+    conn.execute("DROP TABLE IF EXISTS temp.repeats")
+    conn.execute(
+        "CREATE TEMP TABLE repeats AS SELECT s.rowid AS rid, s._line AS line,"
+        " f.first_line AS first_line FROM staging s JOIN"
         " (SELECT record_id, MIN(rowid) AS keep, MIN(_line) AS first_line FROM staging"
         "  GROUP BY record_id HAVING COUNT(*) > 1) f USING (record_id)"
-        " WHERE s.rowid != f.keep ORDER BY s._line"
-    ).fetchall()
-    if not dups:
-        return
-    for rowid, line, first in dups:
-        values = conn.execute(
-            f"SELECT {', '.join(columns)} FROM staging WHERE rowid = ?",  # noqa: S608
-            (rowid,),
-        ).fetchone()
-        rejects.append(
-            Rejected(
+        " WHERE s.rowid != f.keep"
+    )
+    if conn.execute("SELECT EXISTS (SELECT 1 FROM repeats)").fetchone()[0]:
+        sink.start_run()
+        cursor = conn.execute(
+            f"SELECT r.line, r.first_line, {', '.join(f's.{c}' for c in columns)}"  # noqa: S608
+            " FROM repeats r JOIN staging s ON s.rowid = r.rid ORDER BY r.line"
+        )
+        for line, first, *values in cursor:
+            sink.add(
                 int(line),
                 f"line {line}: record_id repeats the one on line {first}",
-                {c: "" if v is None else str(v) for c, v in zip(columns, values, strict=True)},
+                ["" if v is None else str(v) for v in values],
             )
-        )
-    conn.executemany("DELETE FROM staging WHERE rowid = ?", [(r[0],) for r in dups])
+        conn.execute("DELETE FROM staging WHERE rowid IN (SELECT rid FROM repeats)")
+    conn.execute("DROP TABLE temp.repeats")
 
 
 def _merge(store: DataStore, conn: Any, ds: Dataset, result: ImportResult, started: int) -> None:
@@ -651,14 +751,3 @@ def _merge(store: DataStore, conn: Any, ds: Dataset, result: ImportResult, start
             result.rejected,
         ),
     )
-
-
-def _write_rejects(path: Path, columns: tuple[str, ...], rejects: list[Rejected]) -> None:
-    """Write every rejected row, with its line and reason, atomically beside the input."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["line", "reason", *columns, "raw"])
-        for r in rejects:
-            writer.writerow([r.line, r.reason, *(r.values.get(c, "") for c in columns), r.raw])
-    tmp.replace(path)

@@ -19,12 +19,13 @@ from typing import Generic
 import grpc
 from google.protobuf.message import DecodeError
 
-from node.audit import AuditEvent, AuditLog
+from node.audit import AuditLog
 from node.directory_cache import DirectoryCache
 from node.pipeline import check_active, sha256_hex
 from node.protocol import QuerySpec, Req, Resp
 from protos.rcf.v1 import envelope_pb2
 from trust import pki
+from trust.audit_record import AuditEvent
 from trust.clock import now_ms
 from trust.dsse import Envelope, sign_envelope, verify_envelope
 from trust.errors import PeerError, RcfError

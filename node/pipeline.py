@@ -22,7 +22,7 @@ from typing import NoReturn
 import structlog
 from google.protobuf.message import DecodeError
 
-from node.audit import AuditEvent, AuditLog
+from node.audit import AuditLog
 from node.directory_cache import DirectoryCache
 from node.policy.admin import PolicyGate
 from node.protocol import (
@@ -38,6 +38,7 @@ from node.protocol import (
 from node.replay import ReplayGuard
 from protos.rcf.v1 import envelope_pb2
 from trust import pki
+from trust.audit_record import AuditEvent
 from trust.clock import now_ms
 from trust.directory import Member, MemberStatus
 from trust.dsse import Envelope, sign_envelope, verify_envelope

@@ -48,6 +48,7 @@ class NodeServer:
         core = build_core(layout, signing_key=self.signing_key)
         self.directory, self.state = core.directory, core.state
         self.audit, self.policy = core.audit, core.policy
+        self.floor = core.floor
         self._purposes = frozenset(load_dictionary(layout).purposes)
         self.pipeline = Pipeline(
             member_id=config.member_id,
@@ -170,6 +171,7 @@ class NodeServer:
                 self.hub,
                 hub_public_key=self.config.hub_public_key,
                 version=self.directory.peek().dictionary_version,
+                floor=self.floor,
             ):
                 self._purposes = frozenset(load_dictionary(self.layout).purposes)
                 log.info("dictionary_updated", version=self.directory.peek().dictionary_version)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import sqlite_utils
 
+from trust.files import private_file
+
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL,"
     " query_id TEXT NOT NULL, query_type TEXT NOT NULL, purpose TEXT NOT NULL,"
@@ -71,7 +73,7 @@ class StateDB:
     """One node's state.db: a reader connection and a group-committing writer connection."""
 
     def __init__(self, path: Path, *, sync: str = "normal") -> None:
-        self.path = path
+        self.path = private_file(path)  # 0600 before SQLite opens it; -wal/-shm follow
         self._writer_conn = self._connect(sync)
         with self._writer_conn:
             for stmt in SCHEMA:

@@ -38,6 +38,7 @@ import sqlite_utils
 from trust.clock import now_ms
 from trust.dictionary import ID_FIELD, DataDictionary, Dataset
 from trust.errors import ConfigError
+from trust.files import private_file
 
 IMPORT_COLUMN = "_import_id"
 CACHE_KIB = -65536  # negative: KiB, as SQLite takes it
@@ -120,10 +121,11 @@ class DataStore:
 
     def __init__(self, path: Path, *, dictionary: DataDictionary) -> None:
         try:
+            private_file(path)
             # isolation_level=None: we issue BEGIN/COMMIT ourselves, so one
             # import is exactly one transaction, whatever the driver thinks.
             self.conn = sqlite3.connect(path, timeout=60, isolation_level=None)
-        except sqlite3.Error as exc:
+        except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"Cannot open the node's data store {path}: {exc}.") from exc
         self.path = path
         self.db = sqlite_utils.Database(self.conn)

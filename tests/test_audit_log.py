@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from node.audit import AuditEvent, AuditLog, AuditRecord, verify_chain
+from node.audit import AuditLog
 from node.state import StateDB
+from trust.audit_record import AuditEvent, AuditRecord, verify_chain
 from trust.errors import VerificationError
 from trust.keys import SigningKey
 

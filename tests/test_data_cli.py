@@ -157,3 +157,16 @@ def test_kill_9_mid_import_leaves_the_store_as_before(node_dir: Path, tmp_path: 
         rcf(node_dir, "data", "import", str(small), "--dataset", "irregular_movements").returncode
         == 0
     )
+
+
+def test_the_audit_record_counts_every_rejected_row(node_dir: Path, tmp_path: Path) -> None:
+    path = tmp_path / "many-bad.csv"
+    rows = [f"C-{i},2024-02-01,THA,TH-85,sea,arrival,QQQ,M,18-59,intercepted,1" for i in range(25)]
+    path.write_text("\n".join([HEADER, "C-ok,2024-02-01,THA,TH-85,sea,arrival,MMR,M,18-59,"
+                               "intercepted,1", *rows]) + "\n")  # fmt: skip
+    r = rcf(node_dir, "data", "import", str(path), "--dataset", "irregular_movements",
+            "--skip-invalid")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    audit = json.loads(rcf(node_dir, "audit", "show", "--json").stdout)
+    last = [a for a in audit if a["query_type"] == "data_import"][-1]
+    assert last["reason"].endswith("rejected=25"), last["reason"]

@@ -465,8 +465,9 @@ def test_node_config_typo_is_one_clear_error(net: Network) -> None:
 def test_audit_records_written_beside_a_running_node_keep_the_chain(net: Network) -> None:
     # An operator command (e.g. `rcf data purge`) appends to state.db from another
     # process while the node serves; both must keep one unbroken chain.
-    from node.audit import AuditEvent, AuditLog, verify_chain
+    from node.audit import AuditLog
     from node.state import StateDB
+    from trust.audit_record import AuditEvent, verify_chain
 
     th = net.nodes["TH"]
     client = net.client("AU")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -84,7 +85,8 @@ def test_join_tokens_are_one_time_bound_and_expiring(registry: Registry) -> None
         registry.enroll_with_token(
             secret=secret, member_id="TH", csr_pem=_csr("TH"), signing_public_key=key
         )
-    expired = registry.create_join_token("TH", ttl_ms=-1)
+    expired = registry.create_join_token("TH", ttl_ms=1)
+    time.sleep(0.01)
     with pytest.raises(RegistryError, match="expired"):
         registry.enroll_with_token(
             secret=expired, member_id="TH", csr_pem=_csr("TH"), signing_public_key=key
@@ -100,7 +102,9 @@ def test_key_rotation_keeps_old_keys_listed_and_closed(registry: Registry) -> No
     old, new = SigningKey.generate(), SigningKey.generate()
     registry.enroll_offline(member_id="TH", csr_pem=_csr("TH"), signing_public_key=old.public_key)
     first_cert = registry.node_fingerprint("TH")
-    registry.enroll_offline(member_id="TH", csr_pem=_csr("TH"), signing_public_key=new.public_key)
+    registry.enroll_offline(
+        member_id="TH", csr_pem=_csr("TH"), signing_public_key=new.public_key, replace=True
+    )
     th = registry.snapshot().member("TH")
     assert th is not None
     keys = {k.key_id: k for k in th.signing_keys}

@@ -233,6 +233,20 @@ def certificate_matches_key(cert_pem: bytes, key_pem: bytes) -> bool:
     return cert_pub == key_pub
 
 
+def certificate_matches_csr(cert_pem: bytes, csr_pem: bytes) -> bool:
+    """True if the certificate certifies the public key the CSR carries."""
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    try:
+        csr_pub = x509.load_pem_x509_csr(csr_pem).public_key()
+    except ValueError:
+        return False
+    cert_pub = load_certificate(cert_pem).public_key()
+    return bool(
+        cert_pub.public_bytes(serialization.Encoding.DER, spki)
+        == csr_pub.public_bytes(serialization.Encoding.DER, spki)
+    )
+
+
 @functools.lru_cache(maxsize=1024)
 def peer_identity(cert_pem: bytes) -> tuple[str, str]:
     """(common name, fingerprint) of a peer certificate, cached: peers reconnect with the

@@ -9,7 +9,6 @@ message is parsed only after every signature holds.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from google.protobuf.message import DecodeError, Message
 from protos.rcf.v1 import envelope_pb2
 from trust.dsse import Envelope, sign_envelope, verify_envelope, verify_pinned
 from trust.errors import RcfError, VerificationError
+from trust.files import write_private
 from trust.keys import SigningKey
 
 M = TypeVar("M", bound=Message)
@@ -126,11 +126,4 @@ def read_envelope(path: Path, *, what: str, error: type[RcfError] = Verification
 
 def store_envelope(path: Path, envelope: Envelope) -> None:
     """Replace path with the envelope so a crash leaves the old or the new file; mode 0600."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(envelope.to_proto().SerializeToString())
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.chmod(tmp, 0o600)  # an existing .tmp may have kept a looser mode
-    tmp.replace(path)
+    write_private(path, envelope.to_proto().SerializeToString())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -42,6 +43,8 @@ from trust.keys import SigningKey
 log = structlog.get_logger("rcf.policy")
 
 SEED_FILENAME = "node.toml [allow]"
+# The query id of the audit record a policy version's application writes (see _record).
+_POLICY_QUERY = re.compile(r"^policy-[A-Z0-9-]+-v([0-9]+)$")
 
 
 class PolicyGate:
@@ -227,8 +230,12 @@ class PolicyAdmin:
         return replace(policy, version=stored.version)
 
     def load_active(self, seed_allow: Mapping[str, tuple[str, ...]] | None = None) -> Policy:
-        """The active policy; a node without one is seeded from node.toml [allow]."""
+        """The active policy; a node without one is seeded from node.toml [allow].
+
+        The active version must be the one the audit chain last recorded as applied
+        (see match_audit), so a deleted newest version is noticed, not silently skipped."""
         stored = self.store.active()
+        self.match_audit(stored)
         if stored is None:
             source = seed_source(seed_allow or {}, self.member_id)
             seeded = self.store.append(
@@ -245,6 +252,43 @@ class PolicyAdmin:
             stored = seeded or self.store.active()
             assert stored is not None
         return self.compile(stored)
+
+    def match_audit(self, stored: StoredVersion | None) -> None:
+        """Raise ConfigError unless stored (the newest version) is the one the audit log last
+        recorded as applied.
+
+        Versions newer than the last audited one are verified and their missing records
+        written: state.db and the audit record are two commits, and a crash between them
+        must not leave a node that never starts again."""
+        last = self._audit.last_of_type("PolicyChange")
+        match = _POLICY_QUERY.match(last.event.query_id) if last is not None else None
+        audited = int(match.group(1)) if match else 0
+        active = stored.version if stored is not None else 0
+        if audited > active:
+            raise ConfigError(
+                f"The audit log records policy version {audited} as applied but state.db's "
+                f"newest is {active or 'none'}, so a policy version was removed; restore "
+                "state.db from a backup (the node does not start on an older policy).",
+                reason="policy_rollback",
+            )
+        if last is not None and stored is not None and audited == active:
+            if last.event.request_sha256 != stored.source_sha256:
+                raise ConfigError(
+                    f"Policy version {active} in state.db is not the one the audit log records "
+                    "as applied; restore state.db from a backup.",
+                    reason="policy_rollback",
+                )
+            return
+        for version in range(audited + 1, active + 1):
+            missing = self.store.get(version)
+            if missing is None:
+                raise ConfigError(
+                    f"Policy version {version} is missing from state.db; restore it from a backup.",
+                    reason="policy_rollback",
+                )
+            self.verify(missing)
+            log.warning("policy_audit_record_restored", version=version)
+            self._record(missing)
 
     def open_gate(self, seed_allow: Mapping[str, tuple[str, ...]] | None = None) -> PolicyGate:
         """The gate the pipeline decides with, holding the active policy."""
