@@ -18,6 +18,7 @@ Phonetic codes: over the Latin spellings of each entry of ``node.names``,
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import itertools
 import unicodedata
@@ -40,14 +41,10 @@ Fn = Callable[[str], str]
 
 def _candidates() -> dict[str, Fn]:
     found: dict[str, Fn] = {}
-    try:
+    with contextlib.suppress(ImportError):
         found["anyascii"] = importlib.import_module("anyascii").anyascii
-    except ImportError:
-        pass
-    try:
+    with contextlib.suppress(ImportError):
         found["unidecode"] = importlib.import_module("unidecode").unidecode
-    except ImportError:
-        pass
     try:
         icu = importlib.import_module("icu")
         tr = icu.Transliterator.createInstance("Any-Latin; Latin-ASCII")

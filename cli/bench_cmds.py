@@ -17,6 +17,7 @@ from trust.errors import ConfigError
 BENCHMARKS = {
     "ping": "benchmarks.ping",
     "import": "benchmarks.bench_import",
+    "identity-index": "benchmarks.identity_index",
 }
 
 

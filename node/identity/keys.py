@@ -109,7 +109,7 @@ class DocumentRecord:
 
 @dataclass(frozen=True)
 class PersonRecord:
-    """A person: names (primary first; any script), partial date of birth, nationality, documents."""
+    """A person: names (primary first, any script), date of birth, nationality, documents."""
 
     record_id: str
     names: tuple[str, ...]
@@ -178,7 +178,9 @@ def document_key(issuing_state: str, number: str) -> MatchKey:
     return MatchKey(
         KeyKind.DOCUMENT,
         Strength.EXACT,
-        _encode(KeyKind.DOCUMENT, normalize_state(issuing_state), normalize_document_number(number)),
+        _encode(
+            KeyKind.DOCUMENT, normalize_state(issuing_state), normalize_document_number(number)
+        ),
     )
 
 

@@ -174,9 +174,7 @@ def parse_mrz(
     shape = (len(lines), len(lines[0]) if lines else 0)
     fmt = next((f for f, layout in LAYOUTS.items() if layout == shape), None)
     if fmt is None or any(len(line) != shape[1] for line in lines):
-        raise _error(
-            "layout", "bad_layout", "is not 3 lines of 30, 2 of 36 or 2 of 44 characters"
-        )
+        raise _error("layout", "bad_layout", "is not 3 lines of 30, 2 of 36 or 2 of 44 characters")
     for line in lines:
         if not _CHARSET.fullmatch(line):
             raise _error("layout", "bad_character", "holds a character outside A-Z, 0-9 and <")
