@@ -113,8 +113,8 @@ def transliteration_rates() -> dict[str, dict[str, tuple[float, float, int]]]:
         for s in spellings:
             n = _norm(s)
             if n is not None:
-                exact |= name_forms(n)
-                phon |= phonetic_forms(n)
+                exact |= set(name_forms(n))
+                phon |= set(phonetic_forms(n))
         latin_forms.append((exact, phon))
     out: dict[str, dict[str, tuple[float, float, int]]] = {}
     for cand, fn in _candidates().items():
@@ -124,9 +124,9 @@ def transliteration_rates() -> dict[str, dict[str, tuple[float, float, int]]]:
             for key in (script, "all"):
                 counts = hits[key]
                 counts[2] += 1
-                if n is not None and name_forms(n) & exact:
+                if n is not None and set(name_forms(n)) & exact:
                     counts[0] += 1
-                if n is not None and phonetic_forms(n) & phon:
+                if n is not None and set(phonetic_forms(n)) & phon:
                     counts[1] += 1
         out[cand] = {k: (v[0] / v[2], v[1] / v[2], v[2]) for k, v in sorted(hits.items())}
     return out
@@ -161,7 +161,7 @@ def phonetic_rates() -> dict[str, tuple[float, float]]:
                 per: list[set[str]] = []
                 for s in spellings:
                     n = _norm(s)
-                    per.append(phonetic_forms(n, code) if n else set())
+                    per.append(set(phonetic_forms(n, code)) if n else set())
                 for a, b in itertools.combinations(per, 2):
                     same[1] += 1
                     same[0] += bool(a & b)

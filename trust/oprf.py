@@ -15,7 +15,9 @@ identity element (RFC 9497 section 2.1, DeserializeElement).
 rbcl notes: ``crypto_scalarmult_ristretto255`` does not clamp despite its
 docstring (libsodium only clears bit 255, which a reduced scalar never sets),
 and it fails when the product is the identity; ``crypto_core_ristretto255_is_valid_point``
-accepts the identity, so it is refused here explicitly.
+accepts the identity, so it is refused here explicitly; and rbcl's bundled
+libsodium accepts encodings with bit 255 set (as the element without it), which
+RFC 9496 calls non-canonical, so those are refused here too.
 """
 
 from __future__ import annotations
@@ -98,7 +100,9 @@ def deserialize_element(data: bytes) -> bytes:
     data = bytes(data)
     if hmac.compare_digest(data, IDENTITY):
         raise InvalidElement("The identity element is not an acceptable OPRF element.")
-    if not rbcl.crypto_core_ristretto255_is_valid_point(data):
+    # rbcl's bundled libsodium ignores bit 255 when decoding (it takes x and x | 2^255
+    # as the same element); RFC 9496 says such an encoding is not canonical.
+    if data[31] & 0x80 or not rbcl.crypto_core_ristretto255_is_valid_point(data):
         raise InvalidElement("The bytes are not a canonical ristretto255 element encoding.")
     return data
 
