@@ -18,6 +18,7 @@ BENCHMARKS = {
     "ping": "benchmarks.ping",
     "import": "benchmarks.bench_import",
     "merkle": "benchmarks.merkle_log",
+    "identity-index": "benchmarks.identity_index",
 }
 
 
