@@ -72,6 +72,16 @@ class PeerClient:
         self._max_bytes = max_message_bytes
         self._lock = threading.Lock()
         self._channels: dict[tuple[str, str], grpc.Channel] = {}
+        self._inflight = 0
+
+    @property
+    def inflight(self) -> int:
+        """Calls sent and not yet audited: how many audit writes may come soon."""
+        return self._inflight
+
+    def _count(self, delta: int) -> None:
+        with self._lock:
+            self._inflight += delta
 
     def _channel(self, member_id: str, endpoint: str) -> grpc.Channel:
         with self._lock:
@@ -187,6 +197,20 @@ class PeerClient:
     ) -> PeerAnswer[Resp]:
         """Send one signed query to responder and return its verified answer."""
         out = self._prepare(spec, responder, purpose, fill)
+        self._count(1)
+        try:
+            return self._call(spec, out, responder, purpose, timeout_s)
+        finally:
+            self._count(-1)
+
+    def _call(
+        self,
+        spec: QuerySpec[Req, Resp],
+        out: _Outgoing,
+        responder: str,
+        purpose: str,
+        timeout_s: float,
+    ) -> PeerAnswer[Resp]:
         method = out.channel.unary_unary(
             spec.method,
             request_serializer=envelope_pb2.Envelope.SerializeToString,

@@ -29,9 +29,6 @@ from trust.serving import InstanceLock, bind, build_server
 log = structlog.get_logger("rcf.node")
 
 LOOPBACK_PREFIXES = ("127.", "localhost:", "[::1]:")
-# How long a group-commit leader waits for overlapping requests' audit records
-# (rcf bench ping measures the effect; a lone request never waits).
-AUDIT_GATHER_WINDOW_S = 0.002
 
 
 class NodeServer:
@@ -64,7 +61,10 @@ class NodeServer:
             ),
             purposes=lambda: self._purposes,
         )
-        self.state.gather(lambda: self.pipeline.inflight, window_s=AUDIT_GATHER_WINDOW_S)
+        self.state.gather(
+            lambda: self.pipeline.inflight + self.peers.inflight,
+            window_s=config.audit_gather_ms / 1000,
+        )
         self.peers = PeerClient(
             member_id=config.member_id,
             signing_key=self.signing_key,

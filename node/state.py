@@ -49,6 +49,8 @@ SCHEMA = (
 )
 
 Write = Callable[[sqlite3.Connection], object]
+# A batch this large stops the leader's wait for more (see StateDB.gather).
+GATHER_CAP = 64
 BatchHook = Callable[[sqlite3.Connection], None]
 RollbackHook = Callable[[], None]
 
@@ -98,22 +100,22 @@ class StateDB:
         self._rollback_hooks.append(on_rollback)
 
     def gather(self, expected_writers: Callable[[], int], *, window_s: float) -> None:
-        """Let a batch leader wait up to window_s for followers while fewer than
-        expected_writers() waiting writes are queued: one commit, head signature
-        and fsync then serve many requests. A lone writer never waits."""
+        """Let a batch leader wait up to window_s for followers when writers overlap
+        (expected_writers() > 1): one commit, head signature and fsync then serve many
+        requests. A lone writer never waits; a full batch (GATHER_CAP) stops waiting."""
         self._expected = expected_writers
         self._gather_s = window_s
 
     def _wait_for_followers(self) -> None:
         expected = self._expected
-        if expected is None or self._gather_s <= 0:
+        if expected is None or self._gather_s <= 0 or expected() <= 1:
             return
         deadline = time.monotonic() + self._gather_s
         with self._lock:
             while True:
                 waiting = sum(1 for p in self._pending if p.wake is not None)
                 remaining = deadline - time.monotonic()
-                if waiting >= expected() or remaining <= 0:
+                if waiting >= GATHER_CAP or remaining <= 0:
                     return
                 self._arrived.wait(remaining)
 
