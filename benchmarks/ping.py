@@ -163,7 +163,7 @@ def run(*, quick: bool = False) -> BenchResult:
             signed_rates, bare_rates, best_rates = [], [], []
             signed_p50, bare_p50, signed_lat_all = [], [], []
             signed_calls = bare_calls = 0
-            records0, batches0 = _audit_counts(th_layout.state_db)
+            records0, _ = _audit_counts(th_layout.state_db)
             records_in_throughput = batches_in_throughput = 0
             for _ in range(rounds):
                 lat = _sequential(signed, sequential_n)
@@ -179,7 +179,7 @@ def run(*, quick: bool = False) -> BenchResult:
                 best_rates.append(asyncio.run(_async_throughput(echo_address, tls, total)))
                 signed_calls += total // IN_FLIGHT * IN_FLIGHT
                 bare_calls += total // IN_FLIGHT * IN_FLIGHT
-            records1, batches1 = _audit_counts(th_layout.state_db)
+            records1, _ = _audit_counts(th_layout.state_db)
             assert records1 - records0 == rounds * (sequential_n + total // IN_FLIGHT * IN_FLIGHT)
             channel.close()
         finally:
