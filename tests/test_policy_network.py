@@ -208,3 +208,33 @@ def test_a_tampered_stored_policy_stops_the_node(tmp_path: Path) -> None:
             NodeServer(net.layout("TH"))
     finally:
         net.close()
+
+
+def test_refused_probes_count_against_the_rate_limit(net: Network) -> None:
+    th = net.nodes["TH"]
+    text = ping_policy("ping", ["AU"]).replace(
+        'query = "Ping"\n',
+        'query = "Ping"\npurposes = ["audit"]\nrate_limit = { count = 3, per = "day" }\n',
+    )
+    apply_over_rpc(th, text)
+    au = net.client("AU")
+    for _ in range(3):  # probing with a purpose the rule does not grant
+        err = refusal_of(lambda: au.ping(th, purpose="investigation"))
+        assert reason_of(err) == "not_permitted"
+    err = refusal_of(lambda: au.ping(th, purpose="audit"))  # now even the granted one
+    assert reason_of(err) == "limit_reached"
+    assert th.audit.records(limit=1)[0].event.reason == "rate_limited"
+
+
+def test_detailed_reasons_only_for_the_requesters_the_policy_names(net: Network) -> None:
+    th = net.nodes["TH"]
+    text = ping_policy("ping", ["AU", "NZ"]).replace(
+        'query = "Ping"\n', 'query = "Ping"\npurposes = ["audit"]\n'
+    )
+    text = text.replace('member = "TH"\n', 'member = "TH"\ndisclose_reasons_to = ["NZ"]\n')
+    apply_over_rpc(th, text)
+    nz_err = refusal_of(lambda: net.client("NZ").ping(th, purpose="investigation"))
+    au_err = refusal_of(lambda: net.client("AU").ping(th, purpose="investigation"))
+    assert reason_of(nz_err) == "purpose_not_allowed"
+    assert reason_of(au_err) == "not_permitted"
+    assert nz_err.details() == au_err.details()  # the sentence is the same for everyone

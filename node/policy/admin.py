@@ -72,6 +72,8 @@ class PolicyGate:
     def check(self, requester: Member, query: QueryDescription) -> Decision:
         """Decide and charge; raise RequestRejected (public reason only) to refuse."""
         decision = self.decide(requester, query)
+        if not decision.allowed and decision.charges and self._usage is not None:
+            self._usage.charge(requester.member_id, decision.charges, force=True)
         if decision.allowed and decision.charges and self._usage is not None:
             overdraw = self._usage.charge(requester.member_id, decision.charges)
             if overdraw is not None:
@@ -86,7 +88,10 @@ class PolicyGate:
                 rule=decision.rule_id,
                 policy_version=decision.policy_version,
             )
-            raise refusal(decision.reason)
+            error = refusal(decision.reason)
+            if self._policy.discloses_reasons_to(requester):
+                error.reason = decision.reason
+            raise error
         return decision
 
 

@@ -239,12 +239,16 @@ def decide(
         )
     if refusal is not None:
         rule, code, why = refusal
+        # A refused probe still counts against the rule's rate limit, so a requester
+        # cannot map the policy with unlimited free refusals.
+        _, charges = _grant(rule, query, now_ms)
         return Decision(
             allowed=False,
             reason=code,
             rule_id=rule.id,
             explanation=f"rule '{rule.id}' (line {rule.line}) applies but {why}",
             policy_version=version,
+            charges=tuple(c for c in charges if c.kind == "rate"),
             trace=tuple(trace),
         )
     what = query.query_type + (f" on {query.dataset}" if query.dataset else "")

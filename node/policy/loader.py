@@ -38,7 +38,7 @@ from node.policy.sourcemap import SourceMap, build_source_map
 from trust.errors import ConfigError
 
 TOP_KEYS = ("policy", "rule")
-POLICY_KEYS = ("member", "description")
+POLICY_KEYS = ("member", "description", "disclose_reasons_to")
 COMMON_KEYS = (
     "id",
     "requesters",
@@ -352,6 +352,13 @@ def parse_policy(text: str, filename: str = "<policy>") -> Loaded:
             "member ids are upper-case codes such as TH or RSO",
         )
     description = reader.string(head, ("policy",), "description") or ""
+    disclose = reader.strings(head, ("policy",), "disclose_reasons_to") or ()
+    for entry in disclose:
+        problem = requester_problem(entry)
+        if problem:
+            reader.error(
+                ("policy", "disclose_reasons_to"), f"'{entry}' is not a requester.", problem
+            )
     raw_rules = data.get("rule", [])
     if not isinstance(raw_rules, list):
         reader.error(("rule",), "'rule' must be an array of tables: write each as [[rule]].")
@@ -377,6 +384,7 @@ def parse_policy(text: str, filename: str = "<policy>") -> Loaded:
         rules=tuple(rules),
         member=member,
         description=description,
+        disclose_reasons_to=tuple(disclose),
         source_sha256=hashlib.sha256(text.encode()).hexdigest(),
     )
     if any(i.severity == "error" for i in issues):

@@ -55,6 +55,19 @@ def to_micro(epsilon: float) -> int:
     return round(epsilon * MICRO)
 
 
+def names(entries: tuple[str, ...], requester: Member) -> bool:
+    """Whether requester entries (member id, group:NAME, role:NAME, "*") name requester."""
+    for entry in entries:
+        if entry in ("*", requester.member_id):
+            return True
+        kind, _, name = entry.partition(":")
+        if (kind == "group" and name in requester.groups) or (
+            kind == "role" and name in requester.roles
+        ):
+            return True
+    return False
+
+
 @dataclass(frozen=True)
 class RateLimit:
     count: int
@@ -96,15 +109,7 @@ class Rule:
 
     def names(self, requester: Member) -> bool:
         """Whether this rule's requesters include requester."""
-        for entry in self.requesters:
-            if entry in ("*", requester.member_id):
-                return True
-            kind, _, name = entry.partition(":")
-            if (kind == "group" and name in requester.groups) or (
-                kind == "role" and name in requester.roles
-            ):
-                return True
-        return False
+        return names(self.requesters, requester)
 
     def valid_on(self, day: dt.date) -> bool:
         return (self.valid_from is None or self.valid_from <= day) and (
@@ -119,11 +124,17 @@ class Policy:
     rules: tuple[Rule, ...]
     member: str = ""
     description: str = ""
+    # Requesters (member, group:, role:, or "*") told the detailed refusal code
+    # instead of only not_permitted / limit_reached.
+    disclose_reasons_to: tuple[str, ...] = ()
     version: int = 0  # the store's version number; 0 for a file not yet applied
     source_sha256: str = ""
 
     def rule(self, rule_id: str) -> Rule | None:
         return next((r for r in self.rules if r.id == rule_id), None)
+
+    def discloses_reasons_to(self, requester: Member) -> bool:
+        return names(self.disclose_reasons_to, requester)
 
 
 @dataclass(frozen=True)

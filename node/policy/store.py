@@ -190,12 +190,15 @@ class UsageStore:
         )
         return int(str(rows[0][0])) if rows else 0
 
-    def charge(self, requester: str, charges: tuple[Charge, ...]) -> Overdraw | None:
-        """Add every charge, or none if any would pass its limit (then say which)."""
+    def charge(
+        self, requester: str, charges: tuple[Charge, ...], *, force: bool = False
+    ) -> Overdraw | None:
+        """Add every charge, or none if any would pass its limit (then say which).
+        force: add them even past the limit (a refused query still counts)."""
 
         def write(conn: sqlite3.Connection) -> Overdraw | None:
             # The writer thread runs one write at a time, so check-then-add cannot race.
-            for c in charges:
+            for c in charges if not force else ():
                 row = conn.execute(
                     "SELECT used FROM policy_usage WHERE requester = ? AND kind = ?"
                     " AND scope = ? AND period = ?",
