@@ -64,10 +64,15 @@ class HubClient:
         )
         self._stub = hub_pb2_grpc.HubStub(self._channel)
 
-    def get_directory(self, *, have_serial: int, timeout_s: float = 10.0) -> Envelope:
+    def get_directory(
+        self, *, have_serial: int, timeout_s: float = 10.0, wait_for_ready: bool = False
+    ) -> Envelope:
+        """The hub's current signed directory; wait_for_ready rides through a reconnect."""
         try:
             reply = self._stub.GetDirectory(
-                hub_pb2.GetDirectoryRequest(have_serial=have_serial), timeout=timeout_s
+                hub_pb2.GetDirectoryRequest(have_serial=have_serial),
+                timeout=timeout_s,
+                wait_for_ready=wait_for_ready,
             )
         except grpc.RpcError as exc:
             raise _hub_error(exc) from exc
@@ -84,14 +89,22 @@ class HubClient:
         return Envelope.from_proto(reply)
 
     def update_endpoint(
-        self, *, member_id: str, endpoint: str, key: SigningKey, timeout_s: float = 10.0
+        self,
+        *,
+        member_id: str,
+        endpoint: str,
+        key: SigningKey,
+        timeout_s: float = 10.0,
+        wait_for_ready: bool = False,
     ) -> Envelope:
         update = hub_pb2.EndpointUpdate(
             member_id=member_id, endpoint=endpoint, issued_at_ms=now_ms()
         )
         signed = sign_document(update, [key])
         try:
-            reply = self._stub.UpdateEndpoint(signed.to_proto(), timeout=timeout_s)
+            reply = self._stub.UpdateEndpoint(
+                signed.to_proto(), timeout=timeout_s, wait_for_ready=wait_for_ready
+            )
         except grpc.RpcError as exc:
             raise _hub_error(exc) from exc
         return Envelope.from_proto(reply)

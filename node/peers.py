@@ -21,7 +21,7 @@ from google.protobuf.message import DecodeError
 
 from node.audit import AuditLog
 from node.directory_cache import DirectoryCache
-from node.pipeline import check_active, sha256_hex
+from node.pipeline import STALE_DIRECTORY_REASONS, check_active, sha256_hex
 from node.protocol import QuerySpec, Req, Resp
 from protos.rcf.v1 import envelope_pb2
 from trust import pki
@@ -32,6 +32,9 @@ from trust.errors import PeerError, RcfError
 from trust.keys import SigningKey
 from trust.status import read_refusal
 from trust.tls import TlsMaterial, secure_channel
+
+# How long to give a peer that refused us for a stale directory to fetch a new one.
+PEER_CATCH_UP_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,9 @@ class PeerClient:
         self._lock = threading.Lock()
         self._channels: dict[tuple[str, str], grpc.Channel] = {}
         self._inflight = 0
+        # Set by the node: fetch the newest directory now (rate-limited); called when
+        # a failure suggests that this side or the peer has not caught up yet.
+        self.refresh_directory: Callable[[], None] | None = None
 
     @property
     def inflight(self) -> int:
@@ -138,7 +144,9 @@ class PeerClient:
         check_active(member)
         endpoints = [n.endpoint for n in member.nodes if n.endpoint]
         if not endpoints:
-            raise PeerError(f"{responder} has no node endpoint in the directory yet.")
+            raise PeerError(
+                f"{responder} has no node endpoint in the directory yet.", reason="no_endpoint"
+            )
         request = spec.request_cls()
         now = now_ms()
         h = request.header
@@ -195,13 +203,57 @@ class PeerClient:
         fill: Callable[[Req], None],
         timeout_s: float,
     ) -> PeerAnswer[Resp]:
-        """Send one signed query to responder and return its verified answer."""
+        """Send one signed query to responder and return its verified answer.
+
+        A failure that a stale directory explains (the peer unknown here, its endpoint
+        moved, or the peer not knowing our key yet) is retried once after this node
+        fetched the newest directory, or after the peer had a moment to fetch its own.
+        """
+        try:
+            return self._call_once(spec, responder, purpose, fill, timeout_s)
+        except PeerError as exc:
+            if not self._caught_up_after(exc, responder):
+                raise
+        return self._call_once(spec, responder, purpose, fill, timeout_s)
+
+    def _call_once(
+        self,
+        spec: QuerySpec[Req, Resp],
+        responder: str,
+        purpose: str,
+        fill: Callable[[Req], None],
+        timeout_s: float,
+    ) -> PeerAnswer[Resp]:
         out = self._prepare(spec, responder, purpose, fill)
         self._count(1)
         try:
             return self._call(spec, out, responder, purpose, timeout_s)
         finally:
             self._count(-1)
+
+    def _caught_up_after(self, error: PeerError, responder: str) -> bool:
+        """Whether a retry may now succeed; rewords error when the peer is behind."""
+        ours = self._directory.peek().serial
+        theirs = error.metadata.get("directory_serial", "")
+        if error.reason.removeprefix("refused:") in STALE_DIRECTORY_REASONS and theirs.isdigit():
+            if int(theirs) < ours:
+                # The peer refused because it has not seen our key or certificate yet;
+                # refusing made it fetch the newest directory. Give it a moment.
+                time.sleep(PEER_CATCH_UP_S)
+                error.message = (
+                    f"{responder} does not know this node's current key or certificate yet: "
+                    f"its directory (serial {theirs}) is older than ours (serial {ours}); it "
+                    "fetches the newest one at once and at every refresh (each minute by "
+                    "default), so try again shortly."
+                )
+                error.args = (error.message,)
+                return True
+        elif error.reason not in ("unknown_member", "no_endpoint", "unreachable"):
+            return False
+        if self.refresh_directory is None:
+            return False
+        self.refresh_directory()
+        return self._directory.peek().serial != ours
 
     def _call(
         self,
@@ -338,4 +390,5 @@ def _peer_error(responder: str, exc: grpc.RpcError) -> PeerError:
         f"{responder} refused the request ({code.name}): {refusal.message}",
         reason=f"refused:{refusal.reason}" if refusal.reason else "refused",
         status=code.name,
+        metadata={k: v for k, v in refusal.metadata.items() if k == "directory_serial"},
     )

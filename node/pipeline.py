@@ -48,6 +48,11 @@ from trust.serving import internal_error
 
 log = structlog.get_logger("rcf.node")
 
+# Refusals that a directory one side has not refreshed yet explains.
+STALE_DIRECTORY_REASONS = frozenset(
+    {"unknown_key", "key_not_valid", "tls_cert_not_enrolled", "wrong_signer"}
+)
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -111,6 +116,7 @@ class Pipeline:
         policy: PolicyGate,
         limits: Limits,
         purposes: Callable[[], Collection[str]],
+        on_stale_directory: Callable[[], None] | None = None,
     ) -> None:
         self.member_id = member_id
         self._key = signing_key
@@ -120,6 +126,7 @@ class Pipeline:
         self._policy = policy
         self._limits = limits
         self._purposes = purposes
+        self._on_stale = on_stale_directory
         self._inflight = 0
         self._inflight_lock = threading.Lock()
 
@@ -353,6 +360,12 @@ class Pipeline:
         """Audit a refusal or failure and return what the requester may see of it."""
         if isinstance(exc, RcfError):
             error, audited = exc, exc.audit_reason
+            if exc.reason in STALE_DIRECTORY_REASONS:
+                # Perhaps the requester is newer than our directory: say which serial we
+                # hold, and fetch the newest one now rather than at the next refresh.
+                error.metadata["directory_serial"] = str(self._directory.peek().serial)
+                if self._on_stale is not None:
+                    self._on_stale()
             log.info(
                 "request_refused", query_id=seen.query_id, query_type=seen.query_type,
                 requester=seen.requester, reason=audited,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from typing import Any
 
 import structlog
@@ -29,6 +30,8 @@ from trust.serving import InstanceLock, bind, build_server
 log = structlog.get_logger("rcf.node")
 
 LOOPBACK_PREFIXES = ("127.", "localhost:", "[::1]:")
+# At most one refresh triggered by a stale-looking failure per this many seconds.
+URGENT_REFRESH_EVERY_S = 5.0
 
 
 class NodeServer:
@@ -60,6 +63,7 @@ class NodeServer:
                 max_request_ttl_ms=int(config.max_request_ttl_s * 1000),
             ),
             purposes=lambda: self._purposes,
+            on_stale_directory=self.refresh_soon,
         )
         self.state.gather(
             lambda: self.pipeline.inflight + self.peers.inflight,
@@ -74,7 +78,11 @@ class NodeServer:
             request_ttl_ms=int(config.request_ttl_s * 1000),
             max_message_bytes=config.max_message_bytes,
         )
+        self.peers.refresh_directory = self.refresh_now
         self.hub = HubClient(address=config.hub_address, tls=self.tls)
+        self._refresh_lock = threading.Lock()
+        self._urgent_lock = threading.Lock()
+        self._last_urgent = -URGENT_REFRESH_EVERY_S
         # gRPC itself stops messages far past the limit; between the two the
         # pipeline refuses them with an audit record.
         transport_limit = config.max_message_bytes * 2 + 64 * 1024
@@ -96,7 +104,7 @@ class NodeServer:
                 token=self._token,
                 peers=self.peers,
                 status=self.status,
-                refresh=self.refresh_directory,
+                refresh=lambda: self.refresh_directory(patient=True),
                 policy=self.policy,
                 record_operations=lambda: reconcile_operations(self.layout, self.audit),
             ),
@@ -151,8 +159,29 @@ class NodeServer:
         )
         tmp.replace(self.layout.runtime)
 
-    def refresh_directory(self, *, raise_errors: bool = True) -> None:
-        """Publish our endpoint if not yet done, then fetch the newest directory."""
+    def refresh_now(self) -> None:
+        """Fetch the newest directory now, unless that was tried in the last few seconds:
+        what a stale-looking failure triggers (a hostile peer cannot make the node
+        hammer the hub)."""
+        with self._urgent_lock:
+            if time.monotonic() - self._last_urgent < URGENT_REFRESH_EVERY_S:
+                return
+            self._last_urgent = time.monotonic()
+        self.refresh_directory(raise_errors=False)
+
+    def refresh_soon(self) -> None:
+        """refresh_now in the background (for request threads, which must not wait)."""
+        threading.Thread(target=self.refresh_now, name="dir-refresh-now", daemon=True).start()
+
+    def refresh_directory(self, *, raise_errors: bool = True, patient: bool = False) -> None:
+        """Publish our endpoint if not yet done, then fetch the newest directory.
+
+        patient: wait for the hub channel to (re)connect within the call's timeout
+        instead of failing at once while it backs off (for an operator's refresh)."""
+        with self._refresh_lock:
+            self._refresh(raise_errors=raise_errors, patient=patient)
+
+    def _refresh(self, *, raise_errors: bool, patient: bool) -> None:
         try:
             # A node that is not serving (a pure client) has no endpoint to publish.
             if self.address and not self._endpoint_published:
@@ -160,10 +189,13 @@ class NodeServer:
                     member_id=self.config.member_id,
                     endpoint=self.config.public_address or self.address,
                     key=self.signing_key,
+                    wait_for_ready=patient,
                 )
                 self.directory.update(envelope)
                 self._endpoint_published = True
-            envelope = self.hub.get_directory(have_serial=self.directory.peek().serial)
+            envelope = self.hub.get_directory(
+                have_serial=self.directory.peek().serial, wait_for_ready=patient
+            )
             if self.directory.update(envelope):
                 log.info("directory_updated", serial=self.directory.peek().serial)
             if sync_dictionary(

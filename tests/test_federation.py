@@ -430,19 +430,27 @@ def test_operator_api_needs_the_token(net: Network) -> None:
         assert reply.signer_member == "TH"
 
 
-def test_refresh_picks_up_new_members_and_endpoints(net: Network) -> None:
+def test_a_new_member_is_reached_at_once_without_waiting_for_a_refresh(net: Network) -> None:
     net.add_node("ID")
     au = net.nodes["AU"]
-    with pytest.raises(PeerError):
-        # AU has not refreshed: ID is unknown to it yet.
-        au.peers.call(
-            PING, responder="ID", purpose="connectivity-check", fill=lambda r: None, timeout_s=5
-        )
-    au.refresh_directory()
-    net.nodes["ID"].refresh_directory()
-    assert au.peers.call(
-        PING, responder="ID", purpose="connectivity-check", fill=lambda r: None, timeout_s=5
-    )
+    before = au.directory.peek().serial
+    # AU has not refreshed: ID is unknown to it, so AU fetches the directory and retries.
+    assert call_ping(au, "ID").signer_member == "ID"
+    assert au.directory.peek().serial > before
+
+
+def test_a_peer_behind_on_the_directory_catches_up_when_it_refuses(net: Network) -> None:
+    idn = net.add_node("ID")
+    idn.refresh_directory()
+    th = net.nodes["TH"]
+    stale = th.directory.peek().serial
+    assert stale < idn.directory.peek().serial
+    # TH does not know ID's key yet: it refuses (saying which serial it holds), fetches
+    # the newest directory at once, and ID's retry is answered.
+    assert call_ping(idn, "TH").signer_member == "TH"
+    assert th.directory.peek().serial > stale
+    first = [r.event for r in th.audit.records() if r.event.requester == "ID"][0]
+    assert (first.decision, first.reason) == ("refused", "unknown_key")
 
 
 def test_node_config_typo_is_one_clear_error(net: Network) -> None:
@@ -500,3 +508,14 @@ def test_unreachable_peer_is_one_clear_error_and_audited_as_failed(net: Network)
     rec = au.audit.records(limit=1)[0].event
     assert (rec.side, rec.responder, rec.decision) == ("requester", "TH", "failed")
     assert rec.reason == info.value.reason
+
+
+def test_an_operator_refresh_rides_through_the_hubs_reconnect(net: Network) -> None:
+    th = net.nodes["TH"]
+    net.stop_hub()
+    with pytest.raises(PeerError):
+        th.refresh_directory()  # the channel now backs off before reconnecting
+    time.sleep(1.5)
+    net.start_hub()
+    th.refresh_directory(patient=True)  # first try, no retry loop
+    assert th.last_refresh_error == ""

@@ -22,6 +22,7 @@ class RcfError(Exception):
         reason: str | None = None,
         status: str | None = None,
         audit_reason: str | None = None,
+        metadata: dict[str, str] | None = None,
     ):
         super().__init__(message)
         self.message = message
@@ -30,6 +31,9 @@ class RcfError(Exception):
         # The detailed code this side's audit log keeps when ``reason`` (what the
         # other side learns) is deliberately vaguer, e.g. for policy refusals.
         self.audit_reason = audit_reason or self.reason
+        # Machine-readable context for the other side (ErrorInfo metadata); never
+        # anything a requester sent.
+        self.metadata = dict(metadata or {})
 
     def __str__(self) -> str:
         return self.message

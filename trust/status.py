@@ -44,7 +44,9 @@ def rich_status(
 
 def abort_with(context: grpc.ServicerContext, error: RcfError) -> NoReturn:
     """End the call with the error's status code, sentence and reason code."""
-    context.abort_with_status(rich_status(status_code(error.status), error.message, error.reason))
+    context.abort_with_status(
+        rich_status(status_code(error.status), error.message, error.reason, error.metadata)
+    )
     raise AssertionError("abort_with_status returned")  # pragma: no cover - it always raises
 
 
