@@ -240,6 +240,7 @@ def _status_dict(s: operator_pb2.StatusResponse) -> dict[str, object]:
     return {
         "member_id": s.member_id,
         "federation_endpoint": s.federation_endpoint,
+        "metrics_endpoint": s.metrics_endpoint,
         "directory_serial": s.directory_serial,
         "directory_expires_at": utc_time(s.directory_expires_at_ms),
         "directory_fetched_at": utc_time(s.directory_fetched_at_ms),

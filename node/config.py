@@ -40,7 +40,23 @@ DEFAULTS: dict[str, Any] = {
     # How long a group-commit leader waits for overlapping requests' audit records
     # (0 disables; a lone request never waits). `rcf bench ping` measures its effect.
     "audit_gather_ms": 2.0,
+    # Prometheus metrics (loopback only); see metrics_listen_for.
+    "metrics_listen": "127.0.0.1:0",
 }
+METRICS_PORT = 9465
+
+
+def metrics_listen_for(listen: str) -> str:
+    """Where a node listening on listen serves metrics: a fixed port (9465) on its own
+    loopback address, or on 127.0.0.1 for a wildcard listen; any free port when the
+    federation port is not fixed either (tests, the demo)."""
+    host, port = split_address(listen, what="listen address")
+    if port == 0:
+        return "127.0.0.1:0"
+    loopback = unreachable_kind(listen) == "a loopback address"
+    return f"{host if loopback else '127.0.0.1'}:{METRICS_PORT}"
+
+
 KNOWN_KEYS = {"member_id", "hub_address", "hub_public_key", "allow", *DEFAULTS}
 
 
@@ -59,6 +75,7 @@ class NodeConfig:
     request_ttl_s: float
     audit_sync: str
     audit_gather_ms: float = 2.0
+    metrics_listen: str = "127.0.0.1:0"
     allow: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
@@ -79,7 +96,12 @@ def render_config(
     listen: str = LOCAL_LISTEN,
     public_address: str = "",
 ) -> str:
-    settings = {**DEFAULTS, "listen": listen, "public_address": public_address}
+    settings = {
+        **DEFAULTS,
+        "listen": listen,
+        "public_address": public_address,
+        "metrics_listen": metrics_listen_for(listen),
+    }
     lines = [
         "# rcf node configuration; edit and restart the node to apply.",
         f"member_id = {_toml_value(member_id)}",
@@ -199,6 +221,7 @@ class NodeLayout:
                 request_ttl_s=float(merged["request_ttl_s"]),
                 audit_sync=str(merged["audit_sync"]),
                 audit_gather_ms=float(merged["audit_gather_ms"]),
+                metrics_listen=str(merged["metrics_listen"]),
                 allow=allow,
             )
         except (KeyError, ValueError, TypeError) as exc:
@@ -206,6 +229,12 @@ class NodeLayout:
         if config.max_message_bytes < 1024 or config.directory_refresh_s <= 0:
             raise ConfigError(
                 f"{self.config}: limits must be positive (max_message_bytes >= 1024)."
+            )
+        split_address(config.metrics_listen, what=f"metrics_listen in {self.config}")
+        if unreachable_kind(config.metrics_listen) != "a loopback address":
+            raise ConfigError(
+                f"{self.config}: metrics_listen must be a loopback address (127.0.0.1:PORT); "
+                "the metrics are for this host's operator."
             )
         if not 0 <= config.audit_gather_ms <= 50:
             raise ConfigError(f"{self.config}: audit_gather_ms must be from 0 to 50.")

@@ -79,6 +79,8 @@ class PeerClient:
         # Set by the node: fetch the newest directory now (rate-limited); called when
         # a failure suggests that this side or the peer has not caught up yet.
         self.refresh_directory: Callable[[], None] | None = None
+        # Set by the node: (query type, responder, outcome) of every finished call.
+        self.observe: Callable[[str, str, str], None] | None = None
 
     @property
     def inflight(self) -> int:
@@ -179,6 +181,8 @@ class PeerClient:
         reason: str,
         response_sha256: str = "",
     ) -> None:
+        if self.observe is not None and decision != "streaming":
+            self.observe(spec.name, responder, "answered" if decision == "answered" else reason)
         self._audit.append(
             AuditEvent(
                 query_id=out.query_id,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import NoReturn
@@ -48,6 +49,9 @@ from trust.serving import internal_error
 
 log = structlog.get_logger("rcf.node")
 
+# query type, requester, decision, reason, seconds: for the node's metrics.
+Observer = Callable[[str, str, str, str, float], None]
+
 # Refusals that a directory one side has not refreshed yet explains.
 STALE_DIRECTORY_REASONS = frozenset(
     {"unknown_key", "key_not_valid", "tls_cert_not_enrolled", "wrong_signer"}
@@ -80,9 +84,10 @@ class _Seen:
     requester sends reaches the audit log unchecked.
     """
 
-    __slots__ = ("purpose", "query_id", "query_type", "request_sha256", "requester")
+    __slots__ = ("purpose", "query_id", "query_type", "request_sha256", "requester", "started")
 
     def __init__(self, *, query_type: str, request_sha256: str) -> None:
+        self.started = time.perf_counter()
         self.query_type = query_type
         self.request_sha256 = request_sha256
         self.query_id = ""
@@ -117,6 +122,7 @@ class Pipeline:
         limits: Limits,
         purposes: Callable[[], Collection[str]],
         on_stale_directory: Callable[[], None] | None = None,
+        observe: Observer | None = None,
     ) -> None:
         self.member_id = member_id
         self._key = signing_key
@@ -127,6 +133,7 @@ class Pipeline:
         self._limits = limits
         self._purposes = purposes
         self._on_stale = on_stale_directory
+        self._observe = observe
         self._inflight = 0
         self._inflight_lock = threading.Lock()
 
@@ -162,6 +169,7 @@ class Pipeline:
             self._audit.append(
                 seen.event(self.member_id, "answered", "ok", sha256_hex(sealed.payload))
             )
+            self._observed(seen, "answered", "ok")
             return sealed
         finally:
             self._leave()
@@ -180,6 +188,7 @@ class Pipeline:
             except Exception as exc:
                 self._raise_refused(seen, exc)
             self._audit.append(seen.event(self.member_id, "streaming", "ok", ""))
+            self._observed(seen, "streaming", "ok")
         finally:
             self._leave()
         assert spec.stream is not None
@@ -350,6 +359,11 @@ class Pipeline:
                 status="INVALID_ARGUMENT",
             )
 
+    def _observed(self, seen: _Seen, decision: str, reason: str) -> None:
+        if self._observe is not None:
+            elapsed = time.perf_counter() - seen.started
+            self._observe(seen.query_type, seen.requester, decision, reason, elapsed)
+
     def _raise_refused(self, seen: _Seen, exc: Exception) -> NoReturn:
         error = self._refused(seen, exc)
         if error is exc:
@@ -377,6 +391,7 @@ class Pipeline:
                 "request_failed", query_id=seen.query_id, query_type=seen.query_type,
                 requester=seen.requester, error=type(exc).__name__,
             )  # fmt: skip
+        self._observed(seen, decision, audited)
         try:
             self._audit.append(seen.event(self.member_id, decision, audited, ""))
         except Exception:

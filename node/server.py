@@ -16,6 +16,7 @@ from node.config import NodeLayout
 from node.dictionary import load_dictionary, sync_dictionary
 from node.federation import federation_handler
 from node.hub_client import HubClient
+from node.metrics import NodeGauges, NodeMetrics
 from node.operations import reconcile_operations
 from node.operator import OperatorServicer
 from node.peers import PeerClient
@@ -45,6 +46,7 @@ class NodeServer:
         self.signing_key = layout.load_signing_key()
         self.tls = layout.load_tls()
         self._token = layout.operator_token.read_text().strip()
+        self.metrics = NodeMetrics()
         core = build_core(layout, signing_key=self.signing_key)
         self.directory, self.state = core.directory, core.state
         self.audit, self.policy = core.audit, core.policy
@@ -64,6 +66,7 @@ class NodeServer:
             ),
             purposes=lambda: self._purposes,
             on_stale_directory=self.refresh_soon,
+            observe=self.metrics.observe_request,
         )
         self.state.gather(
             lambda: self.pipeline.inflight + self.peers.inflight,
@@ -79,6 +82,7 @@ class NodeServer:
             max_message_bytes=config.max_message_bytes,
         )
         self.peers.refresh_directory = self.refresh_now
+        self.peers.observe = self.metrics.observe_peer_call
         self.hub = HubClient(address=config.hub_address, tls=self.tls)
         self._refresh_lock = threading.Lock()
         self._urgent_lock = threading.Lock()
@@ -112,6 +116,7 @@ class NodeServer:
         )
         self.address = ""
         self.operator_address = ""
+        self.metrics_address = ""
         self._instance: InstanceLock | None = None
         self._endpoint_published = False
         self.last_refresh_error = ""
@@ -134,6 +139,18 @@ class NodeServer:
         self.operator_address = f"{self.config.operator_listen.rsplit(':', 1)[0]}:{port}"
         self._server.start()
         self._operator.start()
+        self.metrics_address = self.metrics.serve(
+            self.config.metrics_listen,
+            NodeGauges(
+                member_id=lambda: self.config.member_id,
+                directory_serial=lambda: self.directory.peek().serial,
+                directory_fetched_at_ms=lambda: self.directory.fetched_at_ms,
+                directory_expires_at_ms=lambda: self.directory.peek().expires_at_ms,
+                policy_version=lambda: self.policy.gate.policy.version if self.policy.gate else 0,
+                audit_batches=lambda: (self.state.batches, self.state.batched_writes),
+                data_db=self.layout.data_db,
+            ),
+        )
         self.refresh_directory(raise_errors=False)
         self._write_runtime()
         self._refresher.start()
@@ -153,6 +170,7 @@ class NodeServer:
                     "member_id": self.config.member_id,
                     "address": self.address,
                     "operator_address": self.operator_address,
+                    "metrics_address": self.metrics_address,
                     "pid": os.getpid(),
                 }
             )
@@ -224,6 +242,7 @@ class NodeServer:
         return operator_pb2.StatusResponse(
             member_id=self.config.member_id,
             federation_endpoint=self.address,
+            metrics_endpoint=self.metrics_address,
             directory_serial=directory.serial,
             directory_expires_at_ms=directory.expires_at_ms,
             directory_fetched_at_ms=self.directory.fetched_at_ms,
@@ -239,6 +258,7 @@ class NodeServer:
         self._stop.set()
         self._operator.stop(grace).wait()
         self._server.stop(grace).wait()
+        self.metrics.stop()
         self.peers.close()
         self.hub.close()
         self.state.close()

@@ -449,7 +449,7 @@ def test_a_peer_behind_on_the_directory_catches_up_when_it_refuses(net: Network)
     # the newest directory at once, and ID's retry is answered.
     assert call_ping(idn, "TH").signer_member == "TH"
     assert th.directory.peek().serial > stale
-    first = [r.event for r in th.audit.records() if r.event.requester == "ID"][0]
+    first = next(r.event for r in th.audit.records() if r.event.requester == "ID")
     assert (first.decision, first.reason) == ("refused", "unknown_key")
 
 

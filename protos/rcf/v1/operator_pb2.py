@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cprotos/rcf/v1/operator.proto\x12\x06rcf.v1\"I\n\x0fPingPeerRequest\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\x12\x12\n\ntimeout_ms\x18\x03 \x01(\x05\"\x99\x01\n\x10PingPeerResponse\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x10\n\x08query_id\x18\x02 \x01(\t\x12\x12\n\nlatency_ms\x18\x03 \x01(\x01\x12\x15\n\rsigner_member\x18\x04 \x01(\t\x12\x15\n\rsigner_key_id\x18\x05 \x01(\t\x12\x1e\n\x16request_digest_matches\x18\x06 \x01(\x08\"\x0f\n\rStatusRequest\"\xe7\x01\n\x0eStatusResponse\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x1b\n\x13\x66\x65\x64\x65ration_endpoint\x18\x02 \x01(\t\x12\x18\n\x10\x64irectory_serial\x18\x03 \x01(\x04\x12\x1f\n\x17\x64irectory_expires_at_ms\x18\x04 \x01(\x03\x12\x1f\n\x17\x64irectory_fetched_at_ms\x18\x05 \x01(\x03\x12\x1a\n\x12last_refresh_error\x18\x06 \x01(\t\x12\x15\n\raudit_records\x18\x07 \x01(\x03\x12\x16\n\x0esigning_key_id\x18\x08 \x01(\t\"\x19\n\x17RefreshDirectoryRequest\"6\n\x12\x41pplyPolicyRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\"(\n\x15RollbackPolicyRequest\x12\x0f\n\x07version\x18\x01 \x01(\x04\"Z\n\x0bPolicyIssue\x12\x10\n\x08severity\x18\x01 \x01(\t\x12\x0c\n\x04\x66ile\x18\x02 \x01(\t\x12\x0c\n\x04line\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x0c\n\x04hint\x18\x05 \x01(\t\"{\n\x13\x41pplyPolicyResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x15\n\rsource_sha256\x18\x02 \x01(\t\x12\x15\n\rapplied_at_ms\x18\x03 \x01(\x03\x12%\n\x08warnings\x18\x04 \x03(\x0b\x32\x13.rcf.v1.PolicyIssue\"\x19\n\x17RecordOperationsRequest\"+\n\x18RecordOperationsResponse\x12\x0f\n\x07\x61udited\x18\x01 \x01(\x05\x32\xbc\x03\n\x08Operator\x12\x37\n\x06Status\x12\x15.rcf.v1.StatusRequest\x1a\x16.rcf.v1.StatusResponse\x12=\n\x08PingPeer\x12\x17.rcf.v1.PingPeerRequest\x1a\x18.rcf.v1.PingPeerResponse\x12K\n\x10RefreshDirectory\x12\x1f.rcf.v1.RefreshDirectoryRequest\x1a\x16.rcf.v1.StatusResponse\x12\x46\n\x0b\x41pplyPolicy\x12\x1a.rcf.v1.ApplyPolicyRequest\x1a\x1b.rcf.v1.ApplyPolicyResponse\x12L\n\x0eRollbackPolicy\x12\x1d.rcf.v1.RollbackPolicyRequest\x1a\x1b.rcf.v1.ApplyPolicyResponse\x12U\n\x10RecordOperations\x12\x1f.rcf.v1.RecordOperationsRequest\x1a .rcf.v1.RecordOperationsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cprotos/rcf/v1/operator.proto\x12\x06rcf.v1\"I\n\x0fPingPeerRequest\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\x12\x12\n\ntimeout_ms\x18\x03 \x01(\x05\"\x99\x01\n\x10PingPeerResponse\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x10\n\x08query_id\x18\x02 \x01(\t\x12\x12\n\nlatency_ms\x18\x03 \x01(\x01\x12\x15\n\rsigner_member\x18\x04 \x01(\t\x12\x15\n\rsigner_key_id\x18\x05 \x01(\t\x12\x1e\n\x16request_digest_matches\x18\x06 \x01(\x08\"\x0f\n\rStatusRequest\"\x81\x02\n\x0eStatusResponse\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x1b\n\x13\x66\x65\x64\x65ration_endpoint\x18\x02 \x01(\t\x12\x18\n\x10\x64irectory_serial\x18\x03 \x01(\x04\x12\x1f\n\x17\x64irectory_expires_at_ms\x18\x04 \x01(\x03\x12\x1f\n\x17\x64irectory_fetched_at_ms\x18\x05 \x01(\x03\x12\x1a\n\x12last_refresh_error\x18\x06 \x01(\t\x12\x15\n\raudit_records\x18\x07 \x01(\x03\x12\x16\n\x0esigning_key_id\x18\x08 \x01(\t\x12\x18\n\x10metrics_endpoint\x18\t \x01(\t\"\x19\n\x17RefreshDirectoryRequest\"6\n\x12\x41pplyPolicyRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\"(\n\x15RollbackPolicyRequest\x12\x0f\n\x07version\x18\x01 \x01(\x04\"Z\n\x0bPolicyIssue\x12\x10\n\x08severity\x18\x01 \x01(\t\x12\x0c\n\x04\x66ile\x18\x02 \x01(\t\x12\x0c\n\x04line\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x0c\n\x04hint\x18\x05 \x01(\t\"{\n\x13\x41pplyPolicyResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x15\n\rsource_sha256\x18\x02 \x01(\t\x12\x15\n\rapplied_at_ms\x18\x03 \x01(\x03\x12%\n\x08warnings\x18\x04 \x03(\x0b\x32\x13.rcf.v1.PolicyIssue\"\x19\n\x17RecordOperationsRequest\"+\n\x18RecordOperationsResponse\x12\x0f\n\x07\x61udited\x18\x01 \x01(\x05\x32\xbc\x03\n\x08Operator\x12\x37\n\x06Status\x12\x15.rcf.v1.StatusRequest\x1a\x16.rcf.v1.StatusResponse\x12=\n\x08PingPeer\x12\x17.rcf.v1.PingPeerRequest\x1a\x18.rcf.v1.PingPeerResponse\x12K\n\x10RefreshDirectory\x12\x1f.rcf.v1.RefreshDirectoryRequest\x1a\x16.rcf.v1.StatusResponse\x12\x46\n\x0b\x41pplyPolicy\x12\x1a.rcf.v1.ApplyPolicyRequest\x1a\x1b.rcf.v1.ApplyPolicyResponse\x12L\n\x0eRollbackPolicy\x12\x1d.rcf.v1.RollbackPolicyRequest\x1a\x1b.rcf.v1.ApplyPolicyResponse\x12U\n\x10RecordOperations\x12\x1f.rcf.v1.RecordOperationsRequest\x1a .rcf.v1.RecordOperationsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,21 +38,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STATUSREQUEST']._serialized_start=271
   _globals['_STATUSREQUEST']._serialized_end=286
   _globals['_STATUSRESPONSE']._serialized_start=289
-  _globals['_STATUSRESPONSE']._serialized_end=520
-  _globals['_REFRESHDIRECTORYREQUEST']._serialized_start=522
-  _globals['_REFRESHDIRECTORYREQUEST']._serialized_end=547
-  _globals['_APPLYPOLICYREQUEST']._serialized_start=549
-  _globals['_APPLYPOLICYREQUEST']._serialized_end=603
-  _globals['_ROLLBACKPOLICYREQUEST']._serialized_start=605
-  _globals['_ROLLBACKPOLICYREQUEST']._serialized_end=645
-  _globals['_POLICYISSUE']._serialized_start=647
-  _globals['_POLICYISSUE']._serialized_end=737
-  _globals['_APPLYPOLICYRESPONSE']._serialized_start=739
-  _globals['_APPLYPOLICYRESPONSE']._serialized_end=862
-  _globals['_RECORDOPERATIONSREQUEST']._serialized_start=864
-  _globals['_RECORDOPERATIONSREQUEST']._serialized_end=889
-  _globals['_RECORDOPERATIONSRESPONSE']._serialized_start=891
-  _globals['_RECORDOPERATIONSRESPONSE']._serialized_end=934
-  _globals['_OPERATOR']._serialized_start=937
-  _globals['_OPERATOR']._serialized_end=1381
+  _globals['_STATUSRESPONSE']._serialized_end=546
+  _globals['_REFRESHDIRECTORYREQUEST']._serialized_start=548
+  _globals['_REFRESHDIRECTORYREQUEST']._serialized_end=573
+  _globals['_APPLYPOLICYREQUEST']._serialized_start=575
+  _globals['_APPLYPOLICYREQUEST']._serialized_end=629
+  _globals['_ROLLBACKPOLICYREQUEST']._serialized_start=631
+  _globals['_ROLLBACKPOLICYREQUEST']._serialized_end=671
+  _globals['_POLICYISSUE']._serialized_start=673
+  _globals['_POLICYISSUE']._serialized_end=763
+  _globals['_APPLYPOLICYRESPONSE']._serialized_start=765
+  _globals['_APPLYPOLICYRESPONSE']._serialized_end=888
+  _globals['_RECORDOPERATIONSREQUEST']._serialized_start=890
+  _globals['_RECORDOPERATIONSREQUEST']._serialized_end=915
+  _globals['_RECORDOPERATIONSRESPONSE']._serialized_start=917
+  _globals['_RECORDOPERATIONSRESPONSE']._serialized_end=960
+  _globals['_OPERATOR']._serialized_start=963
+  _globals['_OPERATOR']._serialized_end=1407
 # @@protoc_insertion_point(module_scope)

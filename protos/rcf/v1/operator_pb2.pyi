@@ -106,6 +106,7 @@ class StatusResponse(_message.Message):
     LAST_REFRESH_ERROR_FIELD_NUMBER: _builtins.int
     AUDIT_RECORDS_FIELD_NUMBER: _builtins.int
     SIGNING_KEY_ID_FIELD_NUMBER: _builtins.int
+    METRICS_ENDPOINT_FIELD_NUMBER: _builtins.int
     member_id: _builtins.str
     federation_endpoint: _builtins.str
     directory_serial: _builtins.int
@@ -114,6 +115,8 @@ class StatusResponse(_message.Message):
     last_refresh_error: _builtins.str
     audit_records: _builtins.int
     signing_key_id: _builtins.str
+    metrics_endpoint: _builtins.str
+    """Where Prometheus scrapes this node (http://HOST:PORT/metrics, loopback only)."""
     def __init__(
         self,
         *,
@@ -125,10 +128,11 @@ class StatusResponse(_message.Message):
         last_refresh_error: _builtins.str = ...,
         audit_records: _builtins.int = ...,
         signing_key_id: _builtins.str = ...,
+        metrics_endpoint: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit_records", b"audit_records", "directory_expires_at_ms", b"directory_expires_at_ms", "directory_fetched_at_ms", b"directory_fetched_at_ms", "directory_serial", b"directory_serial", "federation_endpoint", b"federation_endpoint", "last_refresh_error", b"last_refresh_error", "member_id", b"member_id", "signing_key_id", b"signing_key_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit_records", b"audit_records", "directory_expires_at_ms", b"directory_expires_at_ms", "directory_fetched_at_ms", b"directory_fetched_at_ms", "directory_serial", b"directory_serial", "federation_endpoint", b"federation_endpoint", "last_refresh_error", b"last_refresh_error", "member_id", b"member_id", "metrics_endpoint", b"metrics_endpoint", "signing_key_id", b"signing_key_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
