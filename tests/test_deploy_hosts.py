@@ -42,13 +42,19 @@ def fill(line: str, values: dict[str, str], root: Path) -> str:
     return line.replace("rehearsal/", f"{root}/")
 
 
-def run(line: str, stack: ExitStack) -> str:
-    """Run one documented line: `… &` in the background, `… > FILE` into FILE."""
+def run(line: str, stack: ExitStack, servers: dict[str, ExitStack] | None = None) -> str:
+    """Run one documented line: `… &` in the background, `… > FILE` into FILE.
+
+    A background server is entered on its own stack, kept in servers by its folder
+    name, so that a test can stop and restart one of them."""
     if line.endswith("&"):
         args = shlex.split(line[:-1])[1:]
         folder = Path(args[args.index("--hub-dir" if args[0] == "hub" else "--node-dir") + 1])
         ready = folder / ("hub-runtime.json" if args[0] == "hub" else "node-runtime.json")
-        stack.enter_context(serving(*args, ready=ready))
+        own = stack.enter_context(ExitStack())
+        own.enter_context(serving(*args, ready=ready))
+        if servers is not None:
+            servers[folder.name] = own
         return ""
     command, _, target = line.partition(" > ")
     out = ok(*shlex.split(command)[1:])
@@ -69,12 +75,17 @@ def test_enrol_and_ping_across_hosts_as_documented(tmp_path: Path, subnet: str) 
     hub = subnet + "2"
     ips = {m: subnet + octet for m, octet in members}
     outputs: dict[str, str] = {}
+    servers: dict[str, ExitStack] = {}
+    serve_lines: dict[str, str] = {}
     with ExitStack() as stack:
         for line in hub_block:
             run(fill(line, {"HUB": hub}, tmp_path), stack)
         for member, ip in ips.items():
             for line in node_block:
-                run(fill(line, {"HUB": hub, "M": member, "IP": ip}, tmp_path), stack)
+                filled = fill(line, {"HUB": hub, "M": member, "IP": ip}, tmp_path)
+                if " serve " in filled:
+                    serve_lines[member] = filled
+                run(filled, stack, servers)
             # The token the documented command printed carries the hub's public addresses.
             token = JoinToken.decode((tmp_path / f"{member}.token").read_text())
             assert (token.hub_address, token.enroll_address) == (f"{hub}:7443", f"{hub}:7444")
@@ -99,3 +110,12 @@ def test_enrol_and_ping_across_hosts_as_documented(tmp_path: Path, subnet: str) 
             ("ID", True, "ID"),
         ]
         assert outputs["rcf ping AU ID"].count(" ok ") == 2
+
+        # Restart AU: it comes back on the same fixed port, so TH reaches it at once,
+        # without anyone waiting for a directory refresh; and AU reaches the others.
+        servers["AU"].close()
+        run(serve_lines["AU"], stack, servers)
+        again = json.loads(ok("ping", "AU", "--node-dir", str(tmp_path / "TH"), "--json"))
+        assert [(p["member_id"], p["ok"]) for p in again] == [("AU", True)]
+        back = json.loads(ok("ping", "TH", "ID", "--node-dir", str(tmp_path / "AU"), "--json"))
+        assert [(p["member_id"], p["ok"]) for p in back] == [("TH", True), ("ID", True)]
