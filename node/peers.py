@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Generic
 
 import grpc
-from google.protobuf.message import DecodeError
 
 from node.audit import AuditLog
 from node.directory_cache import DirectoryCache
@@ -27,9 +26,10 @@ from protos.rcf.v1 import envelope_pb2
 from trust import pki
 from trust.audit_record import AuditEvent
 from trust.clock import now_ms
-from trust.dsse import Envelope, sign_envelope, verify_envelope
+from trust.dsse import Envelope, sign_envelope
 from trust.errors import PeerError, RcfError
 from trust.keys import SigningKey
+from trust.signed import open_document
 from trust.status import read_refusal
 from trust.tls import TlsMaterial, secure_channel
 
@@ -352,20 +352,17 @@ class PeerClient:
     ) -> PeerAnswer[Resp]:
         directory = self._directory.current()
         try:
-            verified = verify_envelope(
-                envelope=Envelope.from_proto(reply),
-                expected_type=spec.response_type,
+            opened = open_document(
+                Envelope.from_proto(reply),
+                spec.response_cls,  # type: ignore[type-var]
+                what="answer",
                 resolve_key=directory.key_resolver(at_ms=now_ms(), member_id=responder),
             )
         except RcfError as exc:
             raise PeerError(
                 f"{responder}'s answer failed verification: {exc}", reason="bad_answer"
             ) from exc
-        response = spec.response_cls()
-        try:
-            response.ParseFromString(verified.payload)
-        except DecodeError as exc:
-            raise PeerError(f"{responder}'s answer is malformed.", reason="bad_answer") from exc
+        response: Resp = opened.message
         rh = response.header
         if rh.request_sha256 != request_digest or rh.query_id != query_id:
             raise PeerError(
@@ -379,7 +376,7 @@ class PeerClient:
             query_id=query_id,
             latency_ms=latency_ms,
             signer_member=responder,
-            signer_key_id=verified.key_ids[0],
+            signer_key_id=opened.key_ids[0],
         )
 
 

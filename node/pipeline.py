@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 import structlog
-from google.protobuf.message import DecodeError
 
 from node.audit import AuditLog
 from node.directory_cache import DirectoryCache
@@ -42,10 +41,11 @@ from trust import pki
 from trust.audit_record import AuditEvent
 from trust.clock import now_ms
 from trust.directory import Member, MemberStatus
-from trust.dsse import Envelope, sign_envelope, verify_envelope
+from trust.dsse import sign_envelope
 from trust.errors import RcfError, RequestRejected
 from trust.keys import SigningKey
 from trust.serving import internal_error
+from trust.signed import envelope_from_bytes, open_document
 
 log = structlog.get_logger("rcf.node")
 
@@ -235,22 +235,16 @@ class Pipeline:
                 reason="message_too_large",
                 status="RESOURCE_EXHAUSTED",
             )
-        envelope_msg = envelope_pb2.Envelope()
-        try:
-            envelope_msg.ParseFromString(raw)
-        except DecodeError as exc:
-            raise RequestRejected(
-                "The request is not a signed envelope.", reason="malformed",
-                status="INVALID_ARGUMENT",
-            ) from exc  # fmt: skip
-        seen.request_sha256 = sha256_hex(envelope_msg.payload)
+        envelope = envelope_from_bytes(raw, what="request", error=RequestRejected)
+        seen.request_sha256 = sha256_hex(envelope.payload)
         directory = self._directory.current()
-        verified = verify_envelope(
-            envelope=Envelope.from_proto(envelope_msg),
-            expected_type=spec.request_type,
+        opened = open_document(
+            envelope,
+            spec.request_cls,  # type: ignore[type-var]
+            what="request",
             resolve_key=directory.key_resolver(at_ms=now),
         )
-        signers = {directory.signing_key(k)[0].member_id for k in verified.key_ids}  # type: ignore[index]
+        signers = {directory.signing_key(k)[0].member_id for k in opened.key_ids}  # type: ignore[index]
         if signers != {peer_member}:
             raise RequestRejected(
                 f"The request is signed by {', '.join(sorted(signers))} but the TLS peer is "
@@ -264,13 +258,7 @@ class Pipeline:
                 f"The TLS certificate is not the one enrolled for {peer_member}.",
                 reason="tls_cert_not_enrolled",
             )
-        request = spec.request_cls()
-        try:
-            request.ParseFromString(verified.payload)
-        except DecodeError as exc:
-            raise RequestRejected(
-                "The signed request is malformed.", reason="malformed", status="INVALID_ARGUMENT"
-            ) from exc
+        request: Req = opened.message
         header = request.header
         self._check_identifiers(header, seen)
         check_active(requester)

@@ -108,7 +108,9 @@ def envelope_from_bytes(
     try:
         msg.ParseFromString(raw)
     except DecodeError as exc:
-        raise error(f"The {what} is not a signed envelope.", reason="malformed") from exc
+        raise error(
+            f"The {what} is not a signed envelope.", reason="malformed", status="INVALID_ARGUMENT"
+        ) from exc
     return Envelope.from_proto(msg)
 
 
