@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,6 +209,25 @@ def step_suspend(demo: Demo) -> None:
     console.print(f"hub reinstates NZ → NZ's ping to TH: {'answered' if ok_again else 'refused'}")
 
 
+def step_metrics(demo: Demo) -> None:
+    """What TH's operator sees in Prometheus after the pings and the suspension."""
+    if "TH" not in demo.ids:
+        return
+    address = demo.net.node_layout("TH").read_runtime().get("metrics_address", "")
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    rows = []
+    for line in text.splitlines():
+        if line.startswith(("rcf_requests_total{", "rcf_directory_serial ", "rcf_policy_version ")):
+            name, _, value = line.rpartition(" ")
+            rows.append([name, f"{float(value):g}"])
+    table(
+        f"TH's Prometheus metrics (http://{address}/metrics, loopback only)",
+        ["series", "value"],
+        rows,
+    )
+
+
 def step_audit(demo: Demo) -> None:
     rows = []
     for member_id in demo.ids:
@@ -322,6 +342,7 @@ STEPS: list[tuple[str, Callable[[Demo], None]]] = [
     ("Sharing policies applied and explained", step_policy),
     ("Signed ping between every pair of nodes", step_ping),
     ("Suspension takes effect at the next directory refresh", step_suspend),
+    ("Monitoring: a node's Prometheus metrics", step_metrics),
     ("Audit trail", step_audit),
 ]
 
