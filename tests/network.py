@@ -134,6 +134,17 @@ class Network:
         return RawClient(self.layout(member_id))
 
 
+def enrolled_folder(root: Path, member_id: str) -> Path:
+    """A node folder enrolled with a hub under root, hub stopped: for CLI tests."""
+    net = Network(root)
+    try:
+        net.start_hub()
+        net.enroll(member_id)
+    finally:
+        net.close()
+    return root / member_id
+
+
 def reason_of(exc: BaseException) -> str:
     """The reason code a refused call carries in its ErrorInfo ("" if none)."""
     assert isinstance(exc, grpc.RpcError), exc

@@ -13,7 +13,7 @@ from node.audit import AuditLog
 from node.config import NodeLayout
 from node.state import StateDB
 from tests.cli_helpers import fails, ok
-from tests.network import Network
+from tests.network import enrolled_folder
 from trust.audit_record import GENESIS, AuditEvent, record_hash, verify_chain
 from trust.keys import SigningKey
 
@@ -50,14 +50,7 @@ def write_chain(db: Path, key: SigningKey, n: int) -> None:
 
 @pytest.fixture(scope="module")
 def node_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("net")
-    net = Network(root)
-    try:
-        net.start_hub()
-        net.enroll("TH")
-    finally:
-        net.close()
-    return root / "TH"
+    return enrolled_folder(tmp_path_factory.mktemp("net"), "TH")
 
 
 def test_verification_streams_in_constant_memory(tmp_path: Path) -> None:

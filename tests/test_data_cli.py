@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from node.store import DataStore
-from tests.network import Network
+from tests.network import enrolled_folder
 from trust.dictionary import default_dictionary
 
 RCF = str(Path(sys.executable).parent / "rcf")
@@ -25,14 +25,7 @@ HEADER = (
 
 @pytest.fixture(scope="module")
 def node_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("net")
-    net = Network(root)
-    try:
-        net.start_hub()
-        net.enroll("TH")
-    finally:
-        net.close()
-    return root / "TH"
+    return enrolled_folder(tmp_path_factory.mktemp("net"), "TH")
 
 
 def rcf(node_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.network import Network
+from tests.network import enrolled_folder
 from trust.dictionary import default_dictionary
 
 RCF = str(Path(sys.executable).parent / "rcf")
@@ -151,14 +151,7 @@ def cases() -> dict[str, tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def node_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("net")
-    net = Network(root)
-    try:
-        net.start_hub()
-        net.enroll("TH")
-    finally:
-        net.close()
-    return root / "TH"
+    return enrolled_folder(tmp_path_factory.mktemp("net"), "TH")
 
 
 def run(node_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
