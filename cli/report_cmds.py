@@ -1,0 +1,5 @@
+import click
+
+
+def register(root: click.Group) -> None:
+    pass
