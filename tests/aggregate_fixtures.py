@@ -17,6 +17,7 @@ from node.server import NodeServer
 from node.store import DataStore
 from node.synthetic import generate_rows
 from protos.rcf.v1 import aggregate_pb2, aggregate_pb2_grpc
+from tests.network import Network
 from trust.dictionary import default_dictionary
 
 DATASET = "irregular_movements"
@@ -92,6 +93,29 @@ requesters = ["*"]
 query = "Ping"
 {rule}
 """
+
+
+AU_DATA = {
+    ("MMR", "2025-03", "sea"): 30,
+    ("AFG", "2025-03", "air"): 12,
+    ("IRN", "2025-04", "air"): 3,
+    ("LKA", "2025-05", "sea"): 8,
+    ("MMR", "2024-11", "sea"): 9,  # outside 2025: must not count
+}
+TH_DATA = {
+    ("MMR", "2025-03", "sea"): 40,
+    ("BGD", "2025-06", "sea"): 25,
+    ("KHM", "2025-06", "land"): 2,
+}
+
+
+def setup_region(net: Network, tmp: Path) -> Network:
+    """AU and TH hold movements data; NZ holds none; every node shares under policy()."""
+    load(net.layout("AU"), movement_rows("AU", AU_DATA), tmp)
+    load(net.layout("TH"), movement_rows("TH", TH_DATA), tmp)
+    for member, node in net.nodes.items():
+        apply(node, policy(member))
+    return net
 
 
 def apply(node: NodeServer, text: str) -> None:

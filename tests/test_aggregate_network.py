@@ -16,40 +16,22 @@ from tests.aggregate_fixtures import (
     apply,
     ask,
     audit_reasons,
-    load,
     merged,
-    movement_rows,
     outcomes,
     policy,
     query,
+    setup_region,
     sql_count,
 )
 from tests.network import Network, reason_of
 from trust.errors import PeerError
 
-AU_DATA = {
-    ("MMR", "2025-03", "sea"): 30,
-    ("AFG", "2025-03", "air"): 12,
-    ("IRN", "2025-04", "air"): 3,
-    ("LKA", "2025-05", "sea"): 8,
-    ("MMR", "2024-11", "sea"): 9,  # outside 2025: must not count
-}
-TH_DATA = {
-    ("MMR", "2025-03", "sea"): 40,
-    ("BGD", "2025-06", "sea"): 25,
-    ("KHM", "2025-06", "land"): 2,
-}
 YEAR_2025 = ("event_date BETWEEN ? AND ?", ("2025-01-01", "2025-12-31"))
 
 
 @pytest.fixture
 def region(net: Network, tmp_path: Path) -> Network:
-    """AU and TH hold movements data; NZ holds none; every node shares under policy()."""
-    load(net.layout("AU"), movement_rows("AU", AU_DATA), tmp_path)
-    load(net.layout("TH"), movement_rows("TH", TH_DATA), tmp_path)
-    for member, node in net.nodes.items():
-        apply(node, policy(member))
-    return net
+    return setup_region(net, tmp_path)
 
 
 def nationality(*codes: str) -> aggregate_pb2.AggregateFilter:
