@@ -297,16 +297,13 @@ def _outcomes(section: Section) -> str:
     for member in members:
         row = [member]
         for q in section.queries:
-            m = (
-                next((x for x in q.result.members if x.member_id == member), None)
-                if q.result
-                else None
-            )
-            if m is None:
+            found = {x.member_id: x for x in q.result.members} if q.result else {}
+            outcome = found.get(member)
+            if outcome is None:
                 row.append("not asked" if q.result else "query failed")
             else:
-                label = OUTCOME_LABELS.get(m.outcome, m.outcome)
-                row.append(f"{label} ({m.reason})" if m.reason else label)
+                label = OUTCOME_LABELS.get(outcome.outcome, outcome.outcome)
+                row.append(f"{label} ({outcome.reason})" if outcome.reason else label)
         rows.append(row)
     return _table(header, rows, numeric_from=len(header))
 
