@@ -140,7 +140,7 @@ def pivot(result: aggregate_pb2.RegionalAggregate) -> tuple[list[str], list[list
         out, zeros = [], 0
         for r in rows_keys:
             row_cells = [by_key.get((r, c)) for c in cols_keys]
-            if r and all(x is None or (x.value == 0 and not x.lower_bound) for x in row_cells):
+            if r and all(x is None or x.value == 0 for x in row_cells):
                 zeros += 1
                 continue
             out.append([r or "Total", *[shown(x) if x is not None else "" for x in row_cells]])
@@ -148,7 +148,7 @@ def pivot(result: aggregate_pb2.RegionalAggregate) -> tuple[list[str], list[list
     header = [*dims, "value"] if dims else ["value"]
     out, zeros = [], 0
     for c in sorted(cells, key=lambda c: (is_total(c), list(c.key))):
-        if not is_total(c) and c.value == 0 and not c.lower_bound:
+        if not is_total(c) and c.value == 0:
             zeros += 1
             continue
         out.append([*[k or "Total" for k in c.key], shown(c)])

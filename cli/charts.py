@@ -90,7 +90,8 @@ def _bars(ax: Axes, result: aggregate_pb2.RegionalAggregate, dims: list[str]) ->
         values = [v for _, (v, _) in items]
         lower = [lb for _, (_, lb) in items]
     else:
-        ordered = sorted(cells, key=lambda c: -c.value)[: MAX_SERIES * 2]
+        ordered = sorted((c for c in cells if c.value > 0), key=lambda c: -c.value)
+        ordered = ordered[: MAX_SERIES * 2]
         labels = [c.key[0] if c.key else "total" for c in ordered]
         values = [c.value for c in ordered]
         lower = [c.lower_bound for c in ordered]

@@ -156,7 +156,9 @@ def _print(result: aggregate_pb2.RegionalAggregate) -> None:
     table(_title(result) + " (merged)", header, rows)
     notes = []
     if zeros:
-        notes.append(f"{zeros} rows of zeros not shown (see --csv or --json).")
+        notes.append(
+            f"{zeros} rows with nothing released (zero or suppressed) not shown; see --csv."
+        )
     if any(c.lower_bound for c in result.cells):
         notes.append("N+ : at least N, a member suppressed its part (small numbers stay home).")
     if any(c.approximate for c in result.cells):

@@ -308,10 +308,19 @@ def _outcomes(section: Section) -> str:
     return _table(header, rows, numeric_from=len(header))
 
 
+def _caveats(section: Section) -> dict[str, set[str]]:
+    """Each distinct caveat of the section's answers, with the members that attached it."""
+    out: dict[str, set[str]] = {}
+    for q in section.queries:
+        for m in q.result.members if q.result else ():
+            if m.outcome == "answered" and m.disclosure.caveat:
+                out.setdefault(m.disclosure.caveat, set()).add(m.member_id)
+    return out
+
+
 def _disclosure_notes(section: Section) -> tuple[list[str], list[str]]:
     """(disclosure notes per member, distinct caveats with their members)."""
     notes: dict[str, set[str]] = {}
-    caveats: dict[str, set[str]] = {}
     for q in section.queries:
         for m in q.result.members if q.result else ():
             if m.outcome != "answered":
@@ -327,8 +336,7 @@ def _disclosure_notes(section: Section) -> tuple[list[str], list[str]]:
                 parts.append(f"random rounding to base {d.round_to}")
             parts.extend(f"flag: {f}" for f in d.flags)
             notes.setdefault(m.member_id, set()).add("; ".join(parts))
-            if d.caveat:
-                caveats.setdefault(d.caveat, set()).add(m.member_id)
+    caveats = _caveats(section)
     lines = [f"{member}: {' | '.join(sorted(n))}" for member, n in sorted(notes.items())]
     return lines, [f"{text} ({', '.join(sorted(who))})" for text, who in caveats.items()]
 
@@ -375,10 +383,10 @@ def render_html(
 ) -> str:
     """The whole report as one HTML document (no external resources)."""
     prior = previous(period)
-    all_caveats: dict[str, None] = {}
+    all_caveats: dict[str, set[str]] = {}
     for s in sections:
-        for c in _disclosure_notes(s)[1]:
-            all_caveats.setdefault(c, None)
+        for text, who in _caveats(s).items():
+            all_caveats.setdefault(text, set()).update(who)
     head = (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>Regional situation report {_e(period.label)}</title>"
@@ -399,6 +407,9 @@ def render_html(
         )
         + "</ul></nav>",
     ]
-    intro += [f'<div class="caveat">{_e(c)}</div>' for c in all_caveats]
+    intro += [
+        f'<div class="caveat">{_e(text)} ({_e(", ".join(sorted(who)))})</div>'
+        for text, who in all_caveats.items()
+    ]
     body = [_section_html(s, period, prior) for s in sections]
     return head + "\n".join(intro + body) + "\n</body></html>\n"

@@ -74,6 +74,8 @@ def outcome_of(error: RcfError) -> tuple[str, str]:
         return INVALID, reason
     if reason == "unreachable":
         return UNREACHABLE, "unreachable"
+    if reason == "peer_error":  # the directory lists no node endpoint for the member
+        return UNREACHABLE, "no_endpoint"
     return UNREACHABLE, reason
 
 
