@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-
-import matplotlib
-
-matplotlib.use("Agg")  # no display: files only
-
-import matplotlib.pyplot as plt
-from matplotlib.axes import Axes
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from protos.rcf.v1 import aggregate_pb2
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 MAX_SERIES = 8  # lines or bars shown; the rest are summed into "other"
 
@@ -25,8 +23,19 @@ def _interior(result: aggregate_pb2.RegionalAggregate) -> list[aggregate_pb2.Mer
     return [c for c in result.cells if all(part != "" for part in c.key)]
 
 
+def _pyplot() -> ModuleType:
+    # Loaded when a chart is drawn, not when rcf starts: every command would pay ~0.4 s.
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")  # no display: files only
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    return plt
+
+
 def chart_png(result: aggregate_pb2.RegionalAggregate, *, title: str) -> bytes:
     """The merged table as a PNG: months on the x axis when grouped by month, else bars."""
+    plt = _pyplot()
     dims = list(result.dimensions)
     fig, ax = plt.subplots(figsize=(9, 4.5), dpi=100)
     try:
