@@ -147,7 +147,7 @@ class AggregateResponder:
         if conn is None:
             uri = f"file:{self._data_db}?mode=ro"
             conn = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=True)
-            conn.execute("PRAGMA cache_size=-65536")
+            conn.execute("PRAGMA cache_size=-16384")  # 16 MB per server thread
             self._local.conn = conn
         return conn
 
