@@ -31,7 +31,12 @@ def report() -> None:
 @click.option("--members", default=None, help="Ask these members only (default: every member).")
 @click.option("--dataset", "datasets", multiple=True, help="Only this dataset; repeatable.")
 @click.option("--deadline", default="10s", show_default=True, help="Deadline of each query.")
-@click.option("--purpose", default="regional-analysis", show_default=True)
+@click.option(
+    "--purpose",
+    default="regional-analysis",
+    show_default=True,
+    help="Purpose stated to every member (from the data dictionary).",
+)
 @guarded
 def situation(
     node_dir: Path,
