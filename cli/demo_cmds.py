@@ -23,6 +23,7 @@ from pathlib import Path
 import click
 import grpc
 
+from cli.demo_aggregate import step_aggregate
 from cli.errors import describe_rpc_error, guarded
 from cli.local_network import LocalNetwork, MemberSpec, rcf_command, stop_kept
 from cli.operator_client import operator_stub
@@ -342,6 +343,7 @@ STEPS: list[tuple[str, Callable[[Demo], None]]] = [
     ("Sharing policies applied and explained", step_policy),
     ("Signed ping between every pair of nodes", step_ping),
     ("Suspension takes effect at the next directory refresh", step_suspend),
+    ("Regional statistics: a query to every member, a chart, the situation report", step_aggregate),
     ("Monitoring: a node's Prometheus metrics", step_metrics),
     ("Audit trail", step_audit),
 ]

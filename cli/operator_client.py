@@ -12,7 +12,7 @@ from node.assembly import offline
 from node.config import NodeLayout
 from node.operations import reconcile_operations
 from node.operator import TOKEN_HEADER
-from protos.rcf.v1 import operator_pb2, operator_pb2_grpc
+from protos.rcf.v1 import aggregate_pb2_grpc, operator_pb2, operator_pb2_grpc
 from trust.errors import ConfigError
 
 
@@ -29,6 +29,19 @@ def operator_stub(
         raise ConfigError(f"Cannot read the operator token: {exc.strerror}.") from exc
     with grpc.insecure_channel(str(runtime["operator_address"])) as channel:
         yield operator_pb2_grpc.OperatorStub(channel), ((TOKEN_HEADER, token),)
+
+
+@contextmanager
+def aggregate_stub(
+    layout: NodeLayout,
+) -> Iterator[tuple[aggregate_pb2_grpc.AggregateOperatorStub, tuple[tuple[str, str | bytes], ...]]]:
+    """The node's aggregate operator service (regional queries) and the token metadata."""
+    with operator_stub(layout) as (_, md):
+        runtime = layout.read_runtime()
+        # 64 MiB: a merged table of the largest grid (20 000 cells) is far below it.
+        options = [("grpc.max_receive_message_length", 64 << 20)]
+        with grpc.insecure_channel(str(runtime["operator_address"]), options=options) as channel:
+            yield aggregate_pb2_grpc.AggregateOperatorStub(channel), md
 
 
 def node_running(layout: NodeLayout) -> bool:

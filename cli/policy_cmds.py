@@ -28,7 +28,7 @@ from node.policy.admin import PolicyAdmin, PolicyGate
 from node.policy.diff import access_changes, rule_changes, terms
 from node.policy.engine import describe_usage
 from node.policy.loader import Issue, Loaded
-from node.policy.model import QUERY_TYPES, Decision, Policy, QueryDescription
+from node.policy.model import QUERY_TYPES, Constraints, Decision, Policy, QueryDescription
 from node.policy.store import StoredVersion
 from node.policy.validate import Context, check_policy
 from protos.rcf.v1 import operator_pb2
@@ -483,7 +483,9 @@ def policy_explain(
         say(f"the requester is told only: reason code '{decision.reason}'")
     c = decision.constraints
     if c is not None:
-        shown = {k: v for k, v in asdict(c).items() if v not in (None, (), "none")}
+        # Only what the rule sets: a default (no noise, no caveat, …) says nothing.
+        defaults = asdict(Constraints())
+        shown = {k: v for k, v in asdict(c).items() if v != defaults[k]}
         for k, v in shown.items():
             value = ", ".join(v) if isinstance(v, tuple) else v
             say(f"  {k}: {value}")

@@ -662,6 +662,8 @@ def import_file(
             result.rejects_path = sink.publish()
         else:
             sink.discard()
+    if result.committed:
+        store.after_import(ds.name)
     if progress is not None:
         progress(total, total)
     log.info(

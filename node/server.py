@@ -11,6 +11,9 @@ from typing import Any
 
 import structlog
 
+from node.aggregate.reciprocity import ContributorRegistry
+from node.aggregate_operator import AggregateOperatorServicer
+from node.aggregate_query import AGGREGATE, AggregateResponder, dictionary_loader
 from node.assembly import build_core
 from node.config import NodeLayout
 from node.dictionary import load_dictionary, sync_dictionary
@@ -24,7 +27,14 @@ from node.pipeline import Limits, Pipeline
 from node.protocol import QuerySpec
 from node.query_types import QUERY_TYPES
 from node.replay import ReplayGuard
-from protos.rcf.v1 import federation_pb2, operator_pb2, operator_pb2_grpc
+from node.store import DataStore
+from protos.rcf.v1 import (
+    aggregate_pb2,
+    aggregate_pb2_grpc,
+    federation_pb2,
+    operator_pb2,
+    operator_pb2_grpc,
+)
 from trust.errors import ConfigError, RcfError
 from trust.serving import InstanceLock, bind, build_server
 
@@ -95,13 +105,29 @@ class NodeServer:
             max_message_bytes=transport_limit,
             service_names=[federation_pb2.DESCRIPTOR.services_by_name["Federation"].full_name],
         )
-        self._server.add_generic_rpc_handlers(
-            (federation_handler(self.pipeline, query_types or QUERY_TYPES),)
+        # Aggregate answers from this node's store: data.db exists (schema, indexes) first.
+        self.dictionary = dictionary_loader(
+            layout.dictionary_cache, lambda: load_dictionary(layout)
         )
+        DataStore(layout.data_db, dictionary=self.dictionary()).close()
+        self.contributors = ContributorRegistry(self.state)
+        self.aggregates = AggregateResponder(
+            data_db=layout.data_db,
+            dictionary=self.dictionary,
+            state=self.state,
+            contributors=self.contributors,
+        )
+        specs = tuple(
+            self.aggregates.spec() if s is AGGREGATE else s for s in query_types or QUERY_TYPES
+        )
+        self._server.add_generic_rpc_handlers((federation_handler(self.pipeline, specs),))
         self._operator, _ = build_server(
             max_workers=8,
             max_message_bytes=transport_limit,
-            service_names=[operator_pb2.DESCRIPTOR.services_by_name["Operator"].full_name],
+            service_names=[
+                operator_pb2.DESCRIPTOR.services_by_name["Operator"].full_name,
+                aggregate_pb2.DESCRIPTOR.services_by_name["AggregateOperator"].full_name,
+            ],
         )
         operator_pb2_grpc.add_OperatorServicer_to_server(
             OperatorServicer(
@@ -111,6 +137,16 @@ class NodeServer:
                 refresh=lambda: self.refresh_directory(patient=True),
                 policy=self.policy,
                 record_operations=lambda: reconcile_operations(self.layout, self.audit),
+            ),
+            self._operator,
+        )
+        aggregate_pb2_grpc.add_AggregateOperatorServicer_to_server(
+            AggregateOperatorServicer(
+                token=self._token,
+                peers=self.peers,
+                directory=self.directory.current,
+                dictionary=self.dictionary,
+                contributors=self.contributors,
             ),
             self._operator,
         )

@@ -171,17 +171,16 @@ class ReleaseRules:
 def rules_from_decision(
     decision: Decision,
     *,
-    caveat: str = DEFAULT_CAVEAT,
-    min_population: int = 0,
-    differencing: str = DIFFERENCING_REFUSE,
-    sum_clamp: int = DEFAULT_SUM_CLAMP,
-    delta: float = DEFAULT_DELTA,
+    caveat: str | None = None,
+    min_population: int | None = None,
+    differencing: str | None = None,
+    sum_clamp: int | None = None,
+    delta: float | None = None,
 ) -> ReleaseRules:
     """The release rules of a granted Aggregate decision.
 
-    Today's ``Constraints`` carry min_cell_size, noise, epsilon and round_to; the
-    caveat, minimum population and differencing mode are not policy keys yet, so the
-    caller passes them (node-wide settings until the policy grows them).
+    Everything comes from the decision's ``Constraints`` (the rule that granted it);
+    a keyword given here overrides that one setting (tests, and the benchmark).
     """
     c = decision.constraints
     if not decision.allowed or c is None or c.min_cell_size is None:
@@ -200,11 +199,11 @@ def rules_from_decision(
         round_to=c.round_to,
         noise=noise,
         epsilon=c.epsilon if noise != NOISE_NONE else None,
-        delta=delta,
-        caveat=caveat,
-        min_population=min_population,
-        differencing=differencing,
-        sum_clamp=sum_clamp,
+        delta=c.delta if delta is None else delta,
+        caveat=(c.caveat or DEFAULT_CAVEAT) if caveat is None else caveat,
+        min_population=c.min_population if min_population is None else min_population,
+        differencing=c.differencing if differencing is None else differencing,
+        sum_clamp=c.sum_clamp if sum_clamp is None else sum_clamp,
     )
 
 

@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from node.aggregate.query import QueryError, SqlCondition, ValidatedQuery, Value
+from node.aggregate.query import QueryError, SqlCondition, ValidatedQuery, Value, derived_from
 from trust.dictionary import DataDictionary, Dataset, Dimension
 
 MAX_CELLS = 20_000  # cells of one table's grid (interior); more is refused
@@ -82,11 +82,31 @@ def _ident(name: str) -> str:
     return name
 
 
-def _where(conditions: Sequence[SqlCondition]) -> tuple[str, list[Value]]:
+def column(dataset: Dataset, dim: Dimension) -> str:
+    """The SQL expression of a query dimension: its column, or the month of the date field."""
+    source = derived_from(dataset, dim)
+    if source is None:
+        return _ident(dim.name)
+    if source.kind == "month":
+        return _ident(source.name)
+    return f"substr({_ident(source.name)}, 1, 7)"
+
+
+def _where(dataset: Dataset, conditions: Sequence[SqlCondition]) -> tuple[str, list[Value]]:
     parts: list[str] = []
     params: list[Value] = []
     for c in conditions:
-        col = _ident(c.dimension.name)
+        col = column(dataset, c.dimension)
+        source = derived_from(dataset, c.dimension)
+        if c.op == "between" and source is not None and source.kind == "date":
+            # A month range on a date field, as a date range: the date index serves it.
+            if c.low is not None:
+                parts.append(f"{_ident(source.name)} >= ?")
+                params.append(f"{c.low}-01")
+            if c.high is not None:
+                parts.append(f"{_ident(source.name)} <= ?")
+                params.append(f"{c.high}-31")
+            continue
         if c.op == "in":
             parts.append(f"{col} IN ({', '.join('?' for _ in c.values)})")
             params.extend(c.values)
@@ -103,7 +123,7 @@ def _where(conditions: Sequence[SqlCondition]) -> tuple[str, list[Value]]:
 def build_sql(vq: ValidatedQuery, *, sum_clamp: int | None = None) -> tuple[str, list[Value]]:
     """The SELECT (text, parameters) that computes every non-empty cell of vq."""
     table = _ident(vq.dataset.name)
-    groups = [_ident(d.name) for d in vq.group_by]
+    groups = [column(vq.dataset, d) for d in vq.group_by]
     params: list[Value] = []
     if vq.measure is None:
         total = "COUNT(*)"
@@ -112,7 +132,7 @@ def build_sql(vq: ValidatedQuery, *, sum_clamp: int | None = None) -> tuple[str,
     else:
         total = f"COALESCE(SUM(MIN({_ident(vq.measure)}, ?)), 0)"
         params.append(sum_clamp)
-    where, where_params = _where(vq.conditions)
+    where, where_params = _where(vq.dataset, vq.conditions)
     params.extend(where_params)
     select = ", ".join([*groups, "COUNT(*)", total])
     group = f" GROUP BY {', '.join(groups)}" if groups else ""

@@ -12,6 +12,13 @@ Two append-only tables (triggers refuse UPDATE and DELETE):
   query id and population, kept for the requester's whole history, so that a later
   query whose population differs by 1 … k-1 records is caught (differencing).
 
+The serving node uses the query history (``populations_near_in`` and
+``record_population_in`` in the Aggregate release step). Budgets are charged once,
+by the policy gate at authorisation (``policy_usage``, see ``node.policy.store``), so
+the node does not call ``spend``: two ledgers charging the same query would halve
+every budget. The per-query budget table stays for tools that want an itemised
+record of spends.
+
 ``AggregateLedger`` owns a connection and wraps each operation in its own
 transaction. The ``*_in(conn, …)`` functions do the same work inside a transaction
 the caller already holds (``StateDB.run``), so a spend and an audit record can

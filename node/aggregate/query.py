@@ -173,9 +173,36 @@ def check_dictionary_version(requested: str, held: str) -> None:
         )
 
 
+MONTH = "month"
+
+
+def query_dimension(dataset: Dataset, name: str) -> Dimension | None:
+    """The dimension ``name`` of dataset as a query may use it, or None.
+
+    Besides the dataset's own dimensions, every dataset has ``month``: the month of its
+    date field (``YYYY-MM``), so "by month" means the same in every dataset. Where the
+    dataset has a ``month`` dimension of its own, that is it.
+    """
+    dim = dataset.dimension(name)
+    if dim is not None:
+        return dim
+    if name == MONTH and dataset.date_field:
+        field = dataset.dimension(dataset.date_field)
+        if field is not None and field.kind in ("date", "month"):
+            return Dimension(MONTH, "month", description=f"month of {dataset.date_field}")
+    return None
+
+
+def derived_from(dataset: Dataset, dim: Dimension) -> Dimension | None:
+    """The date field a derived ``month`` is computed from (None for a stored dimension)."""
+    if dataset.dimension(dim.name) is not None:
+        return None
+    return dataset.dimension(dataset.date_field)
+
+
 def _dimension(dataset: Dataset, name: str, what: str) -> Dimension:
     _name("dimension", name)
-    dim = dataset.dimension(name)
+    dim = query_dimension(dataset, name)
     if dim is None:
         raise QueryError(
             f"Dataset {dataset.name} has no dimension {name!r} to {what}.",
@@ -294,14 +321,16 @@ def validate_query(
             f"A query may group by at most {limit} dimensions.", reason=TOO_MANY_DIMENSIONS
         )
     group_by = tuple(_dimension(dataset, name, "group by") for name in query.group_by)
-    if len({d.name for d in group_by}) != len(group_by):
+    stored = [_stored_name(dataset, d) for d in group_by]
+    if len(set(stored)) != len(stored):
         raise QueryError("A query groups by the same dimension twice.")
     if len(query.filters) > MAX_FILTERS:
         raise QueryError(
             f"A query may have at most {MAX_FILTERS} filters.", reason=TOO_MANY_FILTERS
         )
     conditions = tuple(_condition(dataset, f) for f in query.filters)
-    if len({c.dimension.name for c in conditions}) != len(conditions):
+    filtered = [_stored_name(dataset, c.dimension) for c in conditions]
+    if len(set(filtered)) != len(filtered):
         raise QueryError("A query filters the same dimension twice; use one set or range.")
     return ValidatedQuery(
         query=query,
@@ -310,6 +339,14 @@ def validate_query(
         conditions=conditions,
         measure=measure,
     )
+
+
+def _stored_name(dataset: Dataset, dim: Dimension) -> str:
+    # A derived month over a month-kind date field is that field itself.
+    source = derived_from(dataset, dim)
+    if source is not None and source.kind == "month":
+        return source.name
+    return dim.name
 
 
 def describe(

@@ -35,6 +35,14 @@ def terms(rule: Rule) -> str:
         parts.append(f"budget {rule.budget.epsilon:g}/{rule.budget.per}")
     if rule.round_to is not None:
         parts.append(f"round to {rule.round_to}")
+    if rule.min_population is not None:
+        parts.append(f"min population {rule.min_population}")
+    if rule.max_group_by is not None:
+        parts.append(f"group-by <= {rule.max_group_by}")
+    if rule.query == "Aggregate" and rule.differencing != "refuse":
+        parts.append(f"differencing {rule.differencing}")
+    if rule.reciprocity:
+        parts.append("reciprocity")
     if rule.detail is not None:
         parts.append(rule.detail)
     if rule.max_batch is not None:

@@ -18,6 +18,8 @@ from node.policy.model import (
     AGGREGATE,
     ALERTS,
     DATASET_KIND,
+    DEFAULT_DELTA,
+    DEFAULT_SUM_CLAMP,
     IDENTITY_CHECK,
     MICRO,
     QUERY_TYPES,
@@ -45,6 +47,7 @@ REASONS = {
     "filter_not_allowed": "a filter dimension is not shared with you",
     "measure_not_allowed": "the measure is not shared with you",
     "epsilon_too_large": "the requested privacy loss (epsilon) is above what is granted",
+    "too_many_dimensions": "the query groups by more dimensions than shared with you",
     "category_not_allowed": "that alert category is not shared with you",
     "batch_too_large": "the batch is larger than this node accepts from you",
     "budget_exhausted": "your privacy budget for this dataset is spent for this period",
@@ -103,6 +106,10 @@ def _unmet(rule: Rule, query: QueryDescription) -> tuple[str, str] | None:
         extra = [d for d in query.filters if d not in rule.filters]
         if extra:
             return "filter_not_allowed", f"filter on {extra} not in {list(rule.filters)}"
+        if rule.max_group_by is not None and len(query.group_by) > rule.max_group_by:
+            return "too_many_dimensions", (
+                f"groups by {len(query.group_by)} dimensions, more than {rule.max_group_by}"
+            )
         if rule.measures is not None and query.measure and query.measure not in rule.measures:
             return "measure_not_allowed", f"measure '{query.measure}' not in {list(rule.measures)}"
         if (
@@ -124,7 +131,9 @@ def _unmet(rule: Rule, query: QueryDescription) -> tuple[str, str] | None:
     return None
 
 
-def _grant(rule: Rule, query: QueryDescription, now_ms: int) -> tuple[Constraints, list[Charge]]:
+def _grant(
+    rule: Rule, query: QueryDescription, now_ms: int, policy_caveat: str = ""
+) -> tuple[Constraints, list[Charge]]:
     epsilon = None
     charges: list[Charge] = []
     if rule.noise != "none" and rule.epsilon is not None:
@@ -154,6 +163,12 @@ def _grant(rule: Rule, query: QueryDescription, now_ms: int) -> tuple[Constraint
         noise=rule.noise,
         epsilon=epsilon,
         round_to=rule.round_to,
+        delta=rule.delta if rule.delta is not None else DEFAULT_DELTA,
+        sum_clamp=rule.sum_clamp if rule.sum_clamp is not None else DEFAULT_SUM_CLAMP,
+        min_population=rule.min_population or 0,
+        differencing=rule.differencing,
+        reciprocity=rule.reciprocity,
+        caveat=rule.caveat or policy_caveat,
         detail=rule.detail,
         alert_categories=rule.categories,
         alert_fields=rule.fields,
@@ -211,7 +226,7 @@ def decide(
             if refusal is None:
                 refusal = (rule, *unmet)
             continue
-        constraints, charges = _grant(rule, query, now_ms)
+        constraints, charges = _grant(rule, query, now_ms, policy.caveat)
         for charge in charges:
             used = usage(requester.member_id, charge) if usage is not None else 0
             code = over_limit(charge, used)

@@ -22,8 +22,12 @@ from node.policy.model import (
     ALERT_FIELDS,
     ALERTS,
     BUDGET_PERIODS,
+    DEFAULT_DELTA,
     DETAILS,
+    DIFFERENCING_MODES,
     IDENTITY_CHECK,
+    MAX_CAVEAT_CHARS,
+    MAX_DELTA,
     MICRO,
     NOISE_MECHANISMS,
     PING,
@@ -38,7 +42,7 @@ from node.policy.sourcemap import SourceMap, build_source_map
 from trust.errors import ConfigError
 
 TOP_KEYS = ("policy", "rule")
-POLICY_KEYS = ("member", "description", "disclose_reasons_to")
+POLICY_KEYS = ("member", "description", "caveat", "disclose_reasons_to")
 COMMON_KEYS = (
     "id",
     "requesters",
@@ -61,6 +65,13 @@ KEYS_BY_QUERY: dict[str, tuple[str, ...]] = {
         "epsilon",
         "budget",
         "round_to",
+        "delta",
+        "sum_clamp",
+        "min_population",
+        "differencing",
+        "max_group_by",
+        "reciprocity",
+        "caveat",
     ),
     IDENTITY_CHECK: ("datasets", "detail", "max_batch"),
     ALERTS: ("categories", "fields"),
@@ -77,6 +88,8 @@ MEMBER_ID = re.compile(r"^[A-Z0-9][A-Z0-9\-]{1,15}$")
 LABEL = re.compile(r"^[a-z0-9][a-z0-9\-]{0,63}$")
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 _TOML_AT_END = re.compile(r"\s*\(at end of document\)\s*$")
+# An aggregate query groups by at most this many dimensions (node.aggregate.query).
+MAX_GROUP_BY = 3
 
 
 @dataclass(frozen=True)
@@ -255,6 +268,49 @@ class _Reader:
             return None
         return number
 
+    def boolean(self, table: dict[str, Any], path: tuple[str | int, ...], key: str) -> bool | None:
+        value = table.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, bool):
+            self.error(
+                (*path, key),
+                f"'{key}' must be true or false, not {_kind(value)}.",
+                f"write {key} = true (no quotes)",
+            )
+            return None
+        return value
+
+    def delta(self, table: dict[str, Any], path: tuple[str | int, ...], key: str) -> float | None:
+        value = table.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.error((*path, key), f"'{key}' must be a number, not {_kind(value)}.")
+            return None
+        number = float(value)
+        if not (math.isfinite(number) and 0 < number <= MAX_DELTA):
+            self.error(
+                (*path, key),
+                f"'{key}' must lie above 0 and at most {MAX_DELTA:g}, not {value}.",
+                f"delta is the chance the guarantee fails; {DEFAULT_DELTA:g} is usual",
+            )
+            return None
+        return number
+
+    def caveat(self, table: dict[str, Any], path: tuple[str | int, ...], key: str) -> str | None:
+        value = self.string(table, path, key)
+        if value is None:
+            return None
+        if not value.strip() or len(value) > MAX_CAVEAT_CHARS or not value.isprintable():
+            self.error(
+                (*path, key),
+                f"'{key}' must be 1 to {MAX_CAVEAT_CHARS} printable characters on one line.",
+                'e.g. caveat = "RESTRICTED - Bali Process members only"',
+            )
+            return None
+        return value
+
     def choice(
         self, table: dict[str, Any], path: tuple[str | int, ...], key: str, options: tuple[str, ...]
     ) -> str | None:
@@ -359,6 +415,7 @@ def parse_policy(text: str, filename: str = "<policy>") -> Loaded:
             reader.error(
                 ("policy", "disclose_reasons_to"), f"'{entry}' is not a requester.", problem
             )
+    caveat = reader.caveat(head, ("policy",), "caveat") or ""
     raw_rules = data.get("rule", [])
     if not isinstance(raw_rules, list):
         reader.error(("rule",), "'rule' must be an array of tables: write each as [[rule]].")
@@ -385,6 +442,7 @@ def parse_policy(text: str, filename: str = "<policy>") -> Loaded:
         member=member,
         description=description,
         disclose_reasons_to=tuple(disclose),
+        caveat=caveat,
         source_sha256=hashlib.sha256(text.encode()).hexdigest(),
     )
     if any(i.severity == "error" for i in issues):
@@ -490,7 +548,7 @@ def _read_rule(reader: _Reader, index: int, raw: object) -> Rule | None:
                 reader.error(
                     (*path, key),
                     f"'{key}' has no effect without noise.",
-                    'set noise = "geometric", or remove it',
+                    'set noise = "geometric" or "discrete_gaussian", or remove it',
                 )
     if epsilon is not None and budget is not None and budget.epsilon < epsilon:
         reader.error(
@@ -499,6 +557,28 @@ def _read_rule(reader: _Reader, index: int, raw: object) -> Rule | None:
             f"({epsilon}), so this rule could never grant.",
             "raise the budget or lower epsilon",
         )
+    delta = reader.delta(raw, path, "delta")
+    if delta is not None and noise != "discrete_gaussian":
+        reader.error(
+            (*path, "delta"),
+            "'delta' applies to discrete_gaussian noise only.",
+            'set noise = "discrete_gaussian", or remove it',
+        )
+    sum_clamp = reader.positive_int(raw, path, "sum_clamp")
+    if sum_clamp is not None and noise == "none":
+        reader.error(
+            (*path, "sum_clamp"),
+            "'sum_clamp' has no effect without noise.",
+            "it bounds one record's share of a noised sum; remove it",
+        )
+    max_group_by = reader.positive_int(raw, path, "max_group_by")
+    if max_group_by is not None and max_group_by > MAX_GROUP_BY:
+        reader.error(
+            (*path, "max_group_by"),
+            f"'max_group_by' must be at most {MAX_GROUP_BY}, not {max_group_by}.",
+            f"no aggregate query groups by more than {MAX_GROUP_BY} dimensions",
+        )
+        max_group_by = None
     valid_from = reader.date(raw, path, "valid_from")
     valid_until = reader.date(raw, path, "valid_until")
     if valid_from and valid_until and valid_until < valid_from:
@@ -522,6 +602,13 @@ def _read_rule(reader: _Reader, index: int, raw: object) -> Rule | None:
         epsilon=epsilon,
         budget=budget,
         round_to=reader.positive_int(raw, path, "round_to"),
+        delta=delta,
+        sum_clamp=sum_clamp,
+        min_population=reader.positive_int(raw, path, "min_population"),
+        differencing=reader.choice(raw, path, "differencing", DIFFERENCING_MODES) or "refuse",
+        max_group_by=max_group_by,
+        reciprocity=bool(reader.boolean(raw, path, "reciprocity")),
+        caveat=reader.caveat(raw, path, "caveat") or "",
         detail=reader.choice(raw, path, "detail", DETAILS),
         max_batch=reader.positive_int(raw, path, "max_batch"),
         categories=reader.strings(raw, path, "categories", allowed=ALERT_CATEGORIES) or (),

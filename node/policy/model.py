@@ -21,7 +21,15 @@ QUERY_TYPES = (PING, AGGREGATE, IDENTITY_CHECK, ALERTS)
 # Which dictionary dataset kind each data-bearing query type reads.
 DATASET_KIND = {AGGREGATE: "aggregate", IDENTITY_CHECK: "identity"}
 
-NOISE_MECHANISMS = ("none", "geometric")  # geometric: the discrete Laplace mechanism
+# geometric: the discrete Laplace mechanism (ε-DP); discrete_gaussian: (ε, δ)-DP.
+NOISE_MECHANISMS = ("none", "geometric", "discrete_gaussian")
+# What an Aggregate release does with a query whose population is within k of one the
+# same requester asked before (see node.aggregate.disclosure).
+DIFFERENCING_MODES = ("refuse", "flag", "off")
+DEFAULT_DELTA = 1e-9  # δ of a discrete_gaussian rule that names none
+MAX_DELTA = 1e-3  # a larger δ is not a privacy guarantee worth the name
+DEFAULT_SUM_CLAMP = 100  # a noised measure sum counts at most this much of one record
+MAX_CAVEAT_CHARS = 1000
 DETAILS = ("hit_only", "hit_with_reference")
 # Fraud types, as in the dictionary's document_fraud_detections.fraud_type codes.
 ALERT_CATEGORIES = (
@@ -99,6 +107,13 @@ class Rule:
     epsilon: float | None = None
     budget: Budget | None = None
     round_to: int | None = None
+    delta: float | None = None
+    sum_clamp: int | None = None
+    min_population: int | None = None
+    differencing: str = "refuse"
+    max_group_by: int | None = None
+    reciprocity: bool = False
+    caveat: str = ""
     detail: str | None = None
     max_batch: int | None = None
     categories: tuple[str, ...] = ()
@@ -127,6 +142,7 @@ class Policy:
     # Requesters (member, group:, role:, or "*") told the detailed refusal code
     # instead of only not_permitted / limit_reached.
     disclose_reasons_to: tuple[str, ...] = ()
+    caveat: str = ""  # the handling caveat of every released table, unless a rule sets one
     version: int = 0  # the store's version number; 0 for a file not yet applied
     source_sha256: str = ""
 
@@ -165,6 +181,12 @@ class Constraints:
     noise: str = "none"
     epsilon: float | None = None
     round_to: int | None = None
+    delta: float = DEFAULT_DELTA
+    sum_clamp: int = DEFAULT_SUM_CLAMP
+    min_population: int = 0
+    differencing: str = "refuse"
+    reciprocity: bool = False
+    caveat: str = ""
     detail: str | None = None
     alert_categories: tuple[str, ...] = ()
     alert_fields: tuple[str, ...] = ()

@@ -11,6 +11,7 @@ import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from node.aggregate.query import query_dimension
 from node.policy.loader import Issue, Loaded, parse_policy, requester_problem
 from node.policy.model import (
     AGGREGATE,
@@ -189,7 +190,7 @@ def _check_datasets(
             dims = [d.name for d in ds.dimensions]
             for key, values in (("group_by", rule.group_by), ("filters", rule.filters)):
                 for dim in values:
-                    if ds.dimension(dim) is None:
+                    if query_dimension(ds, dim) is None:
                         report(
                             (*path, key),
                             f"rule '{rule.id}': dataset '{name}' has no dimension '{dim}'.",
@@ -228,7 +229,7 @@ def _check_raw_datasets(
         dims = [d.name for d in ds.dimensions]
         for key in ("group_by", "filters"):
             for dim in names(key):
-                if ds.dimension(dim) is None:
+                if query_dimension(ds, dim) is None:
                     report(
                         (*path, key),
                         f"rule '{rule_id}': dataset '{name}' has no dimension '{dim}'.",
@@ -291,6 +292,12 @@ def _accepts_all_of(a: Rule, b: Rule) -> bool:
             return False
         if (a.epsilon or 0) < (b.epsilon or 0):
             return False
+        if a.max_group_by is not None and (
+            b.max_group_by is None or b.max_group_by > a.max_group_by
+        ):
+            return False
+        if a.reciprocity and not b.reciprocity:
+            return False
     if (
         b.query == IDENTITY_CHECK
         and a.max_batch is not None
@@ -307,6 +314,11 @@ def _output_differences(a: Rule, b: Rule) -> list[str]:
         "epsilon",
         "budget",
         "round_to",
+        "delta",
+        "sum_clamp",
+        "min_population",
+        "differencing",
+        "caveat",
         "detail",
         "fields",
         "rate_limit",
