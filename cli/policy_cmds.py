@@ -24,7 +24,7 @@ from cli.options import node_dir_option
 from cli.output import console, emit_json, json_option, plural, table, utc_time
 from node.assembly import offline, read_only
 from node.config import NodeConfig, NodeLayout
-from node.policy.admin import PolicyAdmin, PolicyGate
+from node.policy.admin import PolicyAdmin, PolicyGate, refusal
 from node.policy.diff import access_changes, rule_changes, terms
 from node.policy.engine import describe_usage
 from node.policy.loader import Issue, Loaded
@@ -472,15 +472,18 @@ def policy_explain(
         at_ms = int(at_date.replace(tzinfo=dt.UTC).timestamp() * 1000) if at_date else now_ms()
         decision = PolicyGate(policy, admin.usage).decide(member, query, at_ms=at_ms)
         used = [describe_usage(c, admin.usage.used(requester, c)) for c in decision.charges]
+    told = "" if decision.allowed else refusal(decision.reason).reason
+    if told and policy.discloses_reasons_to(member):
+        told = decision.reason
     if as_json:
-        emit_json(decision_dict(decision, used))
+        emit_json({**decision_dict(decision, used), "requester_told": told})
         return
     source = f"file {file}" if file else f"active policy version {policy.version}"
     verdict = "ALLOWED" if decision.allowed else f"REFUSED ({decision.reason})"
     console.print(f"[bold]{escape(verdict)}[/bold] under {escape(source)}")
     say(decision.explanation)
     if not decision.allowed:
-        say(f"the requester is told only: reason code '{decision.reason}'")
+        say(f"the requester is told only: reason code '{told}'")
     c = decision.constraints
     if c is not None:
         # Only what the rule sets: a default (no noise, no caveat, …) says nothing.

@@ -171,6 +171,7 @@ def test_admin_cycle_on_a_running_node(th_net: Network, tmp_path: Path) -> None:
             False, "dimension_not_allowed", "sg-movements",
         )  # fmt: skip
         assert "['sex'] not in" in explain["explanation"]
+        assert explain["requester_told"] == "not_permitted"
         ok = rcf(
             "policy", "explain", "--node-dir", th_dir, "--requester", "AU", "--query",
             "Aggregate", "--dataset", "irregular_movements", "--group-by", "route",
@@ -180,6 +181,7 @@ def test_admin_cycle_on_a_running_node(th_net: Network, tmp_path: Path) -> None:
         nz_ping = rcf("policy", "explain", "--node-dir", th_dir, "--requester", "NZ",
                       "--query", "Ping").stdout  # fmt: skip
         assert "REFUSED (not_authorized)" in nz_ping and "does not name NZ" in nz_ping
+        assert "the requester is told only: reason code 'not_permitted'" in nz_ping
 
         history = json.loads(rcf("policy", "history", "--node-dir", th_dir, "--json").stdout)
         assert [(h["version"], h["action"], h["signature"], h["active"]) for h in history] == [
