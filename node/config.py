@@ -37,6 +37,8 @@ DEFAULTS: dict[str, Any] = {
     "max_request_ttl_s": 300.0,
     "request_ttl_s": 60.0,
     "audit_sync": "normal",
+    # Seconds between shipping audit records to the hub and witnessing its checkpoints.
+    "audit_ship_interval_s": 2.0,
 }
 KNOWN_KEYS = {"member_id", "hub_address", "hub_public_key", "allow", *DEFAULTS}
 
@@ -55,6 +57,7 @@ class NodeConfig:
     max_request_ttl_s: float
     request_ttl_s: float
     audit_sync: str
+    audit_ship_interval_s: float = 2.0
     allow: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
@@ -194,11 +197,16 @@ class NodeLayout:
                 max_request_ttl_s=float(merged["max_request_ttl_s"]),
                 request_ttl_s=float(merged["request_ttl_s"]),
                 audit_sync=str(merged["audit_sync"]),
+                audit_ship_interval_s=float(merged["audit_ship_interval_s"]),
                 allow=allow,
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise ConfigError(f"{self.config} is missing or has a bad value: {exc}.") from exc
-        if config.max_message_bytes < 1024 or config.directory_refresh_s <= 0:
+        if (
+            config.max_message_bytes < 1024
+            or config.directory_refresh_s <= 0
+            or config.audit_ship_interval_s <= 0
+        ):
             raise ConfigError(
                 f"{self.config}: limits must be positive (max_message_bytes >= 1024)."
             )

@@ -11,6 +11,7 @@ from typing import Any
 import structlog
 
 from node.assembly import build_core
+from node.audit_anchor import AnchorStore, AuditShipper
 from node.config import NodeLayout
 from node.dictionary import load_dictionary, sync_dictionary
 from node.federation import federation_handler
@@ -23,6 +24,8 @@ from node.protocol import QuerySpec
 from node.query_types import QUERY_TYPES
 from node.replay import ReplayGuard
 from protos.rcf.v1 import federation_pb2, operator_pb2, operator_pb2_grpc
+from trust.audit_leaf import log_origin, witness_keys
+from trust.clock import now_ms
 from trust.errors import ConfigError, RcfError
 from trust.serving import InstanceLock, bind, build_server
 
@@ -74,7 +77,25 @@ class NodeServer:
             request_ttl_ms=int(config.request_ttl_s * 1000),
             max_message_bytes=config.max_message_bytes,
         )
+        self._stop = threading.Event()
         self.hub = HubClient(address=config.hub_address, tls=self.tls)
+        # Anchors the audit log in the hub's log and witnesses its checkpoints.
+        self.shipper = AuditShipper(
+            member_id=config.member_id,
+            signing_key=self.signing_key,
+            audit=self.audit,
+            anchor=AnchorStore(self.state),
+            channel=self.hub.channel,
+            hub_public_key=config.hub_public_key,
+            origin=lambda: log_origin(self.directory.peek().network),
+            witnesses=lambda: witness_keys(self.directory.peek(), at_ms=now_ms()),
+        )
+        self._shipping = threading.Thread(
+            target=self.shipper.run,
+            args=(self._stop, config.audit_ship_interval_s),
+            name="audit-ship",
+            daemon=True,
+        )
         # gRPC itself stops messages far past the limit; between the two the
         # pipeline refuses them with an audit record.
         transport_limit = config.max_message_bytes * 2 + 64 * 1024
@@ -107,7 +128,6 @@ class NodeServer:
         self._instance: InstanceLock | None = None
         self._endpoint_published = False
         self.last_refresh_error = ""
-        self._stop = threading.Event()
         self._refresher = threading.Thread(
             target=self._refresh_loop, name="dir-refresh", daemon=True
         )
@@ -129,6 +149,7 @@ class NodeServer:
         self.refresh_directory(raise_errors=False)
         self._write_runtime()
         self._refresher.start()
+        self._shipping.start()
         log.info(
             "node_started",
             member=self.config.member_id,
@@ -205,6 +226,8 @@ class NodeServer:
 
     def stop(self, grace: float = 1.0) -> None:
         self._stop.set()
+        if self._shipping.is_alive():
+            self._shipping.join(timeout=15)
         self._operator.stop(grace).wait()
         self._server.stop(grace).wait()
         self.peers.close()
