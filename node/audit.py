@@ -124,6 +124,10 @@ class AuditLog:
                 yield _record_from_row(r)
             after = int(str(rows[-1][0]))
 
+    @property
+    def can_append(self) -> bool:
+        return self._key is not None
+
     def records_after(self, seq: int, limit: int) -> list[AuditRecord]:
         """Up to limit records with seq greater than seq, in seq order."""
         rows = self._state.read(
