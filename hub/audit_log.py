@@ -57,36 +57,17 @@ def _refuse(message: str, reason: str, status: str = "FAILED_PRECONDITION") -> R
     return RequestRejected(message, reason=reason, status=status)
 
 
-class HubAuditLog:
-    """The audit Merkle log, member positions and checkpoints in one SQLite file."""
+class AuditLogReader:
+    """Read access to a hub audit log file (what auditors use; nothing here signs)."""
 
-    def __init__(
-        self,
-        path: Path,
-        *,
-        signing_key: SigningKey,
-        origin: str,
-        quorum: int,
-        witnesses: Witnesses,
-    ) -> None:
-        cp.check_name(origin, "audit log origin")
-        if quorum < 1:
-            raise ConfigError("The audit witness quorum must be at least 1.")
-        self.origin = origin
-        self.quorum = quorum
-        self._key = signing_key
-        self._witnesses = witnesses
+    def __init__(self, path: Path) -> None:
+        if not path.exists():
+            raise ConfigError(f"There is no hub audit log at {path}.")
         self.store = MerkleStore(path)
         self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         for stmt in _SCHEMA:
             self._db.execute(stmt)
-        # One submission at a time: each continues a chain the previous may have moved.
-        self._lock = threading.Lock()
-
-    def set_witnesses(self, witnesses: Witnesses) -> None:
-        """Where the current witness keys come from (the registry, through the service)."""
-        self._witnesses = witnesses
 
     def close(self) -> None:
         self._db.close()
@@ -115,17 +96,18 @@ class HubAuditLog:
         ).fetchone()
         return int(row[0]) if row else None
 
-    def latest(self) -> tuple[str, str]:
-        """(newest signed checkpoint note, newest final note or "")."""
+    def final_note(self, quorum: int) -> str:
+        """The newest checkpoint note with at least quorum counted cosignatures ("" if none)."""
         row = self._db.execute(
-            "SELECT note FROM audit_checkpoints ORDER BY size DESC LIMIT 1"
-        ).fetchone()
-        latest = str(row[0]) if row else self._sign(0)
-        final = self._db.execute(
             "SELECT note FROM audit_checkpoints WHERE cosignatures >= ? ORDER BY size DESC LIMIT 1",
-            (self.quorum,),
+            (quorum,),
         ).fetchone()
-        return latest, str(final[0]) if final else ""
+        return str(row[0]) if row else ""
+
+    def checkpoint_notes(self) -> list[str]:
+        """Every checkpoint note the hub signed, smallest tree first."""
+        return [str(r[0]) for r in self._db.execute(
+            "SELECT note FROM audit_checkpoints ORDER BY size")]  # fmt: skip
 
     def checkpoint_note(self, size: int) -> str | None:
         row = self._db.execute(
@@ -138,6 +120,44 @@ class HubAuditLog:
         size = self.store.size()
         for index in range(start, size):
             yield index, self.store.entry(index)
+
+
+class HubAuditLog(AuditLogReader):
+    """The audit Merkle log, member positions and checkpoints in one SQLite file."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        signing_key: SigningKey,
+        origin: str,
+        quorum: int,
+        witnesses: Witnesses,
+    ) -> None:
+        cp.check_name(origin, "audit log origin")
+        if quorum < 1:
+            raise ConfigError("The audit witness quorum must be at least 1.")
+        self.origin = origin
+        self.quorum = quorum
+        self._key = signing_key
+        self._witnesses = witnesses
+        path.parent.mkdir(parents=True, exist_ok=True)
+        MerkleStore(path).close()  # creates the file, 0600
+        super().__init__(path)
+        # One submission at a time: each continues a chain the previous may have moved.
+        self._lock = threading.Lock()
+
+    def set_witnesses(self, witnesses: Witnesses) -> None:
+        """Where the current witness keys come from (the registry, through the service)."""
+        self._witnesses = witnesses
+
+    def latest(self) -> tuple[str, str]:
+        """(newest signed checkpoint note, newest final note or "")."""
+        row = self._db.execute(
+            "SELECT note FROM audit_checkpoints ORDER BY size DESC LIMIT 1"
+        ).fetchone()
+        latest = str(row[0]) if row else self._sign(0)
+        return latest, self.final_note(self.quorum)
 
     # -- writes ---------------------------------------------------------------
 
