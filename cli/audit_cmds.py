@@ -180,6 +180,13 @@ def audit_verify(
         results = []
         for view in views:
             if len(views) == 1 and reader is None:
+                damaged = view.audit.quick_check()
+                if damaged:
+                    raise VerificationError(
+                        f"{view.root / 'state.db'} is damaged ({damaged[0]}); restore it from "
+                        "a backup.",
+                        reason="audit_file_damaged",
+                    )
                 total = view.audit.count()
 
                 def progress(done: int, total: int = total) -> None:
