@@ -472,6 +472,11 @@ def check_bundle(bundle: Any, keys: BundleKeys) -> list[AuditLeaf]:
         note, entries, query_id = bundle["checkpoint"], bundle["entries"], bundle["query_id"]
         if not (isinstance(note, str) and isinstance(entries, list) and isinstance(query_id, str)):
             raise bad
+        if bundle.get("origin") != keys.hub.name:
+            raise VerificationError(
+                "The bundle proves records of another log than the one these keys are for.",
+                reason="wrong_origin",
+            )
         checkpoint = cp.open_checkpoint(note, keys.hub.name, keys.hub.public_key)
         if bundle.get("origin") != checkpoint.origin:
             raise bad
