@@ -19,6 +19,7 @@ BENCHMARKS = {
     "import": "benchmarks.bench_import",
     "merkle": "benchmarks.merkle_log",
     "identity-index": "benchmarks.identity_index",
+    "audit": "benchmarks.audit",
 }
 
 
@@ -28,7 +29,7 @@ BENCHMARKS = {
 @click.option("--quick", is_flag=True, help="Fewer iterations: a smoke run, not a measurement.")
 @guarded
 def bench(name: str, as_json: bool, quick: bool) -> None:
-    """Run benchmark NAME (one of: ping, import, merkle) and print its figures."""
+    """Run benchmark NAME (ping, import, merkle, identity-index, audit) and print its figures."""
     if name not in BENCHMARKS:
         raise ConfigError(f"No benchmark '{name}'; choose from {', '.join(sorted(BENCHMARKS))}.")
     module = importlib.import_module(BENCHMARKS[name])

@@ -22,6 +22,7 @@ from pathlib import Path
 import click
 import grpc
 
+from cli.demo_audit import step_audit_trail
 from cli.errors import describe_rpc_error, guarded
 from cli.local_network import LocalNetwork, MemberSpec, rcf_command, stop_kept
 from cli.operator_client import operator_stub
@@ -74,7 +75,7 @@ class Demo:
 
 
 def step_hub(demo: Demo) -> None:
-    demo.net.init_hub(demo.members + DIRECTORY_ONLY)
+    demo.net.init_hub(demo.members + DIRECTORY_ONLY, audit_quorum=len(demo.members) // 2 + 1)
     registry = demo.net.registry()
     try:
         for member_id, (agency, role, phone, languages) in NCPS.items():
@@ -323,6 +324,10 @@ STEPS: list[tuple[str, Callable[[Demo], None]]] = [
     ("Signed ping between every pair of nodes", step_ping),
     ("Suspension takes effect at the next directory refresh", step_suspend),
     ("Audit trail", step_audit),
+    (
+        "Audit trail anchored at the hub, witnessed; rcf audit verify and crosscheck",
+        step_audit_trail,
+    ),
 ]
 
 
