@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hub.merkle_store import MerkleStore
 from trust import checkpoint as cp
@@ -68,6 +69,16 @@ class AuditLogReader:
         self._db.execute("PRAGMA journal_mode=WAL")
         for stmt in _SCHEMA:
             self._db.execute(stmt)
+        # gRPC worker threads share this connection; statements take turns.
+        self._db_lock = threading.Lock()
+
+    def _all(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._db_lock:
+            return list(self._db.execute(sql, params).fetchall())
+
+    def _one(self, sql: str, params: tuple[object, ...] = ()) -> tuple[Any, ...] | None:
+        rows = self._all(sql, params)
+        return rows[0] if rows else None
 
     def close(self) -> None:
         self._db.close()
@@ -77,42 +88,37 @@ class AuditLogReader:
 
     def position(self, member_id: str) -> tuple[int, str, int]:
         """(last seq, last hash, last leaf index) held for member; (0, GENESIS, -1) if none."""
-        row = self._db.execute(
+        row = self._one(
             "SELECT last_seq, last_hash, last_index FROM audit_members WHERE member = ?",
             (member_id,),
-        ).fetchone()
+        )
         return (int(row[0]), str(row[1]), int(row[2])) if row else (0, GENESIS, -1)
 
     def members(self) -> dict[str, tuple[int, str, int]]:
         """Every member with records in the log: member → (last seq, last hash, last index)."""
-        rows = self._db.execute(
-            "SELECT member, last_seq, last_hash, last_index FROM audit_members"
-        ).fetchall()
+        rows = self._all("SELECT member, last_seq, last_hash, last_index FROM audit_members")
         return {str(r[0]): (int(r[1]), str(r[2]), int(r[3])) for r in rows}
 
     def leaf_index(self, member_id: str, seq: int) -> int | None:
-        row = self._db.execute(
+        row = self._one(
             "SELECT idx FROM audit_member_leaves WHERE member = ? AND seq = ?", (member_id, seq)
-        ).fetchone()
+        )
         return int(row[0]) if row else None
 
     def final_note(self, quorum: int) -> str:
         """The newest checkpoint note with at least quorum counted cosignatures ("" if none)."""
-        row = self._db.execute(
+        row = self._one(
             "SELECT note FROM audit_checkpoints WHERE cosignatures >= ? ORDER BY size DESC LIMIT 1",
             (quorum,),
-        ).fetchone()
+        )
         return str(row[0]) if row else ""
 
     def checkpoint_notes(self) -> list[str]:
         """Every checkpoint note the hub signed, smallest tree first."""
-        return [str(r[0]) for r in self._db.execute(
-            "SELECT note FROM audit_checkpoints ORDER BY size")]  # fmt: skip
+        return [str(r[0]) for r in self._all("SELECT note FROM audit_checkpoints ORDER BY size")]
 
     def checkpoint_note(self, size: int) -> str | None:
-        row = self._db.execute(
-            "SELECT note FROM audit_checkpoints WHERE size = ?", (size,)
-        ).fetchone()
+        row = self._one("SELECT note FROM audit_checkpoints WHERE size = ?", (size,))
         return str(row[0]) if row else None
 
     def entries(self, start: int = 0) -> Iterator[tuple[int, bytes]]:
@@ -153,9 +159,7 @@ class HubAuditLog(AuditLogReader):
 
     def latest(self) -> tuple[str, str]:
         """(newest signed checkpoint note, newest final note or "")."""
-        row = self._db.execute(
-            "SELECT note FROM audit_checkpoints ORDER BY size DESC LIMIT 1"
-        ).fetchone()
+        row = self._one("SELECT note FROM audit_checkpoints ORDER BY size DESC LIMIT 1")
         latest = str(row[0]) if row else self._sign(0)
         return latest, self.final_note(self.quorum)
 
@@ -170,7 +174,7 @@ class HubAuditLog(AuditLogReader):
         note = cp.sign_checkpoint(
             cp.Checkpoint(origin=self.origin, size=size, root_hash=root), key=self._key
         )
-        self._db.execute(
+        self._all(
             "INSERT OR IGNORE INTO audit_checkpoints (size, note) VALUES (?, ?)", (size, note)
         )
         return self.checkpoint_note(size) or note
@@ -217,8 +221,11 @@ class HubAuditLog(AuditLogReader):
                         "holds: the node's log was rewritten.",
                         "audit_fork",
                     )
-            fresh = [(leaf, data) for leaf, data in zip(decoded, leaves, strict=True)
-                     if leaf.record.seq > last_seq]  # fmt: skip
+            fresh = [
+                (leaf, data)
+                for leaf, data in zip(decoded, leaves, strict=True)
+                if leaf.record.seq > last_seq
+            ]
             prev = last_hash
             for leaf, _ in fresh:
                 if leaf.record.prev_hash != prev:
@@ -283,7 +290,7 @@ class HubAuditLog(AuditLogReader):
                 raise _refuse(str(exc), exc.reason, "INVALID_ARGUMENT") from exc
             merged = cp.merge_signatures(stored, note_text)
             count = _count_cosignatures(merged, witnesses)
-            self._db.execute(
+            self._all(
                 "UPDATE audit_checkpoints SET note = ?, cosignatures = ? WHERE size = ?",
                 (merged, count, checkpoint.size),
             )
