@@ -102,13 +102,14 @@ class LocalNetwork:
     def node_layout(self, member_id: str) -> NodeLayout:
         return NodeLayout(self.root / "nodes" / member_id)
 
-    def init_hub(self, members: list[MemberSpec]) -> None:
+    def init_hub(self, members: list[MemberSpec], *, audit_quorum: int = 1) -> None:
         # Everything on this machine: loopback, any free port, published as bound.
         init_hub(
             self.hub_layout.root,
             network=self.network,
             listen="127.0.0.1:0",
             enroll_listen="127.0.0.1:0",
+            audit_quorum=audit_quorum,
         )
         registry = self.registry()
         try:

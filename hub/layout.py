@@ -14,6 +14,7 @@ from trust.tls import TlsMaterial
 DEFAULT_DIRECTORY_TTL_S = 7 * 24 * 3600
 DEFAULT_LISTEN = "0.0.0.0:7443"
 DEFAULT_ENROLL_LISTEN = "0.0.0.0:7444"
+DEFAULT_AUDIT_QUORUM = 1
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,11 @@ class HubLayout:
         return self.root / "registry.db"
 
     @property
+    def audit_log_db(self) -> Path:
+        """The regional audit log: every member's shipped records in one Merkle log."""
+        return self.root / "audit-log.db"
+
+    @property
     def runtime(self) -> Path:
         """Written by `rcf hub serve`: the addresses it listens on."""
         return self.root / "hub-runtime.json"
@@ -75,6 +81,7 @@ class HubLayout:
                 enroll_listen=str(data.get("enroll_listen", DEFAULT_ENROLL_LISTEN)),
                 public_address=str(data.get("public_address", "")),
                 enroll_public_address=str(data.get("enroll_public_address", "")),
+                audit_quorum=int(data.get("audit_quorum", DEFAULT_AUDIT_QUORUM)),
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise ConfigError(f"{self.config} is missing or has a bad value: {exc}.") from exc
@@ -109,3 +116,5 @@ class HubConfig:
     enroll_listen: str = DEFAULT_ENROLL_LISTEN
     public_address: str = ""
     enroll_public_address: str = ""
+    # Witness cosignatures that make an audit-log checkpoint final.
+    audit_quorum: int = 1

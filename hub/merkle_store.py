@@ -20,7 +20,7 @@ import hashlib
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -181,11 +181,18 @@ class MerkleStore:
             self._refresh()
             return self._size
 
-    def append(self, leaves: Sequence[bytes]) -> int:
+    def append(
+        self,
+        leaves: Sequence[bytes],
+        *,
+        with_write: Callable[[sqlite3.Connection, int], None] | None = None,
+    ) -> int:
         """Append entries in one transaction; returns the index of the first one.
 
         Entries are the logged records' bytes; the log hashes each as a leaf,
-        SHA-256(0x00 || entry), and keeps the bytes for entry().
+        SHA-256(0x00 || entry), and keeps the bytes for entry(). with_write, if
+        given, runs in the same transaction (with the first index), so what a
+        caller records about the entries commits with them or not at all.
         """
         if len(leaves) > MAX_BATCH:
             raise RequestRejected(
@@ -230,6 +237,8 @@ class MerkleStore:
                     zip(range(first, n), leaves, strict=True),
                 )
                 self._conn.execute("UPDATE merkle_meta SET value = ? WHERE key = 'size'", (n,))
+                if with_write is not None:
+                    with_write(self._conn, first)
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise

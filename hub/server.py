@@ -17,16 +17,20 @@ import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from hub.audit_log import HubAuditLog
+from hub.audit_service import AuditHubServicer
 from hub.layout import HubLayout
 from hub.service import HubServicer
 from hub.setup import open_registry
-from protos.rcf.v1 import hub_pb2, hub_pb2_grpc
+from protos.rcf.v1 import audit_pb2, audit_pb2_grpc, hub_pb2, hub_pb2_grpc
+from trust.audit_leaf import log_origin
 from trust.files import loose_modes, write_private
 from trust.serving import InstanceLock, bind, build_server
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 MAX_ENROLL_REQUEST_BYTES = 64 * 1024  # a CSR and a public key
 HUB_SERVICE = hub_pb2.DESCRIPTOR.services_by_name["Hub"].full_name
+AUDIT_SERVICE = audit_pb2.DESCRIPTOR.services_by_name["AuditHub"].full_name
 
 log = structlog.get_logger("rcf.hub")
 
@@ -37,10 +41,26 @@ class HubServer:
         self._registry = open_registry(layout)
         self._tls = layout.load_tls()
         self._server, _ = build_server(
-            max_workers=8, max_message_bytes=MAX_MESSAGE_BYTES, service_names=[HUB_SERVICE]
+            max_workers=8,
+            max_message_bytes=MAX_MESSAGE_BYTES,
+            service_names=[HUB_SERVICE, AUDIT_SERVICE],
         )
-        servicer = HubServicer(self._registry, layout.load_signing_key())
+        config = layout.load_config()
+        signing_key = layout.load_signing_key()
+        servicer = HubServicer(self._registry, signing_key)
         hub_pb2_grpc.add_HubServicer_to_server(servicer, self._server)
+        self.audit_log = HubAuditLog(
+            layout.audit_log_db,
+            signing_key=signing_key,
+            origin=log_origin(config.network),
+            quorum=config.audit_quorum,
+            witnesses=dict,
+        )
+        self.audit_servicer = AuditHubServicer(
+            self.audit_log, peer_member=servicer.peer_member, snapshot=servicer.snapshot
+        )
+        self.audit_log.set_witnesses(self.audit_servicer.witnesses)
+        audit_pb2_grpc.add_AuditHubServicer_to_server(self.audit_servicer, self._server)
         self._enroll_server = _enrolment_server(servicer)
         self.address = ""
         self.enroll_address = ""
@@ -74,6 +94,7 @@ class HubServer:
         self._server.stop(grace).wait()
         self.layout.runtime.unlink(missing_ok=True)
         self._registry.close()
+        self.audit_log.close()
         if self._instance is not None:
             self._instance.release()
         log.info("hub_stopped")

@@ -11,7 +11,7 @@ from hub.registry import Registry
 from protos.rcf.v1 import envelope_pb2, hub_pb2, hub_pb2_grpc
 from trust import pki
 from trust.clock import now_ms
-from trust.directory import MemberStatus
+from trust.directory import Directory, MemberStatus
 from trust.dsse import Envelope
 from trust.errors import RegistryError, RequestRejected
 from trust.keys import SigningKey
@@ -67,6 +67,16 @@ class HubServicer(hub_pb2_grpc.HubServicer):
                 reason="tls_cert_not_enrolled",
             )
         return member_id
+
+    def peer_member(self, context: grpc.ServicerContext) -> str:
+        """The enrolled member behind the caller's client certificate (for other services)."""
+        with self._lock:
+            return self._peer_member(context)
+
+    def snapshot(self) -> Directory:
+        """The registry's current members and keys, read under the registry lock."""
+        with self._lock:
+            return self._registry.snapshot()
 
     @refusals_as_status
     def Enroll(

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from hub.layout import (
+    DEFAULT_AUDIT_QUORUM,
     DEFAULT_DIRECTORY_TTL_S,
     DEFAULT_ENROLL_LISTEN,
     DEFAULT_LISTEN,
@@ -27,6 +28,7 @@ def init_hub(
     enroll_listen: str = DEFAULT_ENROLL_LISTEN,
     public_address: str = "",
     enroll_public_address: str = "",
+    audit_quorum: int = DEFAULT_AUDIT_QUORUM,
 ) -> HubLayout:
     """Create the network CA, the hub's TLS certificate and signing key, and the registry.
 
@@ -36,6 +38,8 @@ def init_hub(
     layout = HubLayout(root)
     if layout.config.exists():
         raise ConfigError(f"{root} already holds a hub; refusing to overwrite its keys.")
+    if audit_quorum < 1:
+        raise ConfigError("The audit witness quorum must be at least 1.")
     if directory_ttl_s < 1:
         raise ConfigError("The directory lifetime must be at least one second.")
     private_dir(root)
@@ -66,7 +70,9 @@ def init_hub(
         f"enroll_listen = {json.dumps(enroll_listen)}\n"
         "# What nodes dial: join tokens and enrolment responses carry these.\n"
         f"public_address = {json.dumps(public_address)}\n"
-        f"enroll_public_address = {json.dumps(enroll_public_address)}\n",
+        f"enroll_public_address = {json.dumps(enroll_public_address)}\n"
+        "# Witness cosignatures (by member nodes) that make an audit checkpoint final.\n"
+        f"audit_quorum = {int(audit_quorum)}\n",
     )
     open_registry(layout).close()
     return layout

@@ -124,6 +124,34 @@ class AuditLog:
                 yield _record_from_row(r)
             after = int(str(rows[-1][0]))
 
+    @property
+    def can_append(self) -> bool:
+        return self._key is not None
+
+    def records_after(self, seq: int, limit: int) -> list[AuditRecord]:
+        """Up to limit records with seq greater than seq, in seq order."""
+        rows = self._state.read(
+            _SELECT + " WHERE a.seq > ? ORDER BY a.seq LIMIT ?", (int(seq), int(limit))
+        )
+        return [_record_from_row(r) for r in rows]
+
+    def record(self, seq: int) -> AuditRecord | None:
+        """The record with this seq, if the database holds it."""
+        rows = self._state.read(_SELECT + " WHERE a.seq = ?", (int(seq),))
+        return _record_from_row(rows[0]) if rows else None
+
+    def last_seq(self) -> int:
+        """The newest seq in the database (0 if empty)."""
+        (value,) = self._state.read("SELECT COALESCE(MAX(seq), 0) FROM audit")[0]
+        return int(str(value))
+
+    def stage(self, event: AuditEvent) -> None:
+        """Add event to the batch being committed; only from inside a StateDB write,
+        so it commits (chained and signed) in the same transaction as that write."""
+        if self._key is None:
+            raise ConfigError("This audit log was opened read-only; only the node appends.")
+        self._batch.append((event, now_ms()))
+
     def last_of_type(self, query_type: str, *, side: str = "local") -> AuditRecord | None:
         """The newest record of query_type written on side, if any."""
         rows = self._state.read(

@@ -42,6 +42,8 @@ DEFAULTS: dict[str, Any] = {
     "audit_gather_ms": 2.0,
     # Prometheus metrics (loopback only); see metrics_listen_for.
     "metrics_listen": "127.0.0.1:0",
+    # Seconds between shipping audit records to the hub and witnessing its checkpoints.
+    "audit_ship_interval_s": 2.0,
 }
 METRICS_PORT = 9465
 
@@ -76,6 +78,7 @@ class NodeConfig:
     audit_sync: str
     audit_gather_ms: float = 2.0
     metrics_listen: str = "127.0.0.1:0"
+    audit_ship_interval_s: float = 2.0
     allow: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
@@ -222,11 +225,16 @@ class NodeLayout:
                 audit_sync=str(merged["audit_sync"]),
                 audit_gather_ms=float(merged["audit_gather_ms"]),
                 metrics_listen=str(merged["metrics_listen"]),
+                audit_ship_interval_s=float(merged["audit_ship_interval_s"]),
                 allow=allow,
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise ConfigError(f"{self.config} is missing or has a bad value: {exc}.") from exc
-        if config.max_message_bytes < 1024 or config.directory_refresh_s <= 0:
+        if (
+            config.max_message_bytes < 1024
+            or config.directory_refresh_s <= 0
+            or config.audit_ship_interval_s <= 0
+        ):
             raise ConfigError(
                 f"{self.config}: limits must be positive (max_message_bytes >= 1024)."
             )

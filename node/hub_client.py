@@ -17,7 +17,8 @@ from trust.tls import TlsMaterial, channel_options, secure_channel
 HUB_MAX_BYTES = 8 * 1024 * 1024
 
 
-def _hub_error(exc: grpc.RpcError) -> PeerError:
+def hub_error(exc: grpc.RpcError) -> PeerError:
+    """A failed hub call as a PeerError with a reason code."""
     refusal = read_refusal(exc)
     if refusal.code == grpc.StatusCode.UNAVAILABLE and not refusal.reason:
         return PeerError(f"The hub is unreachable ({refusal.message}).", reason="hub_unreachable")
@@ -52,7 +53,7 @@ def enroll_over_wire(
                 timeout=timeout_s,
             )
         except grpc.RpcError as exc:
-            raise _hub_error(exc) from exc
+            raise hub_error(exc) from exc
 
 
 class HubClient:
@@ -63,6 +64,11 @@ class HubClient:
             target=address, tls=tls, server_name=pki.HUB_NAME, max_message_bytes=HUB_MAX_BYTES
         )
         self._stub = hub_pb2_grpc.HubStub(self._channel)
+
+    @property
+    def channel(self) -> grpc.Channel:
+        """The mutual-TLS channel, for the hub's other services (the audit log)."""
+        return self._channel
 
     def get_directory(
         self, *, have_serial: int, timeout_s: float = 10.0, wait_for_ready: bool = False
@@ -75,7 +81,7 @@ class HubClient:
                 wait_for_ready=wait_for_ready,
             )
         except grpc.RpcError as exc:
-            raise _hub_error(exc) from exc
+            raise hub_error(exc) from exc
         return Envelope.from_proto(reply)
 
     def get_dictionary(self, *, version: str = "", timeout_s: float = 10.0) -> Envelope:
@@ -85,7 +91,7 @@ class HubClient:
                 hub_pb2.GetDictionaryRequest(version=version), timeout=timeout_s
             )
         except grpc.RpcError as exc:
-            raise _hub_error(exc) from exc
+            raise hub_error(exc) from exc
         return Envelope.from_proto(reply)
 
     def update_endpoint(
@@ -106,7 +112,7 @@ class HubClient:
                 signed.to_proto(), timeout=timeout_s, wait_for_ready=wait_for_ready
             )
         except grpc.RpcError as exc:
-            raise _hub_error(exc) from exc
+            raise hub_error(exc) from exc
         return Envelope.from_proto(reply)
 
     def close(self) -> None:

@@ -15,6 +15,7 @@ from node.aggregate.reciprocity import ContributorRegistry
 from node.aggregate_operator import AggregateOperatorServicer
 from node.aggregate_query import AGGREGATE, AggregateResponder, dictionary_loader
 from node.assembly import build_core
+from node.audit_anchor import AnchorStore, AuditShipper
 from node.config import NodeLayout
 from node.dictionary import load_dictionary, sync_dictionary
 from node.federation import federation_handler
@@ -35,6 +36,8 @@ from protos.rcf.v1 import (
     operator_pb2,
     operator_pb2_grpc,
 )
+from trust.audit_leaf import log_origin, witness_keys
+from trust.clock import now_ms
 from trust.errors import ConfigError, RcfError
 from trust.serving import InstanceLock, bind, build_server
 
@@ -97,6 +100,25 @@ class NodeServer:
         self._refresh_lock = threading.Lock()
         self._urgent_lock = threading.Lock()
         self._last_urgent = -URGENT_REFRESH_EVERY_S
+        self._stop = threading.Event()
+        self.hub = HubClient(address=config.hub_address, tls=self.tls)
+        # Anchors the audit log in the hub's log and witnesses its checkpoints.
+        self.shipper = AuditShipper(
+            member_id=config.member_id,
+            signing_key=self.signing_key,
+            audit=self.audit,
+            anchor=AnchorStore(self.state),
+            channel=self.hub.channel,
+            hub_public_key=config.hub_public_key,
+            origin=lambda: log_origin(self.directory.peek().network),
+            witnesses=lambda: witness_keys(self.directory.peek(), at_ms=now_ms()),
+        )
+        self._shipping = threading.Thread(
+            target=self.shipper.run,
+            args=(self._stop, config.audit_ship_interval_s),
+            name="audit-ship",
+            daemon=True,
+        )
         # gRPC itself stops messages far past the limit; between the two the
         # pipeline refuses them with an audit record.
         transport_limit = config.max_message_bytes * 2 + 64 * 1024
@@ -156,7 +178,6 @@ class NodeServer:
         self._instance: InstanceLock | None = None
         self._endpoint_published = False
         self.last_refresh_error = ""
-        self._stop = threading.Event()
         self._refresher = threading.Thread(
             target=self._refresh_loop, name="dir-refresh", daemon=True
         )
@@ -190,6 +211,7 @@ class NodeServer:
         self.refresh_directory(raise_errors=False)
         self._write_runtime()
         self._refresher.start()
+        self._shipping.start()
         log.info(
             "node_started",
             member=self.config.member_id,
@@ -292,6 +314,8 @@ class NodeServer:
 
     def stop(self, grace: float = 1.0) -> None:
         self._stop.set()
+        if self._shipping.is_alive():
+            self._shipping.join(timeout=15)
         self._operator.stop(grace).wait()
         self._server.stop(grace).wait()
         self.metrics.stop()

@@ -174,7 +174,7 @@ class PolicyAdmin:
         self.member_id = member_id
         self._key = signing_key
         self.store = PolicyStore(state)
-        self.usage = UsageStore(state)
+        self.usage = UsageStore(state, audit=audit, member_id=member_id)
         self._audit = audit
         self._directory = directory
         self.gate = gate
@@ -296,7 +296,12 @@ class PolicyAdmin:
             self._record(missing)
 
     def open_gate(self, seed_allow: Mapping[str, tuple[str, ...]] | None = None) -> PolicyGate:
-        """The gate the pipeline decides with, holding the active policy."""
+        """The gate the pipeline decides with, holding the active policy; usage is first
+        re-derived from the audit-bound charge journal (UsageStore.reconcile)."""
+        if self._key is not None:
+            raised = self.usage.reconcile()
+            if raised:
+                log.warning("policy_usage_restored_from_audit", rows=raised)
         self.gate = PolicyGate(self.load_active(seed_allow), self.usage)
         return self.gate
 

@@ -9,14 +9,19 @@ so a restart resets nothing. Both are written through the state writer.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
+import uuid
 from dataclasses import dataclass
 
+from node.audit import AuditLog, local_event
+from node.policy.engine import period_window
 from node.policy.model import Charge
 from node.state import StateDB
 from trust.clock import now_ms
 from trust.dsse import Envelope, Signature, sign_envelope
+from trust.errors import ConfigError
 from trust.keys import SigningKey
 
 PAYLOAD_TYPE = "application/vnd.rcf.policy-version+json"
@@ -34,7 +39,15 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS policy_usage (requester TEXT NOT NULL, kind TEXT NOT NULL,"
     " scope TEXT NOT NULL, period TEXT NOT NULL, used INTEGER NOT NULL,"
     " PRIMARY KEY (requester, kind, scope, period)) WITHOUT ROWID",
+    # The journal of every charge, each bound to the audit record committed with it
+    # (audit_query_id; the record's request_sha256 is the digest of the row's charges).
+    "CREATE TABLE IF NOT EXISTS policy_charges (audit_query_id TEXT PRIMARY KEY,"
+    " requester TEXT NOT NULL, charges TEXT NOT NULL)",
 )
+
+USAGE_ACTION = "PolicyUsage"
+# How far back usage is re-derived at start: the longest policy period (a year) and a margin.
+USAGE_LOOKBACK_MS = 400 * 24 * 3600 * 1000
 
 
 def ensure_schema(state: StateDB) -> None:
@@ -175,12 +188,111 @@ class Overdraw:
     used: int
 
 
-class UsageStore:
-    """Spent budgets and rate counts; charges are all-or-nothing and never overdraw."""
+def _charges_json(charges: tuple[Charge, ...]) -> str:
+    return json.dumps(
+        [[c.kind, c.scope, c.window, c.amount] for c in charges], separators=(",", ":")
+    )
 
-    def __init__(self, state: StateDB) -> None:
+
+class UsageStore:
+    """Spent budgets and rate counts; charges are all-or-nothing and never overdraw.
+
+    With an audit log that may append (the node's), every charge is journaled in
+    ``policy_charges`` and recorded in the audit chain in the same transaction
+    (a local ``PolicyUsage`` record whose request digest is the charge's), so
+    ``reconcile`` can rebuild ``policy_usage`` from the chain at start: wiping or
+    lowering the usage table resets no limit, and deleting or editing journal
+    rows is detected against the signed, hub-anchored records.
+    """
+
+    def __init__(
+        self, state: StateDB, *, audit: AuditLog | None = None, member_id: str = ""
+    ) -> None:
         self._state = state
+        self._audit = audit
+        self._member_id = member_id
         ensure_schema(state)
+
+    def _journal(
+        self, conn: sqlite3.Connection, requester: str, charges: tuple[Charge, ...]
+    ) -> None:
+        if self._audit is None or not self._audit.can_append:
+            return
+        text = _charges_json(charges)
+        query_id = str(uuid.uuid4())
+        conn.execute("INSERT INTO policy_charges VALUES (?, ?, ?)", (query_id, requester, text))
+        self._audit.stage(
+            local_event(
+                self._member_id,
+                action=USAGE_ACTION,
+                purpose="policy-admin",
+                decision="charged",
+                reason=",".join(sorted({c.kind for c in charges})),
+                subject_sha256=hashlib.sha256(f"{requester}\n{text}".encode()).hexdigest(),
+                query_id=query_id,
+            )
+        )
+
+    def reconcile(self, *, now: int | None = None) -> int:
+        """Rebuild usage of the current periods from the audit-bound journal; check the journal.
+
+        Every PolicyUsage audit record of the last USAGE_LOOKBACK_MS must have its
+        journal row with the digest the record holds (else ConfigError); usage
+        rows below what the journal adds up to are raised to it. Returns how many
+        usage rows were raised.
+        """
+        if self._audit is None:
+            return 0
+        at = now_ms() if now is None else now
+        records = self._state.read(
+            "SELECT query_id, request_sha256 FROM audit WHERE query_type = ? AND side = 'local'"
+            " AND ts_ms > ?",
+            (USAGE_ACTION, at - USAGE_LOOKBACK_MS),
+        )
+        journal = {
+            str(r[0]): (str(r[1]), str(r[2]))
+            for r in self._state.read(
+                "SELECT audit_query_id, requester, charges FROM policy_charges"
+            )
+        }
+        for query_id, digest in records:
+            row = journal.get(str(query_id))
+            if row is None or (
+                hashlib.sha256(f"{row[0]}\n{row[1]}".encode()).hexdigest() != str(digest)
+            ):
+                raise ConfigError(
+                    "The policy usage journal in state.db does not match the audit log "
+                    "(a charge was deleted or altered); restore state.db from a backup.",
+                    reason="usage_tampered",
+                )
+        current = {period_window(per, at) for per in (
+            "minute", "hour", "day", "week", "month", "quarter", "year")}  # fmt: skip
+        derived: dict[tuple[str, str, str, str], int] = {}
+        for requester, text in journal.values():
+            for kind, scope, window, amount in json.loads(text):
+                if window in current:
+                    key = (requester, str(kind), str(scope), str(window))
+                    derived[key] = derived.get(key, 0) + int(amount)
+
+        def write(conn: sqlite3.Connection) -> int:
+            raised = 0
+            for (requester, kind, scope, window), amount in derived.items():
+                row = conn.execute(
+                    "SELECT used FROM policy_usage WHERE requester = ? AND kind = ? AND scope = ?"
+                    " AND period = ?",
+                    (requester, kind, scope, window),
+                ).fetchone()
+                if row is None or int(row[0]) < amount:
+                    conn.execute(
+                        "INSERT OR REPLACE INTO policy_usage VALUES (?, ?, ?, ?, ?)",
+                        (requester, kind, scope, window, amount),
+                    )
+                    raised += 1
+            return raised
+
+        result = self._state.run(write)
+        assert isinstance(result, int)
+        return result
 
     def used(self, requester: str, charge: Charge) -> int:
         rows = self._state.read(
@@ -220,6 +332,7 @@ class UsageStore:
                     " (requester, kind, scope, period) DO UPDATE SET used = used + excluded.used",
                     (requester, c.kind, c.scope, c.window, c.amount),
                 )
+            self._journal(conn, requester, charges)
             return None
 
         if not charges:
