@@ -240,7 +240,7 @@ def test_bad_input_is_one_sentence_and_non_zero(tmp_path: Path) -> None:
         "--hub-address",
         "x:1",
     )
-    assert "No benchmark" in fails("bench", "nosuch")
+    assert "'nosuch' is not one of" in fails("bench", "nosuch")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
     assert "not empty" in fails("demo", "--dir", str(tmp_path / "full"))
