@@ -24,7 +24,7 @@ BENCHMARKS = {
 
 
 @click.command("bench")
-@click.argument("name", type=click.Choice(sorted(BENCHMARKS)))
+@click.argument("name", type=click.Choice(sorted(BENCHMARKS)), metavar="NAME")
 @click.option("--json", "as_json", is_flag=True, help='Print {"benchmark": …, "figures": {…}}.')
 @click.option("--quick", is_flag=True, help="Fewer iterations: a smoke run, not a measurement.")
 @guarded
