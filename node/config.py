@@ -37,6 +37,8 @@ DEFAULTS: dict[str, Any] = {
     "max_request_ttl_s": 300.0,
     "request_ttl_s": 60.0,
     "audit_sync": "normal",
+    # How long a responder remembers an identity check between its two rounds.
+    "identity_check_ttl_s": 120.0,
 }
 KNOWN_KEYS = {"member_id", "hub_address", "hub_public_key", "allow", *DEFAULTS}
 
@@ -55,6 +57,7 @@ class NodeConfig:
     max_request_ttl_s: float
     request_ttl_s: float
     audit_sync: str
+    identity_check_ttl_s: float = 120.0
     allow: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
@@ -194,6 +197,7 @@ class NodeLayout:
                 max_request_ttl_s=float(merged["max_request_ttl_s"]),
                 request_ttl_s=float(merged["request_ttl_s"]),
                 audit_sync=str(merged["audit_sync"]),
+                identity_check_ttl_s=float(merged["identity_check_ttl_s"]),
                 allow=allow,
             )
         except (KeyError, ValueError, TypeError) as exc:
@@ -202,6 +206,8 @@ class NodeLayout:
             raise ConfigError(
                 f"{self.config}: limits must be positive (max_message_bytes >= 1024)."
             )
+        if not 0 < config.identity_check_ttl_s <= 3600:
+            raise ConfigError(f"{self.config}: identity_check_ttl_s must be 0 < s <= 3600.")
         if config.audit_sync not in ("normal", "full"):
             raise ConfigError(f"{self.config}: audit_sync must be 'normal' or 'full'.")
         split_address(config.listen, what=f"listen address in {self.config}")

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from node.identity.checks import IDENTITY_EVALUATE, IDENTITY_LOOKUP
 from node.ping import PING
 from node.protocol import QuerySpec
 
-QUERY_TYPES: tuple[QuerySpec[Any, Any], ...] = (PING,)
+QUERY_TYPES: tuple[QuerySpec[Any, Any], ...] = (PING, IDENTITY_EVALUATE, IDENTITY_LOOKUP)
 
 
 def by_name() -> dict[str, QuerySpec[Any, Any]]:

@@ -15,6 +15,11 @@ from node.config import NodeLayout
 from node.dictionary import load_dictionary, sync_dictionary
 from node.federation import federation_handler
 from node.hub_client import HubClient
+from node.identity.maintenance import rotate as rotate_oprf
+from node.identity.node_keys import load_or_create_oprf_key, load_or_create_reference_key
+from node.identity.operator_service import IdentityOperatorServicer
+from node.identity.responder import IdentityResponder, bind_identity
+from node.identity.token_store import BuildResult
 from node.operations import reconcile_operations
 from node.operator import OperatorServicer
 from node.peers import PeerClient
@@ -22,7 +27,13 @@ from node.pipeline import Limits, Pipeline
 from node.protocol import QuerySpec
 from node.query_types import QUERY_TYPES
 from node.replay import ReplayGuard
-from protos.rcf.v1 import federation_pb2, operator_pb2, operator_pb2_grpc
+from protos.rcf.v1 import (
+    federation_pb2,
+    identity_pb2,
+    identity_pb2_grpc,
+    operator_pb2,
+    operator_pb2_grpc,
+)
 from trust.errors import ConfigError, RcfError
 from trust.serving import InstanceLock, bind, build_server
 
@@ -75,6 +86,15 @@ class NodeServer:
             max_message_bytes=config.max_message_bytes,
         )
         self.hub = HubClient(address=config.hub_address, tls=self.tls)
+        self.identity = IdentityResponder(
+            member_id=config.member_id,
+            key=load_or_create_oprf_key(layout.root),
+            reference_key=load_or_create_reference_key(layout.root),
+            data_db=layout.data_db,
+            state=self.state,
+            directory=self.directory,
+            ttl_ms=int(config.identity_check_ttl_s * 1000),
+        )
         # gRPC itself stops messages far past the limit; between the two the
         # pipeline refuses them with an audit record.
         transport_limit = config.max_message_bytes * 2 + 64 * 1024
@@ -84,12 +104,19 @@ class NodeServer:
             service_names=[federation_pb2.DESCRIPTOR.services_by_name["Federation"].full_name],
         )
         self._server.add_generic_rpc_handlers(
-            (federation_handler(self.pipeline, query_types or QUERY_TYPES),)
+            (
+                federation_handler(
+                    self.pipeline, bind_identity(query_types or QUERY_TYPES, self.identity)
+                ),
+            )
         )
         self._operator, _ = build_server(
             max_workers=8,
             max_message_bytes=transport_limit,
-            service_names=[operator_pb2.DESCRIPTOR.services_by_name["Operator"].full_name],
+            service_names=[
+                operator_pb2.DESCRIPTOR.services_by_name["Operator"].full_name,
+                identity_pb2.DESCRIPTOR.services_by_name["IdentityOperator"].full_name,
+            ],
         )
         operator_pb2_grpc.add_OperatorServicer_to_server(
             OperatorServicer(
@@ -99,6 +126,16 @@ class NodeServer:
                 refresh=self.refresh_directory,
                 policy=self.policy,
                 record_operations=lambda: reconcile_operations(self.layout, self.audit),
+            ),
+            self._operator,
+        )
+        identity_pb2_grpc.add_IdentityOperatorServicer_to_server(
+            IdentityOperatorServicer(
+                token=self._token,
+                member_id=config.member_id,
+                peers=self.peers,
+                directory=self.directory,
+                rotate=self.rotate_oprf_key,
             ),
             self._operator,
         )
@@ -200,6 +237,14 @@ class NodeServer:
             signing_key_id=self.signing_key.key_id,
         )
 
+    def rotate_oprf_key(self) -> BuildResult:
+        """A new OPRF key, the token index rebuilt under it, audited; then answered with."""
+        key, result = rotate_oprf(self.layout.root, load_dictionary(self.layout))
+        self.identity.swap_key(key)
+        reconcile_operations(self.layout, self.audit)
+        log.info("oprf_key_rotated", key_id=key.key_id, tokens=result.tokens)
+        return result
+
     def wait(self) -> None:
         self._server.wait_for_termination()
 
@@ -208,6 +253,7 @@ class NodeServer:
         self._operator.stop(grace).wait()
         self._server.stop(grace).wait()
         self.peers.close()
+        self.identity.close()
         self.hub.close()
         self.state.close()
         if self._instance is not None:

@@ -139,13 +139,15 @@ def _grant(rule: Rule, query: QueryDescription, now_ms: int) -> tuple[Constraint
                     limit=to_micro(rule.budget.epsilon),
                 )
             )
-    if rule.rate_limit is not None:
+    # items 0: a later part of something already charged (an identity check's next
+    # chunk or its second round) counts nothing more.
+    if rule.rate_limit is not None and query.items > 0:
         charges.append(
             Charge(
                 kind="rate",
                 scope=f"{query.query_type}:{query.dataset}",
                 window=period_window(rule.rate_limit.per, now_ms),
-                amount=max(1, query.items),
+                amount=query.items,
                 limit=rule.rate_limit.count,
             )
         )
@@ -155,6 +157,8 @@ def _grant(rule: Rule, query: QueryDescription, now_ms: int) -> tuple[Constraint
         epsilon=epsilon,
         round_to=rule.round_to,
         detail=rule.detail,
+        exclude_categories=rule.exclude_categories,
+        exclude_own_nationals=rule.exclude_own_nationals,
         alert_categories=rule.categories,
         alert_fields=rule.fields,
     )

@@ -26,6 +26,7 @@ from node.policy.model import (
     IDENTITY_CHECK,
     MICRO,
     NOISE_MECHANISMS,
+    PERSON_CATEGORIES,
     PING,
     QUERY_TYPES,
     RATE_PERIODS,
@@ -62,7 +63,13 @@ KEYS_BY_QUERY: dict[str, tuple[str, ...]] = {
         "budget",
         "round_to",
     ),
-    IDENTITY_CHECK: ("datasets", "detail", "max_batch"),
+    IDENTITY_CHECK: (
+        "datasets",
+        "detail",
+        "max_batch",
+        "exclude_categories",
+        "exclude_own_nationals",
+    ),
     ALERTS: ("categories", "fields"),
 }
 ALL_RULE_KEYS = sorted({*COMMON_KEYS, *(k for ks in KEYS_BY_QUERY.values() for k in ks)})
@@ -218,6 +225,19 @@ class _Reader:
                     )
                     return None
         return tuple(value)
+
+    def boolean(self, table: dict[str, Any], path: tuple[str | int, ...], key: str) -> bool | None:
+        value = table.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, bool):
+            self.error(
+                (*path, key),
+                f"'{key}' must be true or false, not {_kind(value)}.",
+                f"write {key} = true",
+            )
+            return None
+        return value
 
     def positive_int(
         self, table: dict[str, Any], path: tuple[str | int, ...], key: str
@@ -516,6 +536,11 @@ def _read_rule(reader: _Reader, index: int, raw: object) -> Rule | None:
         round_to=reader.positive_int(raw, path, "round_to"),
         detail=reader.choice(raw, path, "detail", DETAILS),
         max_batch=reader.positive_int(raw, path, "max_batch"),
+        exclude_categories=reader.strings(
+            raw, path, "exclude_categories", allowed=PERSON_CATEGORIES, nonempty=False
+        )
+        or (),
+        exclude_own_nationals=reader.boolean(raw, path, "exclude_own_nationals") or False,
         categories=reader.strings(raw, path, "categories", allowed=ALERT_CATEGORIES) or (),
         fields=reader.strings(raw, path, "fields", allowed=ALERT_FIELDS) or (),
         rate_limit=rate,

@@ -23,6 +23,18 @@ DATASET_KIND = {AGGREGATE: "aggregate", IDENTITY_CHECK: "identity"}
 
 NOISE_MECHANISMS = ("none", "geometric")  # geometric: the discrete Laplace mechanism
 DETAILS = ("hit_only", "hit_with_reference")
+# Categories of the dictionary's persons dataset an IdentityCheck rule may exclude
+# from hits (e.g. trafficking victims are never a "hit" for enforcement purposes).
+PERSON_CATEGORIES = (
+    "irregular_migrant",
+    "asylum_seeker",
+    "refugee",
+    "trafficking_victim",
+    "suspected_smuggler",
+    "suspected_trafficker",
+    "missing_person",
+    "deportee",
+)
 # Fraud types, as in the dictionary's document_fraud_detections.fraud_type codes.
 ALERT_CATEGORIES = (
     "counterfeit",
@@ -88,6 +100,8 @@ class Rule:
     round_to: int | None = None
     detail: str | None = None
     max_batch: int | None = None
+    exclude_categories: tuple[str, ...] = ()
+    exclude_own_nationals: bool = False
     categories: tuple[str, ...] = ()
     fields: tuple[str, ...] = ()
     rate_limit: RateLimit | None = None
@@ -155,6 +169,8 @@ class Constraints:
     epsilon: float | None = None
     round_to: int | None = None
     detail: str | None = None
+    exclude_categories: tuple[str, ...] = ()
+    exclude_own_nationals: bool = False
     alert_categories: tuple[str, ...] = ()
     alert_fields: tuple[str, ...] = ()
 

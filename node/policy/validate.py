@@ -105,6 +105,16 @@ def check_policy(text: str, filename: str, context: Context) -> Loaded:
                     )
         if dictionary is not None and rule.query in DATASET_KIND:
             _check_datasets(rule, path, dictionary, err)
+        if (rule.exclude_categories or rule.exclude_own_nationals) and (
+            "persons" not in rule.datasets
+        ):
+            key = "exclude_categories" if rule.exclude_categories else "exclude_own_nationals"
+            warn(
+                (*path, key),
+                f"rule '{rule.id}' excludes persons from hits but does not cover the persons "
+                "dataset, so the exclusion has no effect.",
+                'add "persons" to datasets, or remove the exclusion',
+            )
         if context.today and rule.valid_until and rule.valid_until < context.today:
             warn(
                 (*path, "valid_until"),
@@ -308,6 +318,8 @@ def _output_differences(a: Rule, b: Rule) -> list[str]:
         "budget",
         "round_to",
         "detail",
+        "exclude_categories",
+        "exclude_own_nationals",
         "fields",
         "rate_limit",
     )
