@@ -215,7 +215,7 @@ class CheckRegistry:
 # -- the two query types --------------------------------------------------------------
 
 
-def _unbound(authorized: Authorized[Any]) -> Any:
+def unbound_answer(authorized: Authorized[Any]) -> Any:
     raise RequestRejected(
         "This node does not answer identity checks.", reason="unsupported", status="UNIMPLEMENTED"
     )
@@ -227,7 +227,7 @@ IDENTITY_EVALUATE: QuerySpec[
     name=EVALUATE,
     request_cls=identity_pb2.IdentityEvaluateRequest,
     response_cls=identity_pb2.IdentityEvaluateResponse,
-    answer=_unbound,
+    answer=unbound_answer,
     validate=validate_evaluate,
     describe=describe_evaluate,
 )
@@ -238,7 +238,7 @@ IDENTITY_LOOKUP: QuerySpec[
     name=LOOKUP,
     request_cls=identity_pb2.IdentityLookupRequest,
     response_cls=identity_pb2.IdentityLookupResponse,
-    answer=_unbound,
+    answer=unbound_answer,
     validate=validate_lookup,
     describe=describe_lookup,
 )

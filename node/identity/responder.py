@@ -34,6 +34,7 @@ from node.identity.checks import (
     CheckRegistry,
     refused,
     split,
+    unbound_answer,
 )
 from node.identity.keys import Strength
 from node.identity.node_keys import hit_reference
@@ -248,7 +249,13 @@ def bind_identity(
         EVALUATE: responder.evaluate,
         LOOKUP: responder.lookup,
     }
-    return tuple(replace(s, answer=answers[s.name]) if s.name in answers else s for s in specs)
+    # Only the registry's unbound answers: a spec given its own answer (a test's) keeps it.
+    return tuple(
+        replace(s, answer=answers[s.name])
+        if s.name in answers and s.answer is unbound_answer
+        else s
+        for s in specs
+    )
 
 
 __all__ = [
