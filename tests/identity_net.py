@@ -8,8 +8,8 @@ import csv
 import secrets
 import textwrap
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,6 @@ from typing import Any
 import grpc
 import pytest
 
-import node.peers
 from node.dictionary import load_dictionary
 from node.importer import import_file
 from node.store import DataStore
@@ -26,6 +25,7 @@ from tests.network import Network, RawClient
 from trust.clock import now_ms
 from trust.directory import Ncp
 from trust.dsse import sign_envelope
+from trust.tls import secure_channel
 
 PERSON_COLUMNS = (
     "record_id", "name_original", "name_latin", "aliases", "date_of_birth", "sex",
@@ -80,7 +80,7 @@ max_batch = 50
 """
 
 
-def write_csv(path: Path, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> Path:
+def write_csv(path: Path, columns: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> Path:
     with open(path, "w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(columns)
@@ -92,7 +92,7 @@ def write_csv(path: Path, columns: tuple[str, ...], rows: list[tuple[str, ...]])
     return path
 
 
-def import_rows(net: Network, member: str, dataset: str, rows: list[tuple[str, ...]]) -> None:
+def import_rows(net: Network, member: str, dataset: str, rows: Sequence[tuple[str, ...]]) -> None:
     layout = net.layout(member)
     columns = PERSON_COLUMNS if dataset == "persons" else DOCUMENT_COLUMNS
     path = write_csv(net.root / f"{member}-{dataset}.csv", columns, rows)
@@ -114,17 +114,15 @@ class Wire:
         return b"\n".join(self.messages)
 
 
-class _Capture(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):  # type: ignore[misc]
+class _Capture(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):  # type: ignore[type-arg]
     def __init__(self, wire: Wire) -> None:
         self.wire = wire
 
     def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         self.wire.messages.append(request.SerializeToString())
         outcome = continuation(details, request)
-        try:
+        with suppress(grpc.RpcError):
             self.wire.messages.append(outcome.result().SerializeToString())
-        except grpc.RpcError:
-            pass
         return outcome
 
     def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
@@ -136,12 +134,12 @@ class _Capture(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientIntercept
 def capture_wire(monkeypatch: pytest.MonkeyPatch) -> Iterator[Wire]:
     """Wrap every channel a PeerClient opens from now on with a capturing interceptor."""
     wire = Wire()
-    real = node.peers.secure_channel
+    real = secure_channel
 
     def wrapped(**kwargs: Any) -> grpc.Channel:
         return grpc.intercept_channel(real(**kwargs), _Capture(wire))
 
-    monkeypatch.setattr(node.peers, "secure_channel", wrapped)
+    monkeypatch.setattr("node.peers.secure_channel", wrapped)
     yield wire
 
 

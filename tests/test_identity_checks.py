@@ -8,13 +8,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 
 from node.assembly import read_only
 from node.identity.checks import IDENTITY_EVALUATE, MAX_CHECK_PERSONS, split
-from node.identity.keys import person_keys, PersonRecord, Role
+from node.identity.keys import PersonRecord, Role, person_keys
 from node.identity.requester import (
     CheckInputError,
     ResponderResult,
@@ -128,21 +129,14 @@ def test_document_check_and_person_document(net: Network) -> None:
     assert person.outcomes == [HIT]
 
 
-def test_batch_keeps_order_and_spans_chunks(net: Network) -> None:
+def test_batch_keeps_order_and_spans_chunks(net: Network, monkeypatch: pytest.MonkeyPatch) -> None:
     subjects = [Subject(f"Person Number{'x' * (i % 5)} Test", "1980-01-01", "AFG")
                 for i in range(40)]  # fmt: skip
     subjects[7] = Subject("Mohammed Khan", "1985-03-14", "AFG")
     subjects[33] = Subject("HASSAN, Omar", "1990-05-12", "SYR")
+    # Small chunks, so that one check spans several round trips.
+    monkeypatch.setattr("node.identity.requester.MAX_CHUNK_PERSONS", 6)
     prepared = prepare(subjects, "persons")
-    # Force small chunks so one check spans several round trips.
-    import node.identity.requester as requester
-
-    original = requester.MAX_CHUNK_PERSONS
-    requester.MAX_CHUNK_PERSONS = 6
-    try:
-        prepared = prepare(subjects, "persons")
-    finally:
-        requester.MAX_CHUNK_PERSONS = original
     assert len(prepared.chunks) == 7
     (result,) = run_check(net.nodes["AU"].peers, prepared, ["TH"], purpose="border-control")
     expected = [NO_HIT] * 40
@@ -341,12 +335,11 @@ def test_requester_refuses_identity_elements_from_a_responder(tmp_path: Path) ->
 
         from node.query_types import QUERY_TYPES
 
-        specs: tuple[QuerySpec[object, object], ...] = tuple(
-            replace(s, answer=evil) if s.name == "IdentityEvaluate" else s  # type: ignore[misc]
-            for s in QUERY_TYPES
+        specs: tuple[QuerySpec[Any, Any], ...] = tuple(
+            replace(s, answer=evil) if s.name == "IdentityEvaluate" else s for s in QUERY_TYPES
         )
         net.stop_node("TH")
-        net.start_node("TH", query_types=specs)  # type: ignore[arg-type]
+        net.start_node("TH", query_types=specs)
         net.refresh_all()
         result = one_failed(net)
         assert result.error_reason == "bad_answer"
@@ -451,7 +444,7 @@ def test_no_plaintext_anywhere_and_nothing_kept_of_a_no_hit(
             )
             if request.header.responder != "TH" or request.dataset != "persons":
                 continue
-            first = list(request.key_counts)[0]  # the no-hit subject's tokens come first
+            first = next(iter(request.key_counts))  # the no-hit subject's tokens come first
             for token in split(request.tokens, 64)[:first]:
                 assert token[:16] not in th_bytes
     finally:
