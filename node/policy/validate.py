@@ -371,6 +371,12 @@ def overlaps(policy: Policy, directory: Directory | None) -> list[tuple[Rule, Ru
                 continue
             if not _validity_overlaps(earlier, later):
                 continue
+            if (
+                earlier.purposes is not None
+                and later.purposes is not None
+                and not set(earlier.purposes) & set(later.purposes)
+            ):
+                continue  # no query can meet both: they share no purpose
             diffs = _output_differences(earlier, later)
             if diffs:
                 on = f" on {', '.join(datasets)}" if datasets else ""
