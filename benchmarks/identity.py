@@ -34,6 +34,7 @@ from benchmarks import identity_index
 from benchmarks.common import BenchResult, percentile
 from cli.local_network import LocalNetwork, MemberSpec, rcf_command
 from node.dictionary import load_dictionary
+from node.identity.index import default_workers
 from node.identity.requester import Subject, check_responder, prepare, run_check
 from node.importer import import_file
 from node.ping import PING
@@ -71,17 +72,16 @@ def _noop() -> None:
 
 def crypto_bound_s(mults: int) -> float:
     """Seconds for mults bare scalar multiplications over every core (workers started first)."""
-    workers = identity_index.default_workers()
+    workers = default_workers()
     secret = bytes(range(1, 33))[:31] + b"\x00"
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for f in [pool.submit(_noop) for _ in range(workers)]:
-            f.result()
+        for warm in [pool.submit(_noop) for _ in range(workers)]:
+            warm.result()
         share = -(-mults // workers)
         start = time.perf_counter()
-        for f in [
-            pool.submit(_bare, secret, min(share, mults - i * share)) for i in range(workers)
-        ]:
-            f.result()
+        parts = [pool.submit(_bare, secret, min(share, mults - i * share)) for i in range(workers)]
+        if sum(p.result() for p in parts) != mults:
+            raise RuntimeError("the bound ran another number of multiplications")
         return time.perf_counter() - start
 
 
