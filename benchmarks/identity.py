@@ -147,6 +147,7 @@ def run(*, quick: bool = False) -> BenchResult:
         asker: NodeServer | None = None
         try:
             net.start_hub()
+            asker_layout = net.enroll(ASKER)  # before the responders start: they know its key
             index_s = 0.0
             for member in RESPONDERS:
                 layout = net.enroll(member)
@@ -161,7 +162,7 @@ def run(*, quick: bool = False) -> BenchResult:
                     store.close()
                 net.start_node(member)
                 _apply_policy(net, member, root)
-            asker = NodeServer(net.enroll(ASKER))
+            asker = NodeServer(asker_layout)
             asker.refresh_directory()
             peers = asker.peers
 

@@ -8,7 +8,7 @@ import csv
 import secrets
 import textwrap
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,6 +196,3 @@ def send(client: RawClient, net: Network, responder: str, request: Any, name: st
         else identity_pb2.IdentityLookupResponse
     )
     return cls.FromString(reply.payload)
-
-
-Refuses = Callable[..., str]
