@@ -306,7 +306,13 @@ def query_document(mrz: str, number: str, issuer: str, to: str, regional: bool, 
 
 
 @click.command("hits")
-@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
+@click.option(
+    "--limit",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Newest notices shown.",
+)
 @node_dir_option
 @json_option
 @guarded
