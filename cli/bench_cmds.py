@@ -20,6 +20,7 @@ BENCHMARKS = {
     "identity-index": "benchmarks.identity_index",
     "aggregate": "benchmarks.aggregate",
     "audit": "benchmarks.audit",
+    "identity": "benchmarks.identity",
 }
 
 

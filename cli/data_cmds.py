@@ -22,6 +22,7 @@ from cli.options import confirm, node_dir_option, yes_option
 from cli.output import console, emit_json, json_option, table
 from node.config import NodeLayout
 from node.dictionary import load_dictionary
+from node.identity.maintenance import reindex
 from node.importer import ImportResult, import_file
 from node.store import DataStore
 from node.synthetic import DATASET_CODES, generate_member_data
@@ -305,6 +306,27 @@ def data_purge(
         f"purged records dated before {cutoff}",
         ["dataset", "deleted"],
         [[k, f"{v:,}"] for k, v in deleted.items()],
+    )
+
+
+@data.command("reindex")
+@node_dir_option
+@json_option
+@guarded
+def data_reindex(node_dir: Path, as_json: bool) -> None:
+    """Rebuild the identity token index of persons and documents (one transaction, audited)."""
+    layout = NodeLayout(node_dir)
+    layout.require()
+    result = reindex(layout.root, load_dictionary(layout))
+    how = record_operations(layout)
+    if as_json:
+        emit_json({**result.__dict__, "audit": how})
+        return
+    console.print(
+        f"token index rebuilt under OPRF key {result.key_id}: {result.persons:,} persons, "
+        f"{result.documents:,} documents, {result.tokens:,} tokens, {result.skipped:,} records "
+        f"skipped ({result.seconds:.1f} s); {how}",
+        highlight=False,
     )
 
 

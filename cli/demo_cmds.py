@@ -25,6 +25,7 @@ import grpc
 
 from cli.demo_aggregate import step_aggregate
 from cli.demo_audit import step_audit_trail
+from cli.demo_identity import step_identity
 from cli.errors import describe_rpc_error, guarded
 from cli.local_network import LocalNetwork, MemberSpec, rcf_command, stop_kept
 from cli.operator_client import operator_stub
@@ -343,6 +344,7 @@ STEPS: list[tuple[str, Callable[[Demo], None]]] = [
     ("Data: realistic synthetic records imported at every state's node", step_data),
     ("Sharing policies applied and explained", step_policy),
     ("Signed ping between every pair of nodes", step_ping),
+    ("Identity checks: hit, possible hit, no hit", step_identity),
     ("Suspension takes effect at the next directory refresh", step_suspend),
     ("Regional statistics: a query to every member, a chart, the situation report", step_aggregate),
     ("Monitoring: a node's Prometheus metrics", step_metrics),

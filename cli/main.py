@@ -16,6 +16,7 @@ from cli import (
     data_cmds,
     demo_cmds,
     hub_cmds,
+    identity_cmds,
     node_cmds,
     policy_cmds,
     query_cmds,
@@ -54,6 +55,7 @@ for module in (
     bench_cmds,
     policy_cmds,
     query_cmds,
+    identity_cmds,
     report_cmds,
 ):
     module.register(rcf)

@@ -8,7 +8,7 @@ import click
 import grpc
 
 from cli.errors import EXIT_ERROR, EXIT_UNAVAILABLE, describe_rpc_error, exit_code_for_rpc, guarded
-from cli.operator_client import operator_stub
+from cli.operator_client import node_running, operator_stub, record_operations
 from cli.options import (
     MEMBER_ID,
     StopSignal,
@@ -19,8 +19,10 @@ from cli.options import (
     yes_option,
 )
 from cli.output import console, emit_json, json_option, table, utc_time
+from node.assembly import offline
 from node.backup import create_backup, describe, open_backup, restore_backup
 from node.config import DEFAULT_LISTEN, NodeLayout
+from node.dictionary import load_dictionary
 from node.enrollment import (
     NodeAddresses,
     complete_offline,
@@ -28,8 +30,9 @@ from node.enrollment import (
     init_with_token,
     rotate_keys,
 )
+from node.identity.maintenance import rotate as rotate_oprf
 from node.server import NodeServer
-from protos.rcf.v1 import operator_pb2
+from protos.rcf.v1 import identity_pb2, identity_pb2_grpc, operator_pb2
 from trust.errors import ConfigError
 from trust.files import loose_modes
 from trust.join_token import (
@@ -167,6 +170,34 @@ def node_rotate_keys(node_dir: Path, join_token: str | None, join_token_file: Pa
         raise ConfigError("Give --join-token or --join-token-file (ask the hub admin for one).")
     key_id = rotate_keys(node_dir, token_text=join_token)
     click.echo(f"new signing key {key_id}; the old one stays listed for verification")
+
+
+@node.command("rotate-oprf-key")
+@node_dir_option
+@yes_option
+@guarded
+def node_rotate_oprf_key(node_dir: Path, yes: bool) -> None:
+    """Replace the node's OPRF key and rebuild its token index under it (audited).
+
+    Done by the running node (checks under way are refused and must start again),
+    or offline when the node is stopped."""
+    layout = NodeLayout(node_dir)
+    layout.require()
+    confirm("Replace this node's OPRF key and rebuild its token index?", yes=yes)
+    if node_running(layout):
+        with operator_stub(layout) as (_, md):
+            runtime = layout.read_runtime()
+            with grpc.insecure_channel(str(runtime["operator_address"])) as channel:
+                r = identity_pb2_grpc.IdentityOperatorStub(channel).RotateOprfKey(
+                    identity_pb2.RotateOprfKeyRequest(), metadata=md, timeout=3600
+                )
+        key_id, tokens, how = r.key_id, r.tokens, "by the running node"
+    else:
+        with offline(layout):
+            key, result = rotate_oprf(layout.root, load_dictionary(layout))
+        record_operations(layout)
+        key_id, tokens, how = key.key_id, result.tokens, "offline"
+    click.echo(f"new OPRF key {key_id}; {tokens:,} tokens re-indexed {how}; audited")
 
 
 @node.command("serve")

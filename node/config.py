@@ -44,6 +44,8 @@ DEFAULTS: dict[str, Any] = {
     "metrics_listen": "127.0.0.1:0",
     # Seconds between shipping audit records to the hub and witnessing its checkpoints.
     "audit_ship_interval_s": 2.0,
+    # How long a responder remembers an identity check between its two rounds.
+    "identity_check_ttl_s": 120.0,
 }
 METRICS_PORT = 9465
 
@@ -79,6 +81,7 @@ class NodeConfig:
     audit_gather_ms: float = 2.0
     metrics_listen: str = "127.0.0.1:0"
     audit_ship_interval_s: float = 2.0
+    identity_check_ttl_s: float = 120.0
     allow: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
@@ -226,6 +229,7 @@ class NodeLayout:
                 audit_gather_ms=float(merged["audit_gather_ms"]),
                 metrics_listen=str(merged["metrics_listen"]),
                 audit_ship_interval_s=float(merged["audit_ship_interval_s"]),
+                identity_check_ttl_s=float(merged["identity_check_ttl_s"]),
                 allow=allow,
             )
         except (KeyError, ValueError, TypeError) as exc:
@@ -246,6 +250,8 @@ class NodeLayout:
             )
         if not 0 <= config.audit_gather_ms <= 50:
             raise ConfigError(f"{self.config}: audit_gather_ms must be from 0 to 50.")
+        if not 0 < config.identity_check_ttl_s <= 3600:
+            raise ConfigError(f"{self.config}: identity_check_ttl_s must be 0 < s <= 3600.")
         if config.audit_sync not in ("normal", "full"):
             raise ConfigError(f"{self.config}: audit_sync must be 'normal' or 'full'.")
         split_address(config.listen, what=f"listen address in {self.config}")

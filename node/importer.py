@@ -45,6 +45,7 @@ from typing import Any, BinaryIO
 
 import structlog
 
+from node.identity import token_store
 from node.store import IMPORT_COLUMN, DataStore
 from trust.clock import now_ms
 from trust.dictionary import ID_FIELD, DataDictionary, Dataset, Dimension
@@ -651,7 +652,10 @@ def import_file(
                 raise DataImportError(
                     f"{path.name} has a header but no records; nothing to import."
                 )
-            _merge(store, conn, ds, result, started)
+            import_id = _merge(store, conn, ds, result, started)
+            if ds.name in token_store.INDEXED_DATASETS:
+                # Same transaction: the records and their tokens commit together.
+                token_store.index_import(conn, ds.name, import_id, store.oprf_key())
             conn.execute("DROP TABLE temp.staging")
         result.committed = True
     except _Invalid:
@@ -710,8 +714,9 @@ def _reject_duplicates(conn: Any, columns: tuple[str, ...], sink: _RejectSink) -
     conn.execute("DROP TABLE temp.repeats")
 
 
-def _merge(store: DataStore, conn: Any, ds: Dataset, result: ImportResult, started: int) -> None:
-    """Upsert staging into the dataset table, touching only rows whose values changed."""
+def _merge(store: DataStore, conn: Any, ds: Dataset, result: ImportResult, started: int) -> int:
+    """Upsert staging into the dataset table, touching only rows whose values changed;
+    return the import id."""
     columns = ds.columns
     data_cols = columns[1:]
     import_id = int(
@@ -753,3 +758,4 @@ def _merge(store: DataStore, conn: Any, ds: Dataset, result: ImportResult, start
             result.rejected,
         ),
     )
+    return import_id

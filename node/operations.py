@@ -1,4 +1,5 @@
-"""Operator operations on the data store (imports, purges) and their audit records.
+"""Operator operations on the data store (imports, purges, identity index builds and
+OPRF key rotations) and their audit records.
 
 An import or a purge commits in data.db; its audit record lands in state.db.
 Two files cannot share a transaction, so a crash between the two commits could
@@ -59,6 +60,28 @@ def _committed(layout: NodeLayout, member_id: str) -> Iterator[Operation]:
                         reason=(
                             f"inserted={inserted} updated={updated} unchanged={unchanged} "
                             f"rejected={rejected}"
+                        ),
+                        subject_sha256=_digest(list(row)),
+                        query_id=op,
+                    ),
+                )
+        if "identity_index_builds" in tables:
+            for row in conn.execute(
+                "SELECT build_id, at_ms, reason, key_id, persons, documents, tokens, skipped"
+                " FROM identity_index_builds ORDER BY build_id"
+            ):
+                build_id, _, reason, key_id, persons, documents, tokens, skipped = row
+                op = f"index-{build_id}"
+                yield Operation(
+                    op,
+                    local_event(
+                        member_id,
+                        action="oprf_key_rotation" if reason == "rotate" else "identity_reindex",
+                        purpose="identity index",
+                        decision="rebuilt",
+                        reason=(
+                            f"key={key_id} persons={persons} documents={documents} "
+                            f"tokens={tokens} skipped={skipped}"
                         ),
                         subject_sha256=_digest(list(row)),
                         query_id=op,

@@ -20,6 +20,11 @@ from node.config import NodeLayout
 from node.dictionary import load_dictionary, sync_dictionary
 from node.federation import federation_handler
 from node.hub_client import HubClient
+from node.identity.maintenance import rotate as rotate_oprf
+from node.identity.node_keys import load_or_create_oprf_key, load_or_create_reference_key
+from node.identity.operator_service import IdentityOperatorServicer
+from node.identity.responder import IdentityResponder, bind_identity
+from node.identity.token_store import BuildResult
 from node.metrics import NodeGauges, NodeMetrics
 from node.operations import reconcile_operations
 from node.operator import OperatorServicer
@@ -33,6 +38,8 @@ from protos.rcf.v1 import (
     aggregate_pb2,
     aggregate_pb2_grpc,
     federation_pb2,
+    identity_pb2,
+    identity_pb2_grpc,
     operator_pb2,
     operator_pb2_grpc,
 )
@@ -101,7 +108,6 @@ class NodeServer:
         self._urgent_lock = threading.Lock()
         self._last_urgent = -URGENT_REFRESH_EVERY_S
         self._stop = threading.Event()
-        self.hub = HubClient(address=config.hub_address, tls=self.tls)
         # Anchors the audit log in the hub's log and witnesses its checkpoints.
         self.shipper = AuditShipper(
             member_id=config.member_id,
@@ -118,6 +124,15 @@ class NodeServer:
             args=(self._stop, config.audit_ship_interval_s),
             name="audit-ship",
             daemon=True,
+        )
+        self.identity = IdentityResponder(
+            member_id=config.member_id,
+            key=load_or_create_oprf_key(layout.root),
+            reference_key=load_or_create_reference_key(layout.root),
+            data_db=layout.data_db,
+            state=self.state,
+            directory=self.directory,
+            ttl_ms=int(config.identity_check_ttl_s * 1000),
         )
         # gRPC itself stops messages far past the limit; between the two the
         # pipeline refuses them with an audit record.
@@ -142,13 +157,16 @@ class NodeServer:
         specs = tuple(
             self.aggregates.spec() if s is AGGREGATE else s for s in query_types or QUERY_TYPES
         )
-        self._server.add_generic_rpc_handlers((federation_handler(self.pipeline, specs),))
+        self._server.add_generic_rpc_handlers(
+            (federation_handler(self.pipeline, bind_identity(specs, self.identity)),)
+        )
         self._operator, _ = build_server(
             max_workers=8,
             max_message_bytes=transport_limit,
             service_names=[
                 operator_pb2.DESCRIPTOR.services_by_name["Operator"].full_name,
                 aggregate_pb2.DESCRIPTOR.services_by_name["AggregateOperator"].full_name,
+                identity_pb2.DESCRIPTOR.services_by_name["IdentityOperator"].full_name,
             ],
         )
         operator_pb2_grpc.add_OperatorServicer_to_server(
@@ -169,6 +187,16 @@ class NodeServer:
                 directory=self.directory.current,
                 dictionary=self.dictionary,
                 contributors=self.contributors,
+            ),
+            self._operator,
+        )
+        identity_pb2_grpc.add_IdentityOperatorServicer_to_server(
+            IdentityOperatorServicer(
+                token=self._token,
+                member_id=config.member_id,
+                peers=self.peers,
+                directory=self.directory,
+                rotate=self.rotate_oprf_key,
             ),
             self._operator,
         )
@@ -309,6 +337,14 @@ class NodeServer:
             signing_key_id=self.signing_key.key_id,
         )
 
+    def rotate_oprf_key(self) -> BuildResult:
+        """A new OPRF key, the token index rebuilt under it, audited; then answered with."""
+        key, result = rotate_oprf(self.layout.root, load_dictionary(self.layout))
+        self.identity.swap_key(key)
+        reconcile_operations(self.layout, self.audit)
+        log.info("oprf_key_rotated", key_id=key.key_id, tokens=result.tokens)
+        return result
+
     def wait(self) -> None:
         self._server.wait_for_termination()
 
@@ -320,6 +356,7 @@ class NodeServer:
         self._server.stop(grace).wait()
         self.metrics.stop()
         self.peers.close()
+        self.identity.close()
         self.hub.close()
         self.state.close()
         if self._instance is not None:

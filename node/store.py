@@ -36,10 +36,13 @@ from pathlib import Path
 import sqlite_utils
 
 from node.aggregate.execute import ensure_aggregate_indexes
+from node.identity import token_store
+from node.identity.node_keys import load_or_create_oprf_key
 from trust.clock import now_ms
 from trust.dictionary import ID_FIELD, DataDictionary, Dataset
 from trust.errors import ConfigError
 from trust.files import private_file
+from trust.oprf import OprfKey
 
 IMPORT_COLUMN = "_import_id"
 CACHE_KIB = -65536  # negative: KiB, as SQLite takes it
@@ -120,7 +123,10 @@ class DatasetStats:
 class DataStore:
     """The node's data.db: open, migrate, sync with the dictionary, transact."""
 
-    def __init__(self, path: Path, *, dictionary: DataDictionary) -> None:
+    def __init__(
+        self, path: Path, *, dictionary: DataDictionary, oprf_key: OprfKey | None = None
+    ) -> None:
+        self._oprf_key = oprf_key
         try:
             private_file(path)
             # isolation_level=None: we issue BEGIN/COMMIT ourselves, so one
@@ -147,6 +153,13 @@ class DataStore:
 
     def close(self) -> None:
         self.conn.close()
+
+    def oprf_key(self) -> OprfKey:
+        """The OPRF key the token index is built with: the node folder's (created at
+        first use) unless one was given."""
+        if self._oprf_key is None:
+            self._oprf_key = load_or_create_oprf_key(self.path.parent)
+        return self._oprf_key
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -203,6 +216,8 @@ class DataStore:
                     self.conn.execute(stmt)
             # Covering indexes for the common aggregate group-bys (node.aggregate.execute).
             ensure_aggregate_indexes(self.conn, self.dictionary)
+            # The identity token index and the triggers that keep it in step.
+            token_store.ensure_schema(self.conn, self.dictionary.datasets)
             self.conn.execute(
                 "INSERT INTO store_meta VALUES ('dictionary_version', ?)"
                 " ON CONFLICT(key) DO UPDATE SET value = excluded.value",

@@ -256,3 +256,16 @@ def finalize_batch(
 def evaluate_batch(key: OprfKey, inputs: Sequence[bytes]) -> list[bytes]:
     """The server's Evaluate for each input, in order."""
     return [evaluate(key, x) for x in inputs]
+
+
+def blind_inverse(blinded: Blinded) -> bytes:
+    """The inverse of blinded's blind scalar: computed once, it finalises the answers of
+    every responder the same blinded element went to."""
+    return bytes(rbcl.crypto_core_ristretto255_scalar_invert(blinded.blind))
+
+
+def finalize_with_inverse(data: bytes, inverse: bytes, evaluated_element: bytes) -> bytes:
+    """Finalize with a precomputed ``blind_inverse``: the same output as ``finalize``."""
+    data = _check_input(data)
+    element = deserialize_element(evaluated_element)
+    return _finalize_hash(data, _scalar_mult(inverse, element))

@@ -47,6 +47,10 @@ def terms(rule: Rule) -> str:
         parts.append(rule.detail)
     if rule.max_batch is not None:
         parts.append(f"batch <= {rule.max_batch}")
+    if rule.exclude_categories:
+        parts.append(f"never hit {','.join(rule.exclude_categories)}")
+    if rule.exclude_own_nationals:
+        parts.append("own nationals: no hit")
     if rule.categories:
         parts.append(f"categories {','.join(rule.categories)}")
     if rule.fields:

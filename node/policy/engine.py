@@ -148,13 +148,15 @@ def _grant(
                     limit=to_micro(rule.budget.epsilon),
                 )
             )
-    if rule.rate_limit is not None:
+    # items 0: a later part of something already charged (an identity check's next
+    # chunk or its second round) counts nothing more.
+    if rule.rate_limit is not None and query.items > 0:
         charges.append(
             Charge(
                 kind="rate",
                 scope=f"{query.query_type}:{query.dataset}",
                 window=period_window(rule.rate_limit.per, now_ms),
-                amount=max(1, query.items),
+                amount=query.items,
                 limit=rule.rate_limit.count,
             )
         )
@@ -170,6 +172,8 @@ def _grant(
         reciprocity=rule.reciprocity,
         caveat=rule.caveat or policy_caveat,
         detail=rule.detail,
+        exclude_categories=rule.exclude_categories,
+        exclude_own_nationals=rule.exclude_own_nationals,
         alert_categories=rule.categories,
         alert_fields=rule.fields,
     )

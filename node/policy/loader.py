@@ -30,6 +30,7 @@ from node.policy.model import (
     MAX_DELTA,
     MICRO,
     NOISE_MECHANISMS,
+    PERSON_CATEGORIES,
     PING,
     QUERY_TYPES,
     RATE_PERIODS,
@@ -73,7 +74,13 @@ KEYS_BY_QUERY: dict[str, tuple[str, ...]] = {
         "reciprocity",
         "caveat",
     ),
-    IDENTITY_CHECK: ("datasets", "detail", "max_batch"),
+    IDENTITY_CHECK: (
+        "datasets",
+        "detail",
+        "max_batch",
+        "exclude_categories",
+        "exclude_own_nationals",
+    ),
     ALERTS: ("categories", "fields"),
 }
 ALL_RULE_KEYS = sorted({*COMMON_KEYS, *(k for ks in KEYS_BY_QUERY.values() for k in ks)})
@@ -611,6 +618,11 @@ def _read_rule(reader: _Reader, index: int, raw: object) -> Rule | None:
         caveat=reader.caveat(raw, path, "caveat") or "",
         detail=reader.choice(raw, path, "detail", DETAILS),
         max_batch=reader.positive_int(raw, path, "max_batch"),
+        exclude_categories=reader.strings(
+            raw, path, "exclude_categories", allowed=PERSON_CATEGORIES, nonempty=False
+        )
+        or (),
+        exclude_own_nationals=reader.boolean(raw, path, "exclude_own_nationals") or False,
         categories=reader.strings(raw, path, "categories", allowed=ALERT_CATEGORIES) or (),
         fields=reader.strings(raw, path, "fields", allowed=ALERT_FIELDS) or (),
         rate_limit=rate,

@@ -31,6 +31,18 @@ MAX_DELTA = 1e-3  # a larger δ is not a privacy guarantee worth the name
 DEFAULT_SUM_CLAMP = 100  # a noised measure sum counts at most this much of one record
 MAX_CAVEAT_CHARS = 1000
 DETAILS = ("hit_only", "hit_with_reference")
+# Categories of the dictionary's persons dataset an IdentityCheck rule may exclude
+# from hits (e.g. trafficking victims are never a "hit" for enforcement purposes).
+PERSON_CATEGORIES = (
+    "irregular_migrant",
+    "asylum_seeker",
+    "refugee",
+    "trafficking_victim",
+    "suspected_smuggler",
+    "suspected_trafficker",
+    "missing_person",
+    "deportee",
+)
 # Fraud types, as in the dictionary's document_fraud_detections.fraud_type codes.
 ALERT_CATEGORIES = (
     "counterfeit",
@@ -116,6 +128,8 @@ class Rule:
     caveat: str = ""
     detail: str | None = None
     max_batch: int | None = None
+    exclude_categories: tuple[str, ...] = ()
+    exclude_own_nationals: bool = False
     categories: tuple[str, ...] = ()
     fields: tuple[str, ...] = ()
     rate_limit: RateLimit | None = None
@@ -188,6 +202,8 @@ class Constraints:
     reciprocity: bool = False
     caveat: str = ""
     detail: str | None = None
+    exclude_categories: tuple[str, ...] = ()
+    exclude_own_nationals: bool = False
     alert_categories: tuple[str, ...] = ()
     alert_fields: tuple[str, ...] = ()
 

@@ -106,6 +106,16 @@ def check_policy(text: str, filename: str, context: Context) -> Loaded:
                     )
         if dictionary is not None and rule.query in DATASET_KIND:
             _check_datasets(rule, path, dictionary, err)
+        if (rule.exclude_categories or rule.exclude_own_nationals) and (
+            "persons" not in rule.datasets
+        ):
+            key = "exclude_categories" if rule.exclude_categories else "exclude_own_nationals"
+            warn(
+                (*path, key),
+                f"rule '{rule.id}' excludes persons from hits but does not cover the persons "
+                "dataset, so the exclusion has no effect.",
+                'add "persons" to datasets, or remove the exclusion',
+            )
         if context.today and rule.valid_until and rule.valid_until < context.today:
             warn(
                 (*path, "valid_until"),
@@ -320,6 +330,8 @@ def _output_differences(a: Rule, b: Rule) -> list[str]:
         "differencing",
         "caveat",
         "detail",
+        "exclude_categories",
+        "exclude_own_nationals",
         "fields",
         "rate_limit",
     )
@@ -371,6 +383,12 @@ def overlaps(policy: Policy, directory: Directory | None) -> list[tuple[Rule, Ru
                 continue
             if not _validity_overlaps(earlier, later):
                 continue
+            if (
+                earlier.purposes is not None
+                and later.purposes is not None
+                and not set(earlier.purposes) & set(later.purposes)
+            ):
+                continue  # no query can meet both: they share no purpose
             diffs = _output_differences(earlier, later)
             if diffs:
                 on = f" on {', '.join(datasets)}" if datasets else ""

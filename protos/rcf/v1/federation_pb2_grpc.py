@@ -44,6 +44,16 @@ class FederationStub:
                 request_serializer=protos_dot_rcf_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
                 response_deserializer=protos_dot_rcf_dot_v1_dot_envelope__pb2.Envelope.FromString,
                 _registered_method=True)
+        self.IdentityEvaluate = channel.unary_unary(
+                '/rcf.v1.Federation/IdentityEvaluate',
+                request_serializer=protos_dot_rcf_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+                response_deserializer=protos_dot_rcf_dot_v1_dot_envelope__pb2.Envelope.FromString,
+                _registered_method=True)
+        self.IdentityLookup = channel.unary_unary(
+                '/rcf.v1.Federation/IdentityLookup',
+                request_serializer=protos_dot_rcf_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+                response_deserializer=protos_dot_rcf_dot_v1_dot_envelope__pb2.Envelope.FromString,
+                _registered_method=True)
 
 
 class FederationServicer:
@@ -61,6 +71,18 @@ class FederationServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IdentityEvaluate(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IdentityLookup(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FederationServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -71,6 +93,16 @@ def add_FederationServicer_to_server(servicer, server):
             ),
             'Aggregate': grpc.unary_unary_rpc_method_handler(
                     servicer.Aggregate,
+                    request_deserializer=protos_dot_rcf_dot_v1_dot_envelope__pb2.Envelope.FromString,
+                    response_serializer=protos_dot_rcf_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+            ),
+            'IdentityEvaluate': grpc.unary_unary_rpc_method_handler(
+                    servicer.IdentityEvaluate,
+                    request_deserializer=protos_dot_rcf_dot_v1_dot_envelope__pb2.Envelope.FromString,
+                    response_serializer=protos_dot_rcf_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+            ),
+            'IdentityLookup': grpc.unary_unary_rpc_method_handler(
+                    servicer.IdentityLookup,
                     request_deserializer=protos_dot_rcf_dot_v1_dot_envelope__pb2.Envelope.FromString,
                     response_serializer=protos_dot_rcf_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
             ),
@@ -127,6 +159,60 @@ class Federation:
             request,
             target,
             '/rcf.v1.Federation/Aggregate',
+            protos_dot_rcf_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+            protos_dot_rcf_dot_v1_dot_envelope__pb2.Envelope.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IdentityEvaluate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rcf.v1.Federation/IdentityEvaluate',
+            protos_dot_rcf_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+            protos_dot_rcf_dot_v1_dot_envelope__pb2.Envelope.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IdentityLookup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rcf.v1.Federation/IdentityLookup',
             protos_dot_rcf_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
             protos_dot_rcf_dot_v1_dot_envelope__pb2.Envelope.FromString,
             options,
