@@ -22,6 +22,16 @@ TOKEN_HEADER = "x-rcf-operator-token"  # noqa: S105 - a header name, not a secre
 DEFAULT_PEER_TIMEOUT_MS = 5000
 
 
+def check_token(context: grpc.ServicerContext, token: bytes) -> None:
+    """Raise unless the call carries the operator token (every operator service uses this)."""
+    given = dict(context.invocation_metadata()).get(TOKEN_HEADER, "")
+    if not isinstance(given, str) or not hmac.compare_digest(given.encode(), token):
+        raise RequestRejected(
+            "Wrong or missing operator token.", reason="bad_operator_token",
+            status="UNAUTHENTICATED",
+        )  # fmt: skip
+
+
 class OperatorServicer(operator_pb2_grpc.OperatorServicer):
     def __init__(
         self,
@@ -41,12 +51,7 @@ class OperatorServicer(operator_pb2_grpc.OperatorServicer):
         self._policy = policy
 
     def _authenticate(self, context: grpc.ServicerContext) -> None:
-        given = dict(context.invocation_metadata()).get(TOKEN_HEADER, "")
-        if not isinstance(given, str) or not hmac.compare_digest(given.encode(), self._token):
-            raise RequestRejected(
-                "Wrong or missing operator token.", reason="bad_operator_token",
-                status="UNAUTHENTICATED",
-            )  # fmt: skip
+        check_token(context, self._token)
 
     @refusals_as_status
     def Status(

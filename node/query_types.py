@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from node.alerts.spec import ALERTS
 from node.ping import PING
 from node.protocol import QuerySpec
 
-QUERY_TYPES: tuple[QuerySpec[Any, Any], ...] = (PING,)
+QUERY_TYPES: tuple[QuerySpec[Any, Any], ...] = (PING, ALERTS)
 
 
 def by_name() -> dict[str, QuerySpec[Any, Any]]:

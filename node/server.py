@@ -10,6 +10,11 @@ from typing import Any
 
 import structlog
 
+from node.alerts.operator import AlertOperatorServicer
+from node.alerts.service import AlertService
+from node.alerts.spec import bind as bind_alerts
+from node.alerts.store import AlertStore
+from node.alerts.subscriber import AlertSubscriptions
 from node.assembly import build_core
 from node.config import NodeLayout
 from node.dictionary import load_dictionary, sync_dictionary
@@ -22,7 +27,7 @@ from node.pipeline import Limits, Pipeline
 from node.protocol import QuerySpec
 from node.query_types import QUERY_TYPES
 from node.replay import ReplayGuard
-from protos.rcf.v1 import federation_pb2, operator_pb2, operator_pb2_grpc
+from protos.rcf.v1 import alerts_pb2_grpc, federation_pb2, operator_pb2, operator_pb2_grpc
 from trust.errors import ConfigError, RcfError
 from trust.serving import InstanceLock, bind, build_server
 
@@ -75,16 +80,35 @@ class NodeServer:
             max_message_bytes=config.max_message_bytes,
         )
         self.hub = HubClient(address=config.hub_address, tls=self.tls)
+        self.alerts = AlertService(
+            member_id=config.member_id,
+            signing_key=self.signing_key,
+            store=AlertStore(self.state),
+            audit=self.audit,
+            directory=self.directory,
+            gate=lambda: self.policy.gate,
+            dictionary=lambda: load_dictionary(layout),
+        )
+        self.alert_subscriptions = AlertSubscriptions(
+            service=self.alerts, peers=self.peers, directory=self.directory,
+            member_id=config.member_id,
+        )  # fmt: skip
         # gRPC itself stops messages far past the limit; between the two the
         # pipeline refuses them with an audit record.
         transport_limit = config.max_message_bytes * 2 + 64 * 1024
+        # Every peer holds one Alerts stream open here: room for them beside the queries.
         self._server, _ = build_server(
-            max_workers=16,
+            max_workers=256,
             max_message_bytes=transport_limit,
             service_names=[federation_pb2.DESCRIPTOR.services_by_name["Federation"].full_name],
         )
         self._server.add_generic_rpc_handlers(
-            (federation_handler(self.pipeline, query_types or QUERY_TYPES),)
+            (
+                federation_handler(
+                    self.pipeline,
+                    [bind_alerts(s, self.alerts.stream) for s in query_types or QUERY_TYPES],
+                ),
+            )
         )
         self._operator, _ = build_server(
             max_workers=8,
@@ -99,6 +123,12 @@ class NodeServer:
                 refresh=self.refresh_directory,
                 policy=self.policy,
                 record_operations=lambda: reconcile_operations(self.layout, self.audit),
+            ),
+            self._operator,
+        )
+        alerts_pb2_grpc.add_AlertOperatorServicer_to_server(
+            AlertOperatorServicer(
+                token=self._token, service=self.alerts, subscriptions=self.alert_subscriptions
             ),
             self._operator,
         )
@@ -129,6 +159,7 @@ class NodeServer:
         self.refresh_directory(raise_errors=False)
         self._write_runtime()
         self._refresher.start()
+        self.alert_subscriptions.start()
         log.info(
             "node_started",
             member=self.config.member_id,
@@ -205,6 +236,8 @@ class NodeServer:
 
     def stop(self, grace: float = 1.0) -> None:
         self._stop.set()
+        self.alert_subscriptions.stop()
+        self.alerts.close()
         self._operator.stop(grace).wait()
         self._server.stop(grace).wait()
         self.peers.close()

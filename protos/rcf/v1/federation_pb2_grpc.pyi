@@ -34,11 +34,13 @@ class FederationStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> FederationAsyncStub: ...
     Ping: _grpc.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
+    Alerts: _grpc.UnaryStreamMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
 
 @_typing.type_check_only
 class FederationAsyncStub(FederationStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Ping: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
+    Alerts: _aio.UnaryStreamMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
 
 class FederationServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -47,5 +49,12 @@ class FederationServicer(metaclass=_abc_1.ABCMeta):
         request: _envelope_pb2.Envelope,
         context: _ServicerContext,
     ) -> _typing.Union[_envelope_pb2.Envelope, _abc.Awaitable[_envelope_pb2.Envelope]]: ...
+
+    @_abc_1.abstractmethod
+    def Alerts(
+        self,
+        request: _envelope_pb2.Envelope,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_envelope_pb2.Envelope], _abc.AsyncIterator[_envelope_pb2.Envelope]]: ...
 
 def add_FederationServicer_to_server(servicer: FederationServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
