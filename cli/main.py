@@ -10,7 +10,16 @@ import sys
 import click
 import structlog
 
-from cli import audit_cmds, bench_cmds, data_cmds, demo_cmds, hub_cmds, node_cmds, policy_cmds
+from cli import (
+    alert_cmds,
+    audit_cmds,
+    bench_cmds,
+    data_cmds,
+    demo_cmds,
+    hub_cmds,
+    node_cmds,
+    policy_cmds,
+)
 
 
 def configure_logging() -> None:
@@ -35,7 +44,16 @@ def rcf() -> None:
     configure_logging()
 
 
-for module in (hub_cmds, node_cmds, audit_cmds, data_cmds, demo_cmds, bench_cmds, policy_cmds):
+for module in (
+    alert_cmds,
+    hub_cmds,
+    node_cmds,
+    audit_cmds,
+    data_cmds,
+    demo_cmds,
+    bench_cmds,
+    policy_cmds,
+):
     module.register(rcf)
 
 

@@ -31,6 +31,21 @@ def operator_stub(
         yield operator_pb2_grpc.OperatorStub(channel), ((TOKEN_HEADER, token),)
 
 
+@contextmanager
+def operator_channel(
+    layout: NodeLayout,
+) -> Iterator[tuple[grpc.Channel, tuple[tuple[str, str | bytes], ...]]]:
+    """A channel to the node's operator server, for operator services beside Operator."""
+    layout.require()
+    runtime = layout.read_runtime()
+    try:
+        token = layout.operator_token.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"Cannot read the operator token: {exc.strerror}.") from exc
+    with grpc.insecure_channel(str(runtime["operator_address"])) as channel:
+        yield channel, ((TOKEN_HEADER, token),)
+
+
 def node_running(layout: NodeLayout) -> bool:
     """Whether the node of this folder is serving (its runtime file names a live process)."""
     if not layout.runtime.exists():

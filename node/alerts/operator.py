@@ -124,6 +124,8 @@ class AlertOperatorServicer(alerts_pb2_grpc.AlertOperatorServicer):
         self, request: alerts_pb2.SubscriptionsRequest, context: grpc.ServicerContext
     ) -> alerts_pb2.SubscriptionsResponse:
         check_token(context, self._token)
+        if request.reconnect and self._subscriptions is not None:
+            self._subscriptions.reconnect()
         cursors = self._service.store.cursors()
         states = self._subscriptions.states if self._subscriptions is not None else {}
         members = sorted(set(cursors) | set(states))

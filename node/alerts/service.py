@@ -20,7 +20,7 @@ import datetime as dt
 import hashlib
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
@@ -87,9 +87,9 @@ class Held:
     """One alert version this node holds, with where it came from."""
 
     alert: Alert
-    envelope: envelope_pb2.Envelope
-    via: str  # "" for this node's own alerts
-    received_at_ms: int
+    envelope: envelope_pb2.Envelope = field(repr=False)  # its payload holds the numbers
+    via: str = ""  # "" for this node's own alerts
+    received_at_ms: int = 0
     position: int = 0  # own alerts: position in the alert log
     versions: int = 1
 
@@ -307,7 +307,7 @@ class AlertService:
         """Every log entry after the subscriber's cursor that policy gives it, then live ones."""
         subscriber = authorized.requester.member_id
         cursor = int(authorized.request.after_position)
-        told = cursor
+        told = -1  # the first message after the backlog confirms the subscription
         while True:
             member = self._directory.current().member(subscriber)
             if member is None or not member.active:

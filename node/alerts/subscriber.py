@@ -29,7 +29,10 @@ log = structlog.get_logger("rcf.alerts")
 
 MIN_BACKOFF_S = 0.2
 MAX_BACKOFF_S = 15.0
-REFUSED_BACKOFF_S = 60.0  # a peer whose policy grants us nothing: ask again now and then
+# A peer whose policy grants us nothing: ask again now and then, and at once when
+# our directory changes or the operator asks (``reconnect``).
+REFUSED_BACKOFF_S = 60.0
+POLICY_REFUSALS = ("refused:not_permitted", "refused:limit_reached")
 DEFAULT_STREAM_LIFETIME_S = 300.0
 MANAGE_EVERY_S = 2.0
 
@@ -60,6 +63,8 @@ class AlertSubscriptions:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads: dict[str, threading.Thread] = {}
+        self._wake: dict[str, threading.Event] = {}
+        self._serial = 0
         self.states: dict[str, PeerState] = {}
         self._manager = threading.Thread(target=self._manage, name="alert-subs", daemon=True)
 
@@ -69,6 +74,13 @@ class AlertSubscriptions:
     def stop(self) -> None:
         """Stop subscribing; streams end when the peer client's channels close."""
         self._stop.set()
+        self.reconnect()
+
+    def reconnect(self) -> None:
+        """Retry every waiting subscription now (after a policy change at a peer, say)."""
+        with self._lock:
+            for event in self._wake.values():
+                event.set()
 
     def _manage(self) -> None:
         while not self._stop.is_set():
@@ -80,7 +92,11 @@ class AlertSubscriptions:
 
     def sync(self) -> None:
         """Start a subscription for every active peer with an endpoint that has none."""
-        for member in self._directory.peek().members:
+        directory = self._directory.peek()
+        if directory.serial != self._serial:
+            self._serial = directory.serial
+            self.reconnect()  # statuses, groups or endpoints may have changed
+        for member in directory.members:
             peer = member.member_id
             if peer == self._member_id or not member.active:
                 continue
@@ -91,6 +107,7 @@ class AlertSubscriptions:
                 if thread is not None and thread.is_alive():
                     continue
                 self.states[peer] = PeerState(peer)
+                self._wake[peer] = threading.Event()
                 thread = threading.Thread(
                     target=self._run, args=(peer,), name=f"alerts-{peer}", daemon=True
                 )
@@ -103,8 +120,10 @@ class AlertSubscriptions:
 
     def _run(self, peer: str) -> None:
         state = self.states[peer]
+        wake = self._wake[peer]
         backoff = MIN_BACKOFF_S
         while not self._stop.is_set() and self._listed(peer):
+            wake.clear()
             cursor = self._service.store.cursor(peer)
 
             def fill(request: alerts_pb2.AlertsRequest, cursor: int = cursor) -> None:
@@ -137,7 +156,7 @@ class AlertSubscriptions:
                 state.last_error = str(exc)
                 if exc.reason == "timeout":
                     wait = 0.0  # the stream's lifetime ran out: reopen at once
-                elif exc.reason.startswith("refused"):
+                elif exc.reason in POLICY_REFUSALS:
                     state.state, wait = "refused", REFUSED_BACKOFF_S
                 else:
                     state.state, wait = "retrying", backoff
@@ -148,6 +167,8 @@ class AlertSubscriptions:
                 log.exception("alert_stream_failed", peer=peer)
                 wait = backoff
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
-            if wait and self._stop.wait(wait * random.uniform(0.8, 1.2)):
-                return
+            if wait:
+                wake.wait(wait * random.uniform(0.8, 1.2))
+                if self._stop.is_set():
+                    return
         state.state = "stopped"

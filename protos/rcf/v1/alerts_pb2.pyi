@@ -583,12 +583,17 @@ Global___AlertEvent: _TypeAlias = AlertEvent  # noqa: Y015
 class SubscriptionsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    RECONNECT_FIELD_NUMBER: _builtins.int
+    reconnect: _builtins.bool
+    """retry every waiting subscription now"""
     def __init__(
         self,
+        *,
+        reconnect: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reconnect", b"reconnect"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
