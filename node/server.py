@@ -241,6 +241,7 @@ class NodeServer:
         self._operator.stop(grace).wait()
         self._server.stop(grace).wait()
         self.peers.close()
+        self.alert_subscriptions.join(timeout_s=5)
         self.hub.close()
         self.state.close()
         if self._instance is not None:

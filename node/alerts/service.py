@@ -170,7 +170,8 @@ class AlertService:
         alert = _unverified(envelope)
         self._parsed[(alert.alert_id, alert.version)] = alert
         held = Held(alert, envelope, "", alert.issued_at_ms, entry.position, alert.version)
-        self._latest[alert.alert_id] = held
+        if alert.raised_by == self.member_id:  # a relayed copy in the log is not ours
+            self._latest[alert.alert_id] = held
         return held
 
     def close(self) -> None:
@@ -347,6 +348,9 @@ class AlertService:
         fields = self._fields_for(member, purpose, alert)
         if fields is None:
             return None
+        if alert.raised_by != self.member_id:
+            # Relayed: forwarded exactly as its raiser signed it (a relay cannot redact).
+            return parse_envelope(entry.envelope)
         return self.copy_for(alert, fields)
 
     def _fields_for(self, member: Member, purpose: str, alert: Alert) -> tuple[str, ...] | None:

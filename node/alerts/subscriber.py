@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from dataclasses import dataclass
 
 import structlog
@@ -75,6 +76,15 @@ class AlertSubscriptions:
         """Stop subscribing; streams end when the peer client's channels close."""
         self._stop.set()
         self.reconnect()
+
+    def join(self, timeout_s: float) -> None:
+        """Wait (up to timeout_s in all) for the subscription threads to end after stop()."""
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            threads = [*self._threads.values(), self._manager]
+        for thread in threads:
+            if thread.is_alive() and thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     def reconnect(self) -> None:
         """Retry every waiting subscription now (after a policy change at a peer, say)."""
