@@ -215,8 +215,7 @@ def test_update_and_withdraw_propagate(alert_net: Network) -> None:
     assert updated.detection_place == ""
     wait_until(lambda: (a := held(nz, alert_id)) is not None and a.version == 2)
     th.alerts.withdraw_alert(alert_id)
-    for node in (au, nz):
-        wait_until(lambda node=node: (a := held(node, alert_id)) is not None and a.withdrawn)
+    wait_until(lambda: all((a := held(n, alert_id)) is not None and a.withdrawn for n in (au, nz)))
     assert au.alerts.check("AA7654321", "THA")[0] == []
     assert len(au.alerts.versions(alert_id)) == 3
 
@@ -245,9 +244,8 @@ def test_raiser_restart_mid_stream_loses_nothing(alert_net: Network) -> None:
     th = restart(alert_net, "TH")
     raised += [th.alerts.raise_alert(draft(document_number=f"AC00000{i}")) for i in (2, 3)]
     # Subscribers noticed the stream end, reconnected with backoff and resumed.
-    for member_id in ("AU", "NZ"):
-        node = alert_net.nodes[member_id]
-        wait_until(lambda node=node: all(held(node, r.alert.alert_id) for r in raised), 30)
+    subscribers = [alert_net.nodes["AU"], alert_net.nodes["NZ"]]
+    wait_until(lambda: all(held(n, r.alert.alert_id) for n in subscribers for r in raised), 30)
     assert alert_net.nodes["AU"].alerts.duplicates == 0
 
 
@@ -353,7 +351,7 @@ def test_update_of_another_members_alert_is_refused(alert_net: Network) -> None:
     au = alert_net.nodes["AU"]
     wait_until(lambda: held(au, raised.alert.alert_id))
     stub, md = operator(au)
-    for call in (
+    calls: list[Callable[[], object]] = [
         lambda: stub.Update(
             alerts_pb2.UpdateAlertRequest(
                 alert_id=raised.alert.alert_id, changes=alerts_pb2.AlertDraft(severity="low")
@@ -366,7 +364,8 @@ def test_update_of_another_members_alert_is_refused(alert_net: Network) -> None:
             metadata=md,
             timeout=10,
         ),
-    ):
+    ]
+    for call in calls:
         with pytest.raises(grpc.RpcError) as info:
             call()
         assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
