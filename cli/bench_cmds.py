@@ -19,6 +19,7 @@ BENCHMARKS = {
     "import": "benchmarks.bench_import",
     "merkle": "benchmarks.merkle_log",
     "identity-index": "benchmarks.identity_index",
+    "alerts": "benchmarks.alerts",
 }
 
 
