@@ -83,7 +83,9 @@ def listen(address: str, node_dir: str, server_member: str) -> None:
         server_name=pki.node_server_name(server_member),
         max_message_bytes=4 << 20,
     )
-    call = channel.unary_stream(f"/{SERVICE}/Listen")
+    call = channel.unary_stream(
+        f"/{SERVICE}/Listen", request_serializer=None, response_deserializer=None
+    )
     try:
         for message in call(b""):
             sys.stdout.write(message.decode(errors="replace") + "\n")

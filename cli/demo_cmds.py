@@ -22,6 +22,7 @@ from pathlib import Path
 import click
 import grpc
 
+from cli.demo_alerts import step_alerts
 from cli.errors import describe_rpc_error, guarded
 from cli.local_network import LocalNetwork, MemberSpec, rcf_command, stop_kept
 from cli.operator_client import operator_stub
@@ -321,6 +322,7 @@ STEPS: list[tuple[str, Callable[[Demo], None]]] = [
     ("Data: realistic synthetic records imported at every state's node", step_data),
     ("Sharing policies applied and explained", step_policy),
     ("Signed ping between every pair of nodes", step_ping),
+    ("Document-fraud alert raised at TH, received everywhere TH's policy allows", step_alerts),
     ("Suspension takes effect at the next directory refresh", step_suspend),
     ("Audit trail", step_audit),
 ]
