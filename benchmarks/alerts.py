@@ -149,8 +149,9 @@ def _bare(net: LocalNetwork, subscribers: list[str], rounds: int) -> list[float]
             listeners.append(proc)
             threading.Thread(target=read, args=(member_id, proc), daemon=True).start()
         ready = 0
+        deadline = time.monotonic() + 600  # 44 interpreters start on a loaded machine
         while ready < len(subscribers):
-            if lines.get(timeout=60)[1] == "ready":
+            if lines.get(timeout=max(1.0, deadline - time.monotonic()))[1] == "ready":
                 ready += 1
         channel = secure_channel(
             target=address,
