@@ -87,7 +87,7 @@ def listen(address: str, node_dir: str, server_member: str) -> None:
         f"/{SERVICE}/Listen", request_serializer=None, response_deserializer=None
     )
     try:
-        for message in call(b""):
+        for message in call(b"", wait_for_ready=True):
             sys.stdout.write(message.decode(errors="replace") + "\n")
             sys.stdout.flush()
     except grpc.RpcError:
