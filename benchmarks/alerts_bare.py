@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -39,14 +39,17 @@ class _Hub:
         try:
             while context.is_active():
                 with self.cond:
-                    self.cond.wait(timeout=1.0)
-                    if self.seq == seen:
+                    # wait_for rechecks seq first: a Fire between two waits is never missed.
+                    if not self.cond.wait_for(self._after(seen), timeout=1.0):
                         continue
                     seen, payload = self.seq, self.payload
                 yield payload
         finally:
             with self.cond:
                 self.listeners -= 1
+
+    def _after(self, seen: int) -> Callable[[], bool]:
+        return lambda: self.seq > seen
 
     def fire(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         with self.cond:
