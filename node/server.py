@@ -41,9 +41,15 @@ AUDIT_GATHER_WINDOW_S = 0.002
 
 class NodeServer:
     def __init__(
-        self, layout: NodeLayout, *, query_types: tuple[QuerySpec[Any, Any], ...] = ()
+        self,
+        layout: NodeLayout,
+        *,
+        query_types: tuple[QuerySpec[Any, Any], ...] = (),
+        subscribe_alerts: bool = True,
     ) -> None:
+        """subscribe_alerts False: serve alerts but take none in (tests that count records)."""
         self.layout = layout
+        self._subscribe_alerts = subscribe_alerts
         self.config = config = layout.load_config()
         if not config.operator_listen.startswith(LOOPBACK_PREFIXES):
             raise ConfigError("operator_listen must be a loopback address (127.0.0.1:PORT).")
@@ -159,7 +165,8 @@ class NodeServer:
         self.refresh_directory(raise_errors=False)
         self._write_runtime()
         self._refresher.start()
-        self.alert_subscriptions.start()
+        if self._subscribe_alerts:
+            self.alert_subscriptions.start()
         log.info(
             "node_started",
             member=self.config.member_id,

@@ -99,7 +99,7 @@ def restart(net: Network, member_id: str) -> NodeServer:
 @pytest.fixture
 def alert_net(tmp_path: Path) -> Iterator[Network]:
     """AU and TH (steering group) and NZ, with alert policies at TH and AU."""
-    network = Network(tmp_path)
+    network = Network(tmp_path, subscribe_alerts=True)
     try:
         network.start_hub()
         network.add_node("AU", groups=("steering-group",))
@@ -162,7 +162,7 @@ def test_subscriber_not_allowed_never_receives(alert_net: Network) -> None:
 
 
 def test_min_severity_and_issuing_states_filter(tmp_path: Path) -> None:
-    network = Network(tmp_path)
+    network = Network(tmp_path, subscribe_alerts=True)
     try:
         network.start_hub()
         network.add_node("TH")
