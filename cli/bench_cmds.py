@@ -21,6 +21,7 @@ BENCHMARKS = {
     "aggregate": "benchmarks.aggregate",
     "audit": "benchmarks.audit",
     "identity": "benchmarks.identity",
+    "alerts": "benchmarks.alerts",
 }
 
 

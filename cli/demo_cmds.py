@@ -24,6 +24,7 @@ import click
 import grpc
 
 from cli.demo_aggregate import step_aggregate
+from cli.demo_alerts import step_alerts
 from cli.demo_audit import step_audit_trail
 from cli.demo_identity import step_identity
 from cli.errors import describe_rpc_error, guarded
@@ -345,6 +346,7 @@ STEPS: list[tuple[str, Callable[[Demo], None]]] = [
     ("Sharing policies applied and explained", step_policy),
     ("Signed ping between every pair of nodes", step_ping),
     ("Identity checks: hit, possible hit, no hit", step_identity),
+    ("Document-fraud alert raised at TH, received everywhere TH's policy allows", step_alerts),
     ("Suspension takes effect at the next directory refresh", step_suspend),
     ("Regional statistics: a query to every member, a chart, the situation report", step_aggregate),
     ("Monitoring: a node's Prometheus metrics", step_metrics),

@@ -11,6 +11,7 @@ import click
 import structlog
 
 from cli import (
+    alert_cmds,
     audit_cmds,
     bench_cmds,
     data_cmds,
@@ -47,6 +48,7 @@ def rcf() -> None:
 
 
 for module in (
+    alert_cmds,
     hub_cmds,
     node_cmds,
     audit_cmds,

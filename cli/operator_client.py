@@ -32,16 +32,26 @@ def operator_stub(
 
 
 @contextmanager
+def operator_channel(
+    layout: NodeLayout, *, max_receive_bytes: int = 4 << 20
+) -> Iterator[tuple[grpc.Channel, tuple[tuple[str, str | bytes], ...]]]:
+    """A channel to the node's operator server, for operator services beside Operator,
+    and the token metadata every call must carry."""
+    with operator_stub(layout) as (_, md):
+        runtime = layout.read_runtime()
+        options = [("grpc.max_receive_message_length", max_receive_bytes)]
+        with grpc.insecure_channel(str(runtime["operator_address"]), options=options) as channel:
+            yield channel, md
+
+
+@contextmanager
 def aggregate_stub(
     layout: NodeLayout,
 ) -> Iterator[tuple[aggregate_pb2_grpc.AggregateOperatorStub, tuple[tuple[str, str | bytes], ...]]]:
     """The node's aggregate operator service (regional queries) and the token metadata."""
-    with operator_stub(layout) as (_, md):
-        runtime = layout.read_runtime()
-        # 64 MiB: a merged table of the largest grid (20 000 cells) is far below it.
-        options = [("grpc.max_receive_message_length", 64 << 20)]
-        with grpc.insecure_channel(str(runtime["operator_address"]), options=options) as channel:
-            yield aggregate_pb2_grpc.AggregateOperatorStub(channel), md
+    # 64 MiB: a merged table of the largest grid (20 000 cells) is far below it.
+    with operator_channel(layout, max_receive_bytes=64 << 20) as (channel, md):
+        yield aggregate_pb2_grpc.AggregateOperatorStub(channel), md
 
 
 def node_running(layout: NodeLayout) -> bool:

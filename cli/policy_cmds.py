@@ -413,6 +413,8 @@ def decision_dict(decision: Decision, used: list[str]) -> dict[str, Any]:
 @click.option("--epsilon", type=float, default=None, help="Epsilon asked for (Aggregate).")
 @click.option("--items", type=int, default=1, show_default=True, help="Batch size (IdentityCheck).")
 @click.option("--category", default="", help="Alert category (Alerts).")
+@click.option("--issuing-state", default="", help="Alert's issuing state (Alerts).")
+@click.option("--severity", default="", help="Alert severity (Alerts).")
 @click.option(
     "--at",
     "at_date",
@@ -441,6 +443,8 @@ def policy_explain(
     epsilon: float | None,
     items: int,
     category: str,
+    issuing_state: str,
+    severity: str,
     at_date: dt.datetime | None,
     file: Path | None,
     node_dir: Path,
@@ -468,6 +472,8 @@ def policy_explain(
             epsilon=epsilon,
             items=items,
             alert_category=category,
+            alert_issuing_state=issuing_state.upper(),
+            alert_severity=severity,
         )
         at_ms = int(at_date.replace(tzinfo=dt.UTC).timestamp() * 1000) if at_date else now_ms()
         decision = PolicyGate(policy, admin.usage).decide(member, query, at_ms=at_ms)

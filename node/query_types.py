@@ -9,11 +9,18 @@ from __future__ import annotations
 from typing import Any
 
 from node.aggregate_query import AGGREGATE
+from node.alerts.spec import ALERTS
 from node.identity.checks import IDENTITY_EVALUATE, IDENTITY_LOOKUP
 from node.ping import PING
 from node.protocol import QuerySpec
 
-QUERY_TYPES: tuple[QuerySpec[Any, Any], ...] = (PING, AGGREGATE, IDENTITY_EVALUATE, IDENTITY_LOOKUP)
+QUERY_TYPES: tuple[QuerySpec[Any, Any], ...] = (
+    PING,
+    AGGREGATE,
+    IDENTITY_EVALUATE,
+    IDENTITY_LOOKUP,
+    ALERTS,
+)
 
 
 def by_name() -> dict[str, QuerySpec[Any, Any]]:

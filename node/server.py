@@ -14,6 +14,11 @@ import structlog
 from node.aggregate.reciprocity import ContributorRegistry
 from node.aggregate_operator import AggregateOperatorServicer
 from node.aggregate_query import AGGREGATE, AggregateResponder, dictionary_loader
+from node.alerts.operator import AlertOperatorServicer
+from node.alerts.service import AlertService
+from node.alerts.spec import bind as bind_alerts
+from node.alerts.store import AlertStore
+from node.alerts.subscriber import AlertSubscriptions
 from node.assembly import build_core
 from node.audit_anchor import AnchorStore, AuditShipper
 from node.config import NodeLayout
@@ -37,6 +42,8 @@ from node.store import DataStore
 from protos.rcf.v1 import (
     aggregate_pb2,
     aggregate_pb2_grpc,
+    alerts_pb2,
+    alerts_pb2_grpc,
     federation_pb2,
     identity_pb2,
     identity_pb2_grpc,
@@ -57,9 +64,15 @@ URGENT_REFRESH_EVERY_S = 5.0
 
 class NodeServer:
     def __init__(
-        self, layout: NodeLayout, *, query_types: tuple[QuerySpec[Any, Any], ...] = ()
+        self,
+        layout: NodeLayout,
+        *,
+        query_types: tuple[QuerySpec[Any, Any], ...] = (),
+        subscribe_alerts: bool = True,
     ) -> None:
+        """subscribe_alerts False: serve alerts but take none in (tests that count records)."""
         self.layout = layout
+        self._subscribe_alerts = subscribe_alerts
         self.config = config = layout.load_config()
         if not config.operator_listen.startswith(LOOPBACK_PREFIXES):
             raise ConfigError("operator_listen must be a loopback address (127.0.0.1:PORT).")
@@ -134,11 +147,25 @@ class NodeServer:
             directory=self.directory,
             ttl_ms=int(config.identity_check_ttl_s * 1000),
         )
+        self.alerts = AlertService(
+            member_id=config.member_id,
+            signing_key=self.signing_key,
+            store=AlertStore(self.state),
+            audit=self.audit,
+            directory=self.directory,
+            gate=lambda: self.policy.gate,
+            dictionary=lambda: load_dictionary(layout),
+        )
+        self.alert_subscriptions = AlertSubscriptions(
+            service=self.alerts, peers=self.peers, directory=self.directory,
+            member_id=config.member_id,
+        )  # fmt: skip
         # gRPC itself stops messages far past the limit; between the two the
         # pipeline refuses them with an audit record.
         transport_limit = config.max_message_bytes * 2 + 64 * 1024
+        # Every peer holds one Alerts stream open here: room for them beside the queries.
         self._server, _ = build_server(
-            max_workers=16,
+            max_workers=256,
             max_message_bytes=transport_limit,
             service_names=[federation_pb2.DESCRIPTOR.services_by_name["Federation"].full_name],
         )
@@ -158,7 +185,15 @@ class NodeServer:
             self.aggregates.spec() if s is AGGREGATE else s for s in query_types or QUERY_TYPES
         )
         self._server.add_generic_rpc_handlers(
-            (federation_handler(self.pipeline, bind_identity(specs, self.identity)),)
+            (
+                federation_handler(
+                    self.pipeline,
+                    [
+                        bind_alerts(s, self.alerts.stream)
+                        for s in bind_identity(specs, self.identity)
+                    ],
+                ),
+            )
         )
         self._operator, _ = build_server(
             max_workers=8,
@@ -167,6 +202,7 @@ class NodeServer:
                 operator_pb2.DESCRIPTOR.services_by_name["Operator"].full_name,
                 aggregate_pb2.DESCRIPTOR.services_by_name["AggregateOperator"].full_name,
                 identity_pb2.DESCRIPTOR.services_by_name["IdentityOperator"].full_name,
+                alerts_pb2.DESCRIPTOR.services_by_name["AlertOperator"].full_name,
             ],
         )
         operator_pb2_grpc.add_OperatorServicer_to_server(
@@ -197,6 +233,12 @@ class NodeServer:
                 peers=self.peers,
                 directory=self.directory,
                 rotate=self.rotate_oprf_key,
+            ),
+            self._operator,
+        )
+        alerts_pb2_grpc.add_AlertOperatorServicer_to_server(
+            AlertOperatorServicer(
+                token=self._token, service=self.alerts, subscriptions=self.alert_subscriptions
             ),
             self._operator,
         )
@@ -240,6 +282,8 @@ class NodeServer:
         self._write_runtime()
         self._refresher.start()
         self._shipping.start()
+        if self._subscribe_alerts:
+            self.alert_subscriptions.start()
         log.info(
             "node_started",
             member=self.config.member_id,
@@ -352,11 +396,14 @@ class NodeServer:
         self._stop.set()
         if self._shipping.is_alive():
             self._shipping.join(timeout=15)
+        self.alert_subscriptions.stop()
+        self.alerts.close()
         self._operator.stop(grace).wait()
         self._server.stop(grace).wait()
         self.metrics.stop()
         self.peers.close()
         self.identity.close()
+        self.alert_subscriptions.join(timeout_s=5)
         self.hub.close()
         self.state.close()
         if self._instance is not None:

@@ -47,6 +47,9 @@ def set_node_config(layout: NodeLayout, **values: Any) -> None:
 class Network:
     root: Path
     directory_ttl_s: int = 3600
+    # Nodes take in peers' alerts in the background only where a test asks: their
+    # subscription attempts would add audit records to tests that count them.
+    subscribe_alerts: bool = False
     hub_layout: HubLayout = field(init=False)
     registry: Registry = field(init=False)
     hub: HubServer | None = None
@@ -108,7 +111,11 @@ class Network:
     def start_node(
         self, member_id: str, *, query_types: tuple[QuerySpec[Any, Any], ...] = ()
     ) -> NodeServer:
-        node = NodeServer(self.layout(member_id), query_types=query_types)
+        node = NodeServer(
+            self.layout(member_id),
+            query_types=query_types,
+            subscribe_alerts=self.subscribe_alerts,
+        )
         node.start()
         self.nodes[member_id] = node
         return node

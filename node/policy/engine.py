@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from node.policy.model import (
     AGGREGATE,
+    ALERT_SEVERITIES,
     ALERTS,
     DATASET_KIND,
     DEFAULT_DELTA,
@@ -124,9 +125,30 @@ def _unmet(rule: Rule, query: QueryDescription) -> tuple[str, str] | None:
         and (query.items > rule.max_batch)
     ):
         return "batch_too_large", f"batch of {query.items} is above {rule.max_batch}"
-    if query.query_type == ALERTS and query.alert_category not in ("", *rule.categories):
+    if query.query_type == ALERTS:
+        return _unmet_alert(rule, query)
+    return None
+
+
+def _unmet_alert(rule: Rule, query: QueryDescription) -> tuple[str, str] | None:
+    """Alert terms: an empty value in the query (a subscription) meets every rule."""
+    if query.alert_category not in ("", *rule.categories):
         return "category_not_allowed", (
             f"category '{query.alert_category}' not in {list(rule.categories)}"
+        )
+    state = query.alert_issuing_state
+    if state and rule.issuing_states is not None and state not in rule.issuing_states:
+        return "category_not_allowed", (
+            f"issuing state '{state}' not in {list(rule.issuing_states)}"
+        )
+    severity = query.alert_severity
+    if (
+        severity in ALERT_SEVERITIES
+        and rule.min_severity in ALERT_SEVERITIES
+        and ALERT_SEVERITIES.index(severity) < ALERT_SEVERITIES.index(rule.min_severity)
+    ):
+        return "category_not_allowed", (
+            f"severity '{severity}' is below the rule's min_severity '{rule.min_severity}'"
         )
     return None
 

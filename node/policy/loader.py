@@ -20,6 +20,7 @@ from node.policy.model import (
     AGGREGATE,
     ALERT_CATEGORIES,
     ALERT_FIELDS,
+    ALERT_SEVERITIES,
     ALERTS,
     BUDGET_PERIODS,
     DEFAULT_DELTA,
@@ -81,7 +82,7 @@ KEYS_BY_QUERY: dict[str, tuple[str, ...]] = {
         "exclude_categories",
         "exclude_own_nationals",
     ),
-    ALERTS: ("categories", "fields"),
+    ALERTS: ("categories", "fields", "issuing_states", "min_severity"),
 }
 ALL_RULE_KEYS = sorted({*COMMON_KEYS, *(k for ks in KEYS_BY_QUERY.values() for k in ks)})
 REQUIRED_BY_QUERY: dict[str, tuple[str, ...]] = {
@@ -625,6 +626,8 @@ def _read_rule(reader: _Reader, index: int, raw: object) -> Rule | None:
         exclude_own_nationals=reader.boolean(raw, path, "exclude_own_nationals") or False,
         categories=reader.strings(raw, path, "categories", allowed=ALERT_CATEGORIES) or (),
         fields=reader.strings(raw, path, "fields", allowed=ALERT_FIELDS) or (),
+        issuing_states=reader.strings(raw, path, "issuing_states"),
+        min_severity=reader.choice(raw, path, "min_severity", ALERT_SEVERITIES),
         rate_limit=rate,
         valid_from=valid_from,
         valid_until=valid_until,

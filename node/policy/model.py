@@ -44,7 +44,7 @@ PERSON_CATEGORIES = (
     "deportee",
 )
 # Fraud types, as in the dictionary's document_fraud_detections.fraud_type codes.
-ALERT_CATEGORIES = (
+ALERT_FRAUD_TYPES = (
     "counterfeit",
     "forged",
     "pseudo",
@@ -52,6 +52,12 @@ ALERT_CATEGORIES = (
     "impostor",
     "stolen_blank",
 )
+# Statuses of a genuine document that an alert may report instead of a fraud type.
+ALERT_DOCUMENT_STATUSES = ("stolen", "lost", "revoked", "invalid")
+# An alert's category is one fraud type or one document status.
+ALERT_CATEGORIES = ALERT_FRAUD_TYPES + ALERT_DOCUMENT_STATUSES
+# Ordered, lowest first: a rule's min_severity passes this level and those after it.
+ALERT_SEVERITIES = ("low", "medium", "high", "critical")
 # Fields of a document-fraud alert a rule may pass on; alert id, version and
 # category always travel, since without them an alert cannot be applied.
 ALERT_FIELDS = (
@@ -60,6 +66,7 @@ ALERT_FIELDS = (
     "document_number",
     "series",
     "modus_operandi",
+    "security_features",
     "detection_place",
     "detection_date",
     "valid_until",
@@ -132,6 +139,8 @@ class Rule:
     exclude_own_nationals: bool = False
     categories: tuple[str, ...] = ()
     fields: tuple[str, ...] = ()
+    issuing_states: tuple[str, ...] | None = None  # alerts: None = documents of any state
+    min_severity: str | None = None  # alerts: None = every severity
     rate_limit: RateLimit | None = None
     valid_from: dt.date | None = None
     valid_until: dt.date | None = None  # inclusive: the whole day, UTC
@@ -185,6 +194,8 @@ class QueryDescription:
     epsilon: float | None = None
     items: int = 1
     alert_category: str = ""
+    alert_issuing_state: str = ""
+    alert_severity: str = ""
 
 
 @dataclass(frozen=True)

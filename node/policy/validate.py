@@ -15,6 +15,7 @@ from node.aggregate.query import query_dimension
 from node.policy.loader import Issue, Loaded, parse_policy, requester_problem
 from node.policy.model import (
     AGGREGATE,
+    ALERT_SEVERITIES,
     ALERTS,
     DATASET_KIND,
     IDENTITY_CHECK,
@@ -116,6 +117,8 @@ def check_policy(text: str, filename: str, context: Context) -> Loaded:
                 "dataset, so the exclusion has no effect.",
                 'add "persons" to datasets, or remove the exclusion',
             )
+        if dictionary is not None and rule.issuing_states:
+            _check_issuing_states(rule, path, dictionary, err)
         if context.today and rule.valid_until and rule.valid_until < context.today:
             warn(
                 (*path, "valid_until"),
@@ -314,7 +317,33 @@ def _accepts_all_of(a: Rule, b: Rule) -> bool:
         and (b.max_batch is None or b.max_batch > a.max_batch)
     ):
         return False
-    return not (b.query == ALERTS and not set(b.categories) <= set(a.categories))
+    if b.query != ALERTS:
+        return True
+    if not set(b.categories) <= set(a.categories):
+        return False
+    if a.issuing_states is not None and (
+        b.issuing_states is None or not set(b.issuing_states) <= set(a.issuing_states)
+    ):
+        return False
+    rank = {s: i for i, s in enumerate(ALERT_SEVERITIES)}
+    return rank.get(a.min_severity or "", -1) <= rank.get(b.min_severity or "", -1)
+
+
+def _check_issuing_states(
+    rule: Rule, path: tuple[str | int, ...], dictionary: DataDictionary, err: Report
+) -> None:
+    """An alert rule's issuing_states must be the dictionary's issuing-state codes."""
+    fraud = dictionary.dataset("document_fraud_detections")
+    dim = fraud.dimension("issuing_state") if fraud is not None else None
+    if dim is None:
+        return
+    for code in rule.issuing_states or ():
+        if code not in dim.codes:
+            err(
+                (*path, "issuing_states"),
+                f"rule '{rule.id}': '{code}' is not an issuing-state code of the data dictionary.",
+                _close(code, list(dim.codes)) or "use ISO 3166-1 alpha-3 codes such as THA",
+            )
 
 
 def _output_differences(a: Rule, b: Rule) -> list[str]:
@@ -333,6 +362,8 @@ def _output_differences(a: Rule, b: Rule) -> list[str]:
         "exclude_categories",
         "exclude_own_nationals",
         "fields",
+        "issuing_states",
+        "min_severity",
         "rate_limit",
     )
     return [n for n in names if getattr(a, n) != getattr(b, n)]

@@ -54,6 +54,11 @@ class FederationStub:
                 request_serializer=protos_dot_rcf_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
                 response_deserializer=protos_dot_rcf_dot_v1_dot_envelope__pb2.Envelope.FromString,
                 _registered_method=True)
+        self.Alerts = channel.unary_stream(
+                '/rcf.v1.Federation/Alerts',
+                request_serializer=protos_dot_rcf_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+                response_deserializer=protos_dot_rcf_dot_v1_dot_envelope__pb2.Envelope.FromString,
+                _registered_method=True)
 
 
 class FederationServicer:
@@ -83,6 +88,12 @@ class FederationServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Alerts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FederationServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -103,6 +114,11 @@ def add_FederationServicer_to_server(servicer, server):
             ),
             'IdentityLookup': grpc.unary_unary_rpc_method_handler(
                     servicer.IdentityLookup,
+                    request_deserializer=protos_dot_rcf_dot_v1_dot_envelope__pb2.Envelope.FromString,
+                    response_serializer=protos_dot_rcf_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+            ),
+            'Alerts': grpc.unary_stream_rpc_method_handler(
+                    servicer.Alerts,
                     request_deserializer=protos_dot_rcf_dot_v1_dot_envelope__pb2.Envelope.FromString,
                     response_serializer=protos_dot_rcf_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
             ),
@@ -213,6 +229,33 @@ class Federation:
             request,
             target,
             '/rcf.v1.Federation/IdentityLookup',
+            protos_dot_rcf_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+            protos_dot_rcf_dot_v1_dot_envelope__pb2.Envelope.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Alerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/rcf.v1.Federation/Alerts',
             protos_dot_rcf_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
             protos_dot_rcf_dot_v1_dot_envelope__pb2.Envelope.FromString,
             options,

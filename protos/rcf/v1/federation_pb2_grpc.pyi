@@ -37,6 +37,7 @@ class FederationStub:
     Aggregate: _grpc.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
     IdentityEvaluate: _grpc.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
     IdentityLookup: _grpc.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
+    Alerts: _grpc.UnaryStreamMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
 
 @_typing.type_check_only
 class FederationAsyncStub(FederationStub):
@@ -45,6 +46,7 @@ class FederationAsyncStub(FederationStub):
     Aggregate: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
     IdentityEvaluate: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
     IdentityLookup: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
+    Alerts: _aio.UnaryStreamMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
 
 class FederationServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -74,5 +76,12 @@ class FederationServicer(metaclass=_abc_1.ABCMeta):
         request: _envelope_pb2.Envelope,
         context: _ServicerContext,
     ) -> _typing.Union[_envelope_pb2.Envelope, _abc.Awaitable[_envelope_pb2.Envelope]]: ...
+
+    @_abc_1.abstractmethod
+    def Alerts(
+        self,
+        request: _envelope_pb2.Envelope,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_envelope_pb2.Envelope], _abc.AsyncIterator[_envelope_pb2.Envelope]]: ...
 
 def add_FederationServicer_to_server(servicer: FederationServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

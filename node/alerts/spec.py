@@ -1,0 +1,57 @@
+"""The ``Alerts`` federation query type: a server stream of the responder's alert log.
+
+Authorised once by the pipeline (any ``Alerts`` rule naming the subscriber
+grants the subscription); which alerts and fields each message carries is
+decided per alert by the responder's policy at the time it is sent
+(``AlertService.stream``). The registered spec has no node to serve from;
+``bind`` gives a node's server the spec that streams from its own service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+from node.policy.model import ALERTS as ALERTS_QUERY
+from node.policy.model import QueryDescription
+from node.protocol import Authorized, QuerySpec, invalid_field
+from protos.rcf.v1 import alerts_pb2
+from trust.errors import RequestRejected
+
+MAX_POSITION = (1 << 63) - 1
+
+
+def _validate(request: alerts_pb2.AlertsRequest) -> None:
+    if request.after_position > MAX_POSITION:
+        raise invalid_field("after_position", f"is above {MAX_POSITION}")
+
+
+def _describe(request: alerts_pb2.AlertsRequest) -> QueryDescription:
+    return QueryDescription(ALERTS_QUERY)
+
+
+def _not_served(
+    authorized: Authorized[alerts_pb2.AlertsRequest],
+) -> Iterator[alerts_pb2.AlertsResponse]:
+    raise RequestRejected(
+        "This node does not serve alerts.", reason="unsupported", status="UNIMPLEMENTED"
+    )
+
+
+ALERTS: QuerySpec[alerts_pb2.AlertsRequest, alerts_pb2.AlertsResponse] = QuerySpec(
+    name="Alerts",
+    request_cls=alerts_pb2.AlertsRequest,
+    response_cls=alerts_pb2.AlertsResponse,
+    stream=_not_served,
+    validate=_validate,
+    describe=_describe,
+)
+
+
+def bind(
+    spec: QuerySpec[Any, Any],
+    stream: Any,
+) -> QuerySpec[Any, Any]:
+    """spec itself, or for ``Alerts`` the same spec streaming from a node's service."""
+    return replace(spec, stream=stream) if spec.name == ALERTS.name else spec
