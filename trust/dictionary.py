@@ -37,6 +37,18 @@ from trust.signed import open_document, sign_document
 
 DEFAULT_VERSION = "1.0"
 
+# The categories of the persons dataset (policies may exclude some from hits).
+PERSON_CATEGORIES = (
+    "irregular_migrant",
+    "asylum_seeker",
+    "refugee",
+    "trafficking_victim",
+    "suspected_smuggler",
+    "suspected_trafficker",
+    "missing_person",
+    "deportee",
+)
+
 # What a request may state as its purpose (RequestHeader.purpose); bounded so a
 # requester cannot put arbitrary text into a responder's audit log.
 PURPOSE_RE = re.compile(r"^[a-z][a-z0-9-]{1,47}$")
@@ -588,16 +600,7 @@ def default_dictionary() -> DataDictionary:
                 ),
                 _code(
                     "category",
-                    (
-                        "irregular_migrant",
-                        "asylum_seeker",
-                        "refugee",
-                        "trafficking_victim",
-                        "suspected_smuggler",
-                        "suspected_trafficker",
-                        "missing_person",
-                        "deportee",
-                    ),
+                    PERSON_CATEGORIES,
                 ),
                 Dimension("local_reference", "text", optional=True),
                 Dimension("recorded_on", "date", description="when the record was made"),

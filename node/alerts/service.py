@@ -68,16 +68,7 @@ DRAFT_FIELDS = (
     "handling_caveat",
     "issuing_state",
     "document_type",
-    "document_number",
-    "number_range_first",
-    "number_range_last",
-    "series",
-    "modus_operandi",
-    "security_features",
-    "detection_place",
-    "detection_date",
-    "valid_until",
-    "ncp_id",
+    *CLEARABLE,
 )
 _NUMBERS = ("document_number", "number_range_first", "number_range_last", "series")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+from trust import dictionary
 from trust.directory import Member
 
 # Query types, named exactly as the Federation RPC (QuerySpec.query_type) names them.
@@ -33,16 +34,7 @@ MAX_CAVEAT_CHARS = 1000
 DETAILS = ("hit_only", "hit_with_reference")
 # Categories of the dictionary's persons dataset an IdentityCheck rule may exclude
 # from hits (e.g. trafficking victims are never a "hit" for enforcement purposes).
-PERSON_CATEGORIES = (
-    "irregular_migrant",
-    "asylum_seeker",
-    "refugee",
-    "trafficking_victim",
-    "suspected_smuggler",
-    "suspected_trafficker",
-    "missing_person",
-    "deportee",
-)
+PERSON_CATEGORIES = dictionary.PERSON_CATEGORIES
 # Fraud types, as in the dictionary's document_fraud_detections.fraud_type codes.
 ALERT_FRAUD_TYPES = (
     "counterfeit",
