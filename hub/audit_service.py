@@ -14,7 +14,7 @@ from trust.audit_leaf import witness_keys
 from trust.clock import now_ms
 from trust.directory import Directory, MemberStatus
 from trust.dsse import Envelope
-from trust.errors import RequestRejected
+from trust.errors import RequestRejected, VerificationError
 from trust.serving import refusals_as_status
 from trust.signed import open_document
 
@@ -52,6 +52,34 @@ class AuditHubServicer(audit_pb2_grpc.AuditHubServicer):
     def witnesses(self) -> dict[str, bytes]:
         return witness_keys(self.snapshot(), at_ms=now_ms())
 
+    def _open_batch(self, request: envelope_pb2.Envelope, member_id: str) -> audit_pb2.AuditBatch:
+        """Verify the batch against member_id's keys; a key the cached registry view does
+        not know yet (a node enrolled a moment ago) is looked up once more, fresh."""
+        for fresh in (False, True):
+            if fresh:
+                with self._cache_lock:
+                    self._cached = None
+            snapshot = self.snapshot()
+            member = snapshot.member(member_id)
+            if member is None or member.status is MemberStatus.REVOKED:
+                raise RequestRejected(f"Member {member_id} may not submit audit records.")
+            try:
+                return open_document(
+                    Envelope.from_proto(request),
+                    audit_pb2.AuditBatch,
+                    what="audit batch",
+                    resolve_key=snapshot.key_resolver(at_ms=now_ms(), member_id=member_id),
+                ).message
+            except VerificationError as exc:
+                if exc.reason == "wrong_signer":
+                    raise RequestRejected(
+                        f"The audit batch is not signed by {member_id}, the TLS peer.",
+                        reason="signer_peer_mismatch",
+                    ) from exc
+                if fresh or exc.reason not in ("unknown_key", "key_not_valid"):
+                    raise
+        raise AssertionError("unreachable")
+
     @refusals_as_status
     def SubmitAudit(
         self, request: envelope_pb2.Envelope, context: grpc.ServicerContext
@@ -63,18 +91,7 @@ class AuditHubServicer(audit_pb2_grpc.AuditHubServicer):
                 reason="batch_too_large",
                 status="INVALID_ARGUMENT",
             )
-        snapshot = self.snapshot()
-        member = snapshot.member(member_id)
-        if member is None or member.status is MemberStatus.REVOKED:
-            raise RequestRejected(f"Member {member_id} may not submit audit records.")
-        batch = open_document(
-            Envelope.from_proto(request),
-            audit_pb2.AuditBatch,
-            what="audit batch",
-            resolve_key=snapshot.key_resolver(at_ms=now_ms(), member_id=member_id),
-            error=RequestRejected,
-            bad_signature_reason="signer_peer_mismatch",
-        ).message
+        batch = self._open_batch(request, member_id)
         if batch.member_id != member_id:
             raise RequestRejected(
                 "An audit batch must carry the submitting member's own records.",
