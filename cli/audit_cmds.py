@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from cli.auditor import (
+from auditor.checks import (
     HubResult,
     NodeResult,
     NodeView,
