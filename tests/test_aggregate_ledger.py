@@ -1,4 +1,4 @@
-"""The budget ledger and query history on a real SQLite file; the regional merge."""
+"""The query history on a real SQLite file; the regional merge."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from node.aggregate.disclosure import (
     release,
 )
 from node.aggregate.execute import CellTable
-from node.aggregate.ledger import AggregateLedger, BudgetExhausted, Spend
+from node.aggregate.ledger import AggregateLedger
 from node.aggregate.merge import (
     ANSWERED,
     INVALID,
@@ -30,79 +30,16 @@ from node.aggregate.merge import (
     merge,
 )
 from node.aggregate.reciprocity import check_reciprocity, contributors_of
-from node.policy.model import Charge
 from trust.errors import RequestRejected
 
 TV = "trafficking_victims"
 
 
-def test_the_budget_refuses_the_overspending_query_and_survives_a_restart(tmp_path: Path) -> None:
-    path = tmp_path / "state.db"
-    ledger = AggregateLedger.open(path)
-    window = "month:2026-03"
-
-    def spend(
-        ledger: AggregateLedger,
-        epsilon: float,
-        query_id: str,
-        *,
-        requester: str = "ID",
-        period: str = window,
-    ) -> Spend:
-        return ledger.spend(
-            requester=requester,
-            dataset=TV,
-            window=period,
-            limit=1.0,
-            epsilon=epsilon,
-            query_id=query_id,
-            mechanism="discrete_laplace",
-        )
-
-    for i in range(3):
-        s = spend(ledger, 0.3, f"q{i}")
-    assert s.spent_micro == 900_000
-    with pytest.raises(BudgetExhausted) as exc:
-        spend(ledger, 0.3, "q3")
-    assert (exc.value.reason, exc.value.status) == ("budget_exhausted", "RESOURCE_EXHAUSTED")
-    assert ledger.spent("ID", TV, window) == 900_000  # the refusal charged nothing
-    ledger.close()
-
-    again = AggregateLedger.open(path)  # a restart: a new connection to the same file
-    assert again.spent("ID", TV, window) == 900_000
-    with pytest.raises(BudgetExhausted):
-        spend(again, 0.2, "q4")
-    # What is left still fits, exactly (micro-epsilon, no float drift).
-    spend(again, 0.1, "q5")
-    assert again.spent("ID", TV, window) == 1_000_000
-    # A replayed query id is not charged twice.
-    spend(again, 0.1, "q5")
-    assert again.spent("ID", TV, window) == 1_000_000
-    # Other requesters, datasets and periods have their own budgets.
-    spend(again, 0.5, "a1", requester="AU")
-    spend(again, 0.5, "q6", period="month:2026-04")
-    assert again.spent("ID", TV, window) == 1_000_000
-    charge = Charge(kind="budget", scope=TV, window=window, amount=1, limit=1)
-    assert again.used("ID", charge) == 1_000_000
-    assert again.used("ID", Charge("rate", f"Aggregate:{TV}", window, 1, 10)) == 0
-    again.close()
-
-
-def test_the_ledger_is_append_only(tmp_path: Path) -> None:
+def test_the_query_history_is_append_only(tmp_path: Path) -> None:
     ledger = AggregateLedger.open(tmp_path / "state.db")
-    ledger.spend(
-        requester="ID",
-        dataset=TV,
-        window="day:2026-03-01",
-        epsilon=0.5,
-        limit=1.0,
-        query_id="q",
-        mechanism="discrete_laplace",
-    )
     ledger.record_population(requester="ID", dataset=TV, query_id="q", population=10)
     for sql in (
-        "UPDATE aggregate_budget_ledger SET epsilon_micro = 1",
-        "DELETE FROM aggregate_budget_ledger",
+        "UPDATE aggregate_query_history SET population = 1",
         "DELETE FROM aggregate_query_history",
     ):
         with pytest.raises(sqlite3.DatabaseError):

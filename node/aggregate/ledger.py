@@ -1,28 +1,16 @@
-"""The privacy-budget ledger and the query history, in SQLite (the node's state.db).
+"""The aggregate query history, in SQLite (the node's state.db).
 
-Two append-only tables (triggers refuse UPDATE and DELETE):
+``aggregate_query_history`` is append-only (triggers refuse UPDATE and DELETE):
+one row per released answer — requester, dataset, query id and population, kept
+for the requester's whole history, so that a later query whose population differs
+by 1 … k-1 records is caught (differencing protection).
 
-* ``aggregate_budget_ledger``: one row per noised answer — requester, dataset, budget
-  window (``month:2026-11``, as the policy engine names periods), query id, mechanism,
-  ε in integer micro-epsilon (so sums are exact), δ, and the limit in force. What a
-  requester has spent in a window is the sum of its rows; a spend that would pass the
-  limit is refused and writes nothing (check and write in one BEGIN IMMEDIATE
-  transaction, so two concurrent spends cannot both fit).
-* ``aggregate_query_history``: one row per released answer — requester, dataset,
-  query id and population, kept for the requester's whole history, so that a later
-  query whose population differs by 1 … k-1 records is caught (differencing).
-
-The serving node uses the query history (``populations_near_in`` and
-``record_population_in`` in the Aggregate release step). Budgets are charged once,
-by the policy gate at authorisation (``policy_usage``, see ``node.policy.store``), so
-the node does not call ``spend``: two ledgers charging the same query would halve
-every budget. The per-query budget table stays for tools that want an itemised
-record of spends.
+Privacy budgets are not kept here: they are charged once, by the policy gate at
+authorisation (``policy_usage``, see ``node.policy.store``), bound to the audit chain.
 
 ``AggregateLedger`` owns a connection and wraps each operation in its own
 transaction. The ``*_in(conn, …)`` functions do the same work inside a transaction
-the caller already holds (``StateDB.run``), so a spend and an audit record can
-commit together.
+the caller already holds (``StateDB.run``).
 """
 
 from __future__ import annotations
@@ -30,30 +18,11 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-from node.policy.model import Charge, to_micro
 from trust.clock import now_ms
-from trust.errors import RequestRejected
-
-BUDGET_EXHAUSTED = "budget_exhausted"
 
 SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS aggregate_budget_ledger (entry_id INTEGER PRIMARY KEY,"
-    " requester TEXT NOT NULL, dataset TEXT NOT NULL, period TEXT NOT NULL,"
-    " query_id TEXT NOT NULL, mechanism TEXT NOT NULL,"
-    " epsilon_micro INTEGER NOT NULL CHECK (epsilon_micro > 0),"
-    " delta REAL NOT NULL CHECK (delta >= 0), limit_micro INTEGER NOT NULL,"
-    " at_ms INTEGER NOT NULL, UNIQUE (requester, query_id))",
-    "CREATE INDEX IF NOT EXISTS ix_aggregate_budget_window"
-    " ON aggregate_budget_ledger (requester, dataset, period)",
-    "CREATE TRIGGER IF NOT EXISTS aggregate_budget_no_update BEFORE UPDATE"
-    " ON aggregate_budget_ledger"
-    " BEGIN SELECT RAISE(ABORT, 'the budget ledger is append-only'); END",
-    "CREATE TRIGGER IF NOT EXISTS aggregate_budget_no_delete BEFORE DELETE"
-    " ON aggregate_budget_ledger"
-    " BEGIN SELECT RAISE(ABORT, 'the budget ledger is append-only'); END",
     "CREATE TABLE IF NOT EXISTS aggregate_query_history (entry_id INTEGER PRIMARY KEY,"
     " requester TEXT NOT NULL, dataset TEXT NOT NULL, query_id TEXT NOT NULL,"
     " population INTEGER NOT NULL CHECK (population >= 0), at_ms INTEGER NOT NULL,"
@@ -69,86 +38,10 @@ SCHEMA = (
 )
 
 
-class BudgetExhausted(RequestRejected):
-    """A noised answer would spend more than the requester has left in the window."""
-
-    default_reason = BUDGET_EXHAUSTED
-    default_status = "RESOURCE_EXHAUSTED"
-
-
-@dataclass(frozen=True)
-class Spend:
-    """A recorded spend and what the window holds after it (micro-epsilon)."""
-
-    requester: str
-    dataset: str
-    window: str
-    epsilon_micro: int
-    spent_micro: int
-    limit_micro: int
-
-
 def create_schema(conn: sqlite3.Connection) -> None:
     """Create the ledger's tables, indexes and triggers (idempotent)."""
     for stmt in SCHEMA:
         conn.execute(stmt)
-
-
-def spent_in(conn: sqlite3.Connection, requester: str, dataset: str, window: str) -> int:
-    """Micro-epsilon requester has spent on dataset in window."""
-    row = conn.execute(
-        "SELECT COALESCE(SUM(epsilon_micro), 0) FROM aggregate_budget_ledger"
-        " WHERE requester = ? AND dataset = ? AND period = ?",
-        (requester, dataset, window),
-    ).fetchone()
-    return int(row[0])
-
-
-def spend_in(
-    conn: sqlite3.Connection,
-    *,
-    requester: str,
-    dataset: str,
-    window: str,
-    epsilon: float,
-    limit: float,
-    query_id: str,
-    mechanism: str,
-    delta: float = 0.0,
-    at_ms: int | None = None,
-) -> Spend:
-    """Record a spend inside the caller's transaction, or raise BudgetExhausted (nothing
-    written). A query id already recorded for requester is not charged twice."""
-    amount, limit_micro = to_micro(epsilon), to_micro(limit)
-    if amount <= 0:
-        raise ValueError("a spend must be above 0 epsilon")
-    already = conn.execute(
-        "SELECT epsilon_micro FROM aggregate_budget_ledger WHERE requester = ? AND query_id = ?",
-        (requester, query_id),
-    ).fetchone()
-    spent = spent_in(conn, requester, dataset, window)
-    if already is not None:
-        return Spend(requester, dataset, window, int(already[0]), spent, limit_micro)
-    if spent + amount > limit_micro:
-        raise BudgetExhausted(
-            "Refused: your privacy budget for this dataset is spent for this period.",
-        )
-    conn.execute(
-        "INSERT INTO aggregate_budget_ledger (requester, dataset, period, query_id, mechanism,"
-        " epsilon_micro, delta, limit_micro, at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            requester,
-            dataset,
-            window,
-            query_id,
-            mechanism,
-            amount,
-            delta,
-            limit_micro,
-            now_ms() if at_ms is None else at_ms,
-        ),
-    )
-    return Spend(requester, dataset, window, amount, spent + amount, limit_micro)
 
 
 def populations_near_in(
@@ -211,44 +104,6 @@ class AggregateLedger:
             self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
-
-    def spent(self, requester: str, dataset: str, window: str) -> int:
-        """Micro-epsilon spent by requester on dataset in window."""
-        return spent_in(self.conn, requester, dataset, window)
-
-    def used(self, requester: str, charge: Charge) -> int:
-        """The policy engine's ``Usage`` for budget charges (rate charges are not kept here)."""
-        if charge.kind != "budget":
-            return 0
-        return spent_in(self.conn, requester, charge.scope, charge.window)
-
-    def spend(
-        self,
-        *,
-        requester: str,
-        dataset: str,
-        window: str,
-        epsilon: float,
-        limit: float,
-        query_id: str,
-        mechanism: str,
-        delta: float = 0.0,
-        at_ms: int | None = None,
-    ) -> Spend:
-        """Charge epsilon, or raise BudgetExhausted and charge nothing."""
-        with self._transaction() as conn:
-            return spend_in(
-                conn,
-                requester=requester,
-                dataset=dataset,
-                window=window,
-                epsilon=epsilon,
-                limit=limit,
-                query_id=query_id,
-                mechanism=mechanism,
-                delta=delta,
-                at_ms=at_ms,
-            )
 
     def populations_near(
         self, requester: str, dataset: str, population: int, within: int
