@@ -26,6 +26,7 @@ from types import TracebackType
 
 from trust import merkle
 from trust.errors import ConfigError, RequestRejected
+from trust.sqlite import immediate
 
 SCHEMA_VERSION = 1
 MAX_ENTRY_BYTES = 64 * 1024
@@ -80,8 +81,7 @@ class MerkleStore:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute(f"PRAGMA cache_size={CACHE_KIB}")
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
+            with immediate(self._conn):
                 for stmt in _SCHEMA:
                     self._conn.execute(stmt)
                 self._conn.execute(
@@ -89,10 +89,6 @@ class MerkleStore:
                     (SCHEMA_VERSION,),
                 )
                 version = self._meta("schema_version")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
             if version != SCHEMA_VERSION:
                 raise ConfigError(f"{path} is a Merkle log of unknown schema {version}.")
             self._size = 0
@@ -212,8 +208,7 @@ class MerkleStore:
             if not leaves:
                 self._refresh()
                 return self._size
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
+            with immediate(self._conn):
                 if self._meta("size") != self._size:  # another process appended
                     self._load_frontier()
                 first = n = self._size
@@ -239,10 +234,6 @@ class MerkleStore:
                 self._conn.execute("UPDATE merkle_meta SET value = ? WHERE key = 'size'", (n,))
                 if with_write is not None:
                     with_write(self._conn, first)
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
             self._size, self._peaks = n, peaks
             return first
 

@@ -11,8 +11,7 @@ import hashlib
 import json
 import secrets
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from trust.endpoints import check_endpoint
 from trust.errors import RegistryError
 from trust.files import private_file
 from trust.keys import SigningKey, key_id_for
+from trust.sqlite import immediate
 
 JOIN_TOKEN_TTL_MS = 24 * 3600 * 1000
 MAX_JOIN_TOKEN_TTL_MS = 30 * 24 * 3600 * 1000
@@ -128,15 +128,8 @@ class Registry:
             )
             dictionary_store.ensure_schema(self._conn, self._key)
 
-    @contextmanager
-    def _tx(self) -> Iterator[None]:
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        return immediate(self._conn)
 
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         cur = self._conn.execute(sql, params)

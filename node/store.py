@@ -28,8 +28,8 @@ import for little gain.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +43,7 @@ from trust.dictionary import ID_FIELD, DataDictionary, Dataset
 from trust.errors import ConfigError
 from trust.files import private_file
 from trust.oprf import OprfKey
+from trust.sqlite import immediate
 
 IMPORT_COLUMN = "_import_id"
 CACHE_KIB = -65536  # negative: KiB, as SQLite takes it
@@ -161,16 +162,9 @@ class DataStore:
             self._oprf_key = load_or_create_oprf_key(self.path.parent)
         return self._oprf_key
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         """BEGIN IMMEDIATE … COMMIT, rolled back on any exception (also KeyboardInterrupt)."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+        return immediate(self.conn)
 
     # -- schema ---------------------------------------------------------------
 

@@ -16,11 +16,11 @@ the caller already holds (``StateDB.run``).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from trust.clock import now_ms
+from trust.sqlite import immediate
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS aggregate_query_history (entry_id INTEGER PRIMARY KEY,"
@@ -95,15 +95,8 @@ class AggregateLedger:
     def close(self) -> None:
         self.conn.close()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return immediate(self.conn)
 
     def populations_near(
         self, requester: str, dataset: str, population: int, within: int
