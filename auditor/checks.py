@@ -18,20 +18,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hub.audit_log import AuditLogReader
-from node.audit import AuditLog
-from node.audit_anchor import AnchorStore, ShippedBatch
-from node.audit_archive import iter_all_records, segment_batches
-from node.config import NodeLayout
-from node.directory_cache import DirectoryCache
-from node.state import StateDB
-from trust import checkpoint as cp
-from trust import merkle
-from trust.audit_leaf import AuditLeaf, decode_leaf, encode_leaf, log_origin, witness_keys
-from trust.audit_record import GENESIS, AuditRecord, verify_chain
-from trust.clock import now_ms
-from trust.errors import ConfigError, RcfError, VerificationError
-from trust.files import write_private
+from rcf.hub.audit_log import AuditLogReader
+from rcf.node.audit.anchor import AnchorStore, ShippedBatch
+from rcf.node.audit.archive import iter_all_records, segment_batches
+from rcf.node.audit.chain import AuditLog
+from rcf.node.federation.directory_cache import DirectoryCache
+from rcf.node.ops.config import NodeLayout
+from rcf.node.ops.state import StateDB
+from rcf.trust import checkpoint as cp
+from rcf.trust import merkle
+from rcf.trust.audit_leaf import AuditLeaf, decode_leaf, encode_leaf, log_origin, witness_keys
+from rcf.trust.audit_record import GENESIS, AuditRecord, verify_chain
+from rcf.trust.clock import now_ms
+from rcf.trust.errors import ConfigError, RcfError, VerificationError
+from rcf.trust.files import write_private
 
 BUNDLE_FORMAT = "rcf-audit-bundle/1"
 

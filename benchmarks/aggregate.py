@@ -23,20 +23,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import BenchResult, percentile
-from cli.local_network import LocalNetwork, MemberSpec
-from node.aggregate.execute import build_sql
-from node.aggregate.query import AggregateQuery, Between, validate_query
-from node.aggregate.regional import query_members
-from node.aggregate.wire import query_to_proto
-from node.aggregate_query import AGGREGATE
-from node.assembly import offline
-from node.config import NodeLayout
-from node.server import NodeServer
-from node.store import IMPORT_COLUMN, DataStore
-from node.synthetic import generate_rows
-from protos.rcf.v1 import aggregate_pb2
-from trust.dictionary import default_dictionary
+from rcf.benchmarks.common import BenchResult, percentile
+from rcf.devnet.local_network import LocalNetwork, MemberSpec
+from rcf.devnet.synthetic import generate_rows
+from rcf.node.aggregate.execute import build_sql
+from rcf.node.aggregate.query import AggregateQuery, Between, validate_query
+from rcf.node.aggregate.regional import query_members
+from rcf.node.aggregate.responder import AGGREGATE
+from rcf.node.aggregate.wire import query_to_proto
+from rcf.node.data.store import IMPORT_COLUMN, DataStore
+from rcf.node.federation.server import NodeServer
+from rcf.node.ops.assembly import offline
+from rcf.node.ops.config import NodeLayout
+from rcf.protos.v1 import aggregate_pb2
+from rcf.trust.dictionary import default_dictionary
 
 DATASET = "irregular_movements"
 GOAL_RATIO = 1.5

@@ -23,12 +23,12 @@ from pathlib import Path
 
 import grpc
 
-from benchmarks.common import BenchResult, percentile
-from cli.local_network import LocalNetwork, MemberSpec
-from cli.operator_client import operator_channel
-from protos.rcf.v1 import alerts_pb2, alerts_pb2_grpc, operator_pb2, operator_pb2_grpc
-from trust import pki
-from trust.tls import secure_channel
+from rcf.benchmarks.common import BenchResult, percentile
+from rcf.cli.operator_client import operator_channel
+from rcf.devnet.local_network import LocalNetwork, MemberSpec
+from rcf.protos.v1 import alerts_pb2, alerts_pb2_grpc, operator_pb2, operator_pb2_grpc
+from rcf.trust import pki
+from rcf.trust.tls import secure_channel
 
 RAISER = "TH"
 GOAL_P99_MS = 1000.0
@@ -126,7 +126,7 @@ def _fanout(net: LocalNetwork, subscribers: list[str], alerts: int) -> list[floa
 def _bare(net: LocalNetwork, subscribers: list[str], rounds: int) -> list[float]:
     py = sys.executable
     server = subprocess.Popen(
-        [py, "-m", "benchmarks.alerts_bare", "serve", str(net.node_layout(RAISER).root)],
+        [py, "-m", "rcf.benchmarks.alerts_bare", "serve", str(net.node_layout(RAISER).root)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert server.stdout is not None
@@ -142,7 +142,7 @@ def _bare(net: LocalNetwork, subscribers: list[str], rounds: int) -> list[float]
     try:
         for member_id in subscribers:
             proc = subprocess.Popen(
-                [py, "-m", "benchmarks.alerts_bare", "listen", address,
+                [py, "-m", "rcf.benchmarks.alerts_bare", "listen", address,
                  str(net.node_layout(member_id).root), RAISER],
                 stdout=subprocess.PIPE, text=True,
             )  # fmt: skip

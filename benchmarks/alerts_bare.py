@@ -16,10 +16,10 @@ from pathlib import Path
 
 import grpc
 
-from node.config import NodeLayout
-from trust import pki
-from trust.serving import bind, build_server
-from trust.tls import secure_channel
+from rcf.node.ops.config import NodeLayout
+from rcf.trust import pki
+from rcf.trust.serving import bind, build_server
+from rcf.trust.tls import secure_channel
 
 SERVICE = "rcf.bench.AlertsBare"
 

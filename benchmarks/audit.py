@@ -27,15 +27,15 @@ import threading
 import time
 from pathlib import Path
 
-from benchmarks import merkle_log
-from benchmarks.common import BenchResult, percentile
-from cli.local_network import LocalNetwork, MemberSpec
-from protos.rcf.v1 import audit_pb2, audit_pb2_grpc, envelope_pb2
-from trust import pki
-from trust.audit_leaf import encode_leaf
-from trust.audit_record import GENESIS, AuditEvent, AuditRecord, record_hash
-from trust.signed import sign_document
-from trust.tls import secure_channel
+from rcf.benchmarks import merkle_log
+from rcf.benchmarks.common import BenchResult, percentile
+from rcf.devnet.local_network import LocalNetwork, MemberSpec
+from rcf.protos.v1 import audit_pb2, audit_pb2_grpc, envelope_pb2
+from rcf.trust import pki
+from rcf.trust.audit_leaf import encode_leaf
+from rcf.trust.audit_record import GENESIS, AuditEvent, AuditRecord, record_hash
+from rcf.trust.signed import sign_document
+from rcf.trust.tls import secure_channel
 
 CLIENTS = 45
 BATCH = 200

@@ -33,11 +33,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import BenchResult
-from node.importer import import_file
-from node.store import CACHE_KIB, DataStore, table_ddl
-from node.synthetic import generate_rows
-from trust.dictionary import default_dictionary
+from rcf.benchmarks.common import BenchResult
+from rcf.devnet.synthetic import generate_rows
+from rcf.node.data.importer import import_file
+from rcf.node.data.store import CACHE_KIB, DataStore, table_ddl
+from rcf.trust.dictionary import default_dictionary
 
 DATASET = "irregular_movements"
 ROWS = 1_000_000

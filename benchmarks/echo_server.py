@@ -12,8 +12,8 @@ from pathlib import Path
 
 import grpc
 
-from node.config import NodeLayout
-from trust.serving import bind, build_server
+from rcf.node.ops.config import NodeLayout
+from rcf.trust.serving import bind, build_server
 
 SERVICE = "rcf.bench.Echo"
 METHOD = f"/{SERVICE}/Echo"

@@ -30,17 +30,17 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from benchmarks import identity_index
-from benchmarks.common import BenchResult, percentile
-from cli.local_network import LocalNetwork, MemberSpec, rcf_command
-from node.dictionary import load_dictionary
-from node.identity.index import default_workers
-from node.identity.requester import Subject, check_responder, prepare, run_check
-from node.importer import import_file
-from node.ping import PING
-from node.server import NodeServer
-from node.store import DataStore
-from node.synthetic import generate_member_data, generate_rows
+from rcf.benchmarks import identity_index
+from rcf.benchmarks.common import BenchResult, percentile
+from rcf.devnet.local_network import LocalNetwork, MemberSpec, rcf_command
+from rcf.devnet.synthetic import generate_member_data, generate_rows
+from rcf.node.data.dictionary import load_dictionary
+from rcf.node.data.importer import import_file
+from rcf.node.data.store import DataStore
+from rcf.node.federation.ping import PING
+from rcf.node.federation.server import NodeServer
+from rcf.node.identity.index import default_workers
+from rcf.node.identity.requester import Subject, check_responder, prepare, run_check
 
 RESPONDERS = ("AU", "ID", "NZ", "TH")
 ASKER = "MY"

@@ -28,11 +28,11 @@ from concurrent.futures import ProcessPoolExecutor
 
 import rbcl
 
-from benchmarks.common import BenchResult
-from node.identity.index import build_token_index, default_workers
-from node.identity.keys import PersonRecord
-from node.synthetic import generate_rows
-from trust.oprf import OprfKey, hash_to_group
+from rcf.benchmarks.common import BenchResult
+from rcf.devnet.synthetic import generate_rows
+from rcf.node.identity.index import build_token_index, default_workers
+from rcf.node.identity.keys import PersonRecord
+from rcf.trust.oprf import OprfKey, hash_to_group
 
 ROWS = 20_000
 ROUNDS = 4

@@ -32,9 +32,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from benchmarks.common import BenchResult, percentile
-from hub.merkle_store import MerkleStore
-from trust import merkle
+from rcf.benchmarks.common import BenchResult, percentile
+from rcf.hub.merkle_store import MerkleStore
+from rcf.trust import merkle
 
 ENTRIES = 10_000_000
 QUICK_ENTRIES = 1_000_000

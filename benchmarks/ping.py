@@ -32,13 +32,13 @@ from pathlib import Path
 
 import grpc
 
-from benchmarks.common import BenchResult, percentile
-from benchmarks.echo_server import METHOD
-from cli.local_network import LocalNetwork, MemberSpec
-from node.ping import PING
-from node.server import NodeServer
-from trust import pki
-from trust.tls import TlsMaterial, secure_channel
+from rcf.benchmarks.common import BenchResult, percentile
+from rcf.benchmarks.echo_server import METHOD
+from rcf.devnet.local_network import LocalNetwork, MemberSpec
+from rcf.node.federation.ping import PING
+from rcf.node.federation.server import NodeServer
+from rcf.trust import pki
+from rcf.trust.tls import TlsMaterial, secure_channel
 
 IN_FLIGHT = 64
 GOAL_RATIO = 0.6
@@ -132,7 +132,7 @@ def run(*, quick: bool = False) -> BenchResult:
             requester = NodeServer(au_layout)
             requester.refresh_directory()
             echo = subprocess.Popen(
-                [sys.executable, "-m", "benchmarks.echo_server", str(th_layout.root)],
+                [sys.executable, "-m", "rcf.benchmarks.echo_server", str(th_layout.root)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,

@@ -25,11 +25,11 @@ import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 
-from node.identity.errors import InvalidIdentifier
-from node.identity.keys import name_forms, phonetic_forms
-from node.identity.normalize import NormalizedName, normalize_name
-from node.names import BURMESE_FEMALE, BURMESE_MALE, CULTURES
-from node.synthetic import generate_rows
+from rcf.devnet.names import BURMESE_FEMALE, BURMESE_MALE, CULTURES
+from rcf.devnet.synthetic import generate_rows
+from rcf.node.identity.errors import InvalidIdentifier
+from rcf.node.identity.keys import name_forms, phonetic_forms
+from rcf.node.identity.normalize import NormalizedName, normalize_name
 
 MEMBERS = ("TH", "MY", "ID", "AU", "LK", "BD")
 ROWS = 20_000

@@ -13,8 +13,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from protos.rcf.v1 import aggregate_pb2
-from trust.errors import ConfigError
+from rcf.protos.v1 import aggregate_pb2
+from rcf.trust.errors import ConfigError
 
 MONTH = "month"
 _MONTH_RE = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")

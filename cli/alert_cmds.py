@@ -15,14 +15,14 @@ import click
 import grpc
 from google.protobuf.json_format import MessageToDict
 
-from cli.errors import guarded
-from cli.operator_client import operator_channel
-from cli.options import node_dir_option
-from cli.output import console, emit_json, json_option, table, utc_time
-from node.alerts.model import CLEARABLE
-from node.config import NodeLayout
-from node.policy.model import ALERT_CATEGORIES, ALERT_SEVERITIES
-from protos.rcf.v1 import alerts_pb2, alerts_pb2_grpc
+from rcf.cli.errors import guarded
+from rcf.cli.operator_client import operator_channel
+from rcf.cli.options import node_dir_option
+from rcf.cli.output import console, emit_json, json_option, table, utc_time
+from rcf.node.alerts.model import CLEARABLE
+from rcf.node.ops.config import NodeLayout
+from rcf.node.policy.model import ALERT_CATEGORIES, ALERT_SEVERITIES
+from rcf.protos.v1 import alerts_pb2, alerts_pb2_grpc
 
 TIMEOUT_S = 30
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from auditor.checks import (
+from rcf.auditor.checks import (
     HubResult,
     NodeResult,
     NodeView,
@@ -27,20 +27,20 @@ from auditor.checks import (
     verify_node,
     write_bundle,
 )
-from cli.errors import guarded
-from cli.options import MEMBER_ID, node_dir_option
-from cli.output import emit_json, json_option, table
-from hub.audit_log import AuditLogReader
-from hub.layout import HubLayout
-from node.audit import AuditLog
-from node.audit_anchor import AnchorStore
-from node.audit_archive import archive_before
-from node.config import NodeLayout
-from node.directory_cache import DirectoryCache
-from node.state import StateDB
-from trust.audit_leaf import log_origin
-from trust.errors import ConfigError, VerificationError
-from trust.files import write_private
+from rcf.cli.errors import guarded
+from rcf.cli.options import MEMBER_ID, node_dir_option
+from rcf.cli.output import emit_json, json_option, table
+from rcf.hub.audit_log import AuditLogReader
+from rcf.hub.layout import HubLayout
+from rcf.node.audit.anchor import AnchorStore
+from rcf.node.audit.archive import archive_before
+from rcf.node.audit.chain import AuditLog
+from rcf.node.federation.directory_cache import DirectoryCache
+from rcf.node.ops.config import NodeLayout
+from rcf.node.ops.state import StateDB
+from rcf.trust.audit_leaf import log_origin
+from rcf.trust.errors import ConfigError, VerificationError
+from rcf.trust.files import write_private
 
 
 def _clock(ts_ms: int) -> str:

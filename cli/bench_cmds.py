@@ -9,19 +9,19 @@ import importlib
 
 import click
 
-from benchmarks.common import BenchResult
-from cli.errors import guarded
-from cli.output import emit_json, table
+from rcf.benchmarks.common import BenchResult
+from rcf.cli.errors import guarded
+from rcf.cli.output import emit_json, table
 
 BENCHMARKS = {
-    "ping": "benchmarks.ping",
-    "import": "benchmarks.bench_import",
-    "merkle": "benchmarks.merkle_log",
-    "identity-index": "benchmarks.identity_index",
-    "aggregate": "benchmarks.aggregate",
-    "audit": "benchmarks.audit",
-    "identity": "benchmarks.identity",
-    "alerts": "benchmarks.alerts",
+    "ping": "rcf.benchmarks.ping",
+    "import": "rcf.benchmarks.bench_import",
+    "merkle": "rcf.benchmarks.merkle_log",
+    "identity-index": "rcf.benchmarks.identity_index",
+    "aggregate": "rcf.benchmarks.aggregate",
+    "audit": "rcf.benchmarks.audit",
+    "identity": "rcf.benchmarks.identity",
+    "alerts": "rcf.benchmarks.alerts",
 }
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from protos.rcf.v1 import aggregate_pb2
+from rcf.protos.v1 import aggregate_pb2
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

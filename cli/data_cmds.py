@@ -16,17 +16,17 @@ from pathlib import Path
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from cli.errors import EXIT_ERROR, guarded
-from cli.operator_client import record_operations
-from cli.options import confirm, node_dir_option, yes_option
-from cli.output import console, emit_json, json_option, table
-from node.config import NodeLayout
-from node.dictionary import load_dictionary
-from node.identity.maintenance import reindex
-from node.importer import ImportResult, import_file
-from node.store import DataStore
-from node.synthetic import DATASET_CODES, generate_member_data
-from trust.errors import ConfigError
+from rcf.cli.errors import EXIT_ERROR, guarded
+from rcf.cli.operator_client import record_operations
+from rcf.cli.options import confirm, node_dir_option, yes_option
+from rcf.cli.output import console, emit_json, json_option, table
+from rcf.devnet.synthetic import DATASET_CODES, generate_member_data
+from rcf.node.data.dictionary import load_dictionary
+from rcf.node.data.importer import ImportResult, import_file
+from rcf.node.data.store import DataStore
+from rcf.node.identity.maintenance import reindex
+from rcf.node.ops.config import NodeLayout
+from rcf.trust.errors import ConfigError
 
 _AGE = re.compile(r"^(\d+)\s*([dwmy])$")
 

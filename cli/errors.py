@@ -20,8 +20,8 @@ from typing import ParamSpec, TypeVar
 import click
 import grpc
 
-from trust.errors import RcfError
-from trust.status import read_refusal
+from rcf.trust.errors import RcfError
+from rcf.trust.status import read_refusal
 
 P = ParamSpec("P")
 T = TypeVar("T")

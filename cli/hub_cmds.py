@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 
 import click
 
-from cli.errors import guarded
-from cli.options import (
+from rcf.cli.errors import guarded
+from rcf.cli.options import (
     MEMBER_ID,
     StopSignal,
     check_can_listen,
@@ -19,17 +19,23 @@ from cli.options import (
     local_option,
     yes_option,
 )
-from cli.output import console, emit_json, json_option, table, utc_time
-from hub.layout import DEFAULT_ENROLL_LISTEN, DEFAULT_LISTEN, HubLayout
-from hub.registry import Registry
-from hub.server import HubServer
-from hub.setup import init_hub, open_registry
-from hub.status import hub_status
-from node.enrollment import EnrollmentMaterial, read_request, write_response
-from trust.dictionary import DataDictionary, verify_dictionary
-from trust.directory import Member, MemberStatus, Ncp, verify_directory
-from trust.errors import ConfigError, RegistryError
-from trust.join_token import JoinToken, check_public, join_address, split_address, with_default_port
+from rcf.cli.output import console, emit_json, json_option, table, utc_time
+from rcf.hub.layout import DEFAULT_ENROLL_LISTEN, DEFAULT_LISTEN, HubLayout
+from rcf.hub.registry import Registry
+from rcf.hub.server import HubServer
+from rcf.hub.setup import init_hub, open_registry
+from rcf.hub.status import hub_status
+from rcf.node.ops.enrollment import EnrollmentMaterial, read_request, write_response
+from rcf.trust.dictionary import DataDictionary, verify_dictionary
+from rcf.trust.directory import Member, MemberStatus, Ncp, verify_directory
+from rcf.trust.errors import ConfigError, RegistryError
+from rcf.trust.join_token import (
+    JoinToken,
+    check_public,
+    join_address,
+    split_address,
+    with_default_port,
+)
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 

@@ -14,19 +14,25 @@ import click
 import grpc
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
-from cli.errors import EXIT_ERROR, EXIT_UNAVAILABLE, describe_rpc_error, exit_code_for_rpc, guarded
-from cli.operator_client import operator_stub
-from cli.options import node_dir_option
-from cli.output import console, emit_json, json_option, table, utc_time
-from cli.query_cmds import query
-from node.assembly import read_only
-from node.config import NodeLayout
-from node.identity.errors import InvalidIdentifier
-from node.identity.mrz import parse_mrz
-from node.identity.responder import read_hits
-from protos.rcf.v1 import identity_pb2, identity_pb2_grpc
-from trust.errors import ConfigError
-from trust.files import open_private
+from rcf.cli.errors import (
+    EXIT_ERROR,
+    EXIT_UNAVAILABLE,
+    describe_rpc_error,
+    exit_code_for_rpc,
+    guarded,
+)
+from rcf.cli.operator_client import operator_stub
+from rcf.cli.options import node_dir_option
+from rcf.cli.output import console, emit_json, json_option, table, utc_time
+from rcf.cli.query_cmds import query
+from rcf.node.identity.errors import InvalidIdentifier
+from rcf.node.identity.mrz import parse_mrz
+from rcf.node.identity.responder import read_hits
+from rcf.node.ops.assembly import read_only
+from rcf.node.ops.config import NodeLayout
+from rcf.protos.v1 import identity_pb2, identity_pb2_grpc
+from rcf.trust.errors import ConfigError
+from rcf.trust.files import open_private
 
 LABELS = {
     identity_pb2.IDENTITY_OUTCOME_HIT: "HIT",

@@ -10,12 +10,11 @@ import sys
 import click
 import structlog
 
-from cli import (
+from rcf.cli import (
     alert_cmds,
     audit_cmds,
     bench_cmds,
     data_cmds,
-    demo_cmds,
     hub_cmds,
     identity_cmds,
     node_cmds,
@@ -23,6 +22,7 @@ from cli import (
     query_cmds,
     report_cmds,
 )
+from rcf.devnet import demo as demo_cmds
 
 
 def configure_logging() -> None:

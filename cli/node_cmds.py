@@ -7,9 +7,15 @@ from pathlib import Path
 import click
 import grpc
 
-from cli.errors import EXIT_ERROR, EXIT_UNAVAILABLE, describe_rpc_error, exit_code_for_rpc, guarded
-from cli.operator_client import node_running, operator_stub, record_operations
-from cli.options import (
+from rcf.cli.errors import (
+    EXIT_ERROR,
+    EXIT_UNAVAILABLE,
+    describe_rpc_error,
+    exit_code_for_rpc,
+    guarded,
+)
+from rcf.cli.operator_client import node_running, operator_stub, record_operations
+from rcf.cli.options import (
     MEMBER_ID,
     StopSignal,
     check_can_listen,
@@ -18,24 +24,24 @@ from cli.options import (
     node_dir_option,
     yes_option,
 )
-from cli.output import console, emit_json, json_option, table, utc_time
-from node.assembly import offline
-from node.backup import create_backup, describe, open_backup, restore_backup
-from node.config import DEFAULT_LISTEN, NodeLayout
-from node.dictionary import load_dictionary
-from node.enrollment import (
+from rcf.cli.output import console, emit_json, json_option, table, utc_time
+from rcf.node.data.dictionary import load_dictionary
+from rcf.node.federation.server import NodeServer
+from rcf.node.identity.maintenance import rotate as rotate_oprf
+from rcf.node.ops.assembly import offline
+from rcf.node.ops.backup import create_backup, describe, open_backup, restore_backup
+from rcf.node.ops.config import DEFAULT_LISTEN, NodeLayout
+from rcf.node.ops.enrollment import (
     NodeAddresses,
     complete_offline,
     init_offline,
     init_with_token,
     rotate_keys,
 )
-from node.identity.maintenance import rotate as rotate_oprf
-from node.server import NodeServer
-from protos.rcf.v1 import identity_pb2, identity_pb2_grpc, operator_pb2
-from trust.errors import ConfigError
-from trust.files import loose_modes
-from trust.join_token import (
+from rcf.protos.v1 import identity_pb2, identity_pb2_grpc, operator_pb2
+from rcf.trust.errors import ConfigError
+from rcf.trust.files import loose_modes
+from rcf.trust.join_token import (
     JoinToken,
     check_public,
     check_token_addresses,

@@ -8,12 +8,12 @@ from contextlib import contextmanager
 
 import grpc
 
-from node.assembly import offline
-from node.config import NodeLayout
-from node.operations import reconcile_operations
-from node.operator import TOKEN_HEADER
-from protos.rcf.v1 import aggregate_pb2_grpc, operator_pb2, operator_pb2_grpc
-from trust.errors import ConfigError
+from rcf.node.audit.operations import reconcile_operations
+from rcf.node.ops.assembly import offline
+from rcf.node.ops.config import NodeLayout
+from rcf.node.ops.operator import TOKEN_HEADER
+from rcf.protos.v1 import aggregate_pb2_grpc, operator_pb2, operator_pb2_grpc
+from rcf.trust.errors import ConfigError
 
 
 @contextmanager

@@ -13,8 +13,8 @@ from typing import Any
 
 import click
 
-from trust.errors import ConfigError
-from trust.join_token import WILDCARD_HOSTS, split_address
+from rcf.trust.errors import ConfigError
+from rcf.trust.join_token import WILDCARD_HOSTS, split_address
 
 hub_dir_option = click.option(
     "--hub-dir",

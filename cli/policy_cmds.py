@@ -18,23 +18,23 @@ from typing import Any
 import click
 from rich.markup import escape
 
-from cli.errors import guarded
-from cli.operator_client import node_running, operator_stub
-from cli.options import node_dir_option
-from cli.output import console, emit_json, json_option, plural, table, utc_time
-from node.assembly import offline, read_only
-from node.config import NodeConfig, NodeLayout
-from node.policy.admin import PolicyAdmin, PolicyGate, refusal
-from node.policy.diff import access_changes, rule_changes, terms
-from node.policy.engine import describe_usage
-from node.policy.loader import Issue, Loaded
-from node.policy.model import QUERY_TYPES, Constraints, Decision, Policy, QueryDescription
-from node.policy.store import StoredVersion
-from node.policy.validate import Context, check_policy
-from protos.rcf.v1 import operator_pb2
-from trust.clock import now_ms
-from trust.dictionary import default_dictionary
-from trust.errors import ConfigError, VerificationError
+from rcf.cli.errors import guarded
+from rcf.cli.operator_client import node_running, operator_stub
+from rcf.cli.options import node_dir_option
+from rcf.cli.output import console, emit_json, json_option, plural, table, utc_time
+from rcf.node.ops.assembly import offline, read_only
+from rcf.node.ops.config import NodeConfig, NodeLayout
+from rcf.node.policy.admin import PolicyAdmin, PolicyGate, refusal
+from rcf.node.policy.diff import access_changes, rule_changes, terms
+from rcf.node.policy.engine import describe_usage
+from rcf.node.policy.loader import Issue, Loaded
+from rcf.node.policy.model import QUERY_TYPES, Constraints, Decision, Policy, QueryDescription
+from rcf.node.policy.store import StoredVersion
+from rcf.node.policy.validate import Context, check_policy
+from rcf.protos.v1 import operator_pb2
+from rcf.trust.clock import now_ms
+from rcf.trust.dictionary import default_dictionary
+from rcf.trust.errors import ConfigError, VerificationError
 
 file_argument = click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from cli.aggregate_view import (
+from rcf.cli.aggregate_view import (
     build_query,
     caveats,
     member_rows,
@@ -20,14 +20,14 @@ from cli.aggregate_view import (
     to_csv,
     to_json,
 )
-from cli.charts import write_chart
-from cli.errors import EXIT_UNAVAILABLE, guarded
-from cli.operator_client import aggregate_stub
-from cli.options import node_dir_option
-from cli.output import console, emit_json, table
-from node.config import NodeLayout
-from protos.rcf.v1 import aggregate_pb2
-from trust.errors import ConfigError
+from rcf.cli.charts import write_chart
+from rcf.cli.errors import EXIT_UNAVAILABLE, guarded
+from rcf.cli.operator_client import aggregate_stub
+from rcf.cli.options import node_dir_option
+from rcf.cli.output import console, emit_json, table
+from rcf.node.ops.config import NodeLayout
+from rcf.protos.v1 import aggregate_pb2
+from rcf.trust.errors import ConfigError
 
 # The node's own deadline plus this much for the local hop and the merge.
 LOCAL_SLACK_S = 10.0

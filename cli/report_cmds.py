@@ -7,15 +7,15 @@ from pathlib import Path
 
 import click
 
-from cli.aggregate_view import parse_deadline
-from cli.errors import guarded
-from cli.options import node_dir_option
-from cli.output import console, table
-from cli.query_cmds import ask
-from cli.situation_report import gather, parse_period, plan, previous, render_html
-from node.assembly import read_only
-from node.config import NodeLayout
-from node.dictionary import load_dictionary
+from rcf.cli.aggregate_view import parse_deadline
+from rcf.cli.errors import guarded
+from rcf.cli.options import node_dir_option
+from rcf.cli.output import console, table
+from rcf.cli.query_cmds import ask
+from rcf.cli.situation_report import gather, parse_period, plan, previous, render_html
+from rcf.node.data.dictionary import load_dictionary
+from rcf.node.ops.assembly import read_only
+from rcf.node.ops.config import NodeLayout
 
 
 @click.group("report")

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from cli.aggregate_view import OUTCOME_LABELS
-from cli.charts import chart_png
-from protos.rcf.v1 import aggregate_pb2
-from trust.dictionary import DataDictionary, Dataset
-from trust.errors import ConfigError
-from trust.status import read_refusal
+from rcf.cli.aggregate_view import OUTCOME_LABELS
+from rcf.cli.charts import chart_png
+from rcf.protos.v1 import aggregate_pb2
+from rcf.trust.dictionary import DataDictionary, Dataset
+from rcf.trust.errors import ConfigError
+from rcf.trust.status import read_refusal
 
 TOP = 10
 NATIONALITY_DIMENSIONS = ("nationality", "holder_nationality")

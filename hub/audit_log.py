@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hub.merkle_store import MerkleStore
-from trust import checkpoint as cp
-from trust.audit_leaf import AuditLeaf, decode_leaf
-from trust.audit_record import GENESIS
-from trust.errors import ConfigError, RequestRejected, VerificationError
-from trust.keys import SigningKey
+from rcf.hub.merkle_store import MerkleStore
+from rcf.trust import checkpoint as cp
+from rcf.trust.audit_leaf import AuditLeaf, decode_leaf
+from rcf.trust.audit_record import GENESIS
+from rcf.trust.errors import ConfigError, RequestRejected, VerificationError
+from rcf.trust.keys import SigningKey
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS audit_members (member TEXT PRIMARY KEY,"

@@ -8,15 +8,15 @@ from collections.abc import Callable
 
 import grpc
 
-from hub.audit_log import HubAuditLog
-from protos.rcf.v1 import audit_pb2, audit_pb2_grpc, envelope_pb2
-from trust.audit_leaf import witness_keys
-from trust.clock import now_ms
-from trust.directory import Directory, MemberStatus
-from trust.dsse import Envelope
-from trust.errors import RequestRejected, VerificationError
-from trust.serving import refusals_as_status
-from trust.signed import open_document
+from rcf.hub.audit_log import HubAuditLog
+from rcf.protos.v1 import audit_pb2, audit_pb2_grpc, envelope_pb2
+from rcf.trust.audit_leaf import witness_keys
+from rcf.trust.clock import now_ms
+from rcf.trust.directory import Directory, MemberStatus
+from rcf.trust.dsse import Envelope
+from rcf.trust.errors import RequestRejected, VerificationError
+from rcf.trust.serving import refusals_as_status
+from rcf.trust.signed import open_document
 
 # A batch is at most this many records and this many bytes (a node ships 1,000 records
 # of about 500 bytes); anything larger is refused before its signature is checked.

@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 
-from protos.rcf.v1 import envelope_pb2
-from trust.clock import now_ms
-from trust.dictionary import (
+from rcf.protos.v1 import envelope_pb2
+from rcf.trust.clock import now_ms
+from rcf.trust.dictionary import (
     DataDictionary,
     DictionaryError,
     check_successor,
@@ -21,8 +21,8 @@ from trust.dictionary import (
     sign_dictionary,
     verify_dictionary,
 )
-from trust.dsse import Envelope
-from trust.keys import SigningKey
+from rcf.trust.dsse import Envelope
+from rcf.trust.keys import SigningKey
 
 
 def ensure_schema(conn: sqlite3.Connection, key: SigningKey) -> None:

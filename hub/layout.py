@@ -7,9 +7,9 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from trust.errors import ConfigError
-from trust.keys import SigningKey
-from trust.tls import TlsMaterial
+from rcf.trust.errors import ConfigError
+from rcf.trust.keys import SigningKey
+from rcf.trust.tls import TlsMaterial
 
 DEFAULT_DIRECTORY_TTL_S = 7 * 24 * 3600
 DEFAULT_LISTEN = "0.0.0.0:7443"

@@ -24,9 +24,9 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from trust import merkle
-from trust.errors import ConfigError, RequestRejected
-from trust.sqlite import immediate
+from rcf.trust import merkle
+from rcf.trust.errors import ConfigError, RequestRejected
+from rcf.trust.sqlite import immediate
 
 SCHEMA_VERSION = 1
 MAX_ENTRY_BYTES = 64 * 1024

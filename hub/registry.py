@@ -18,12 +18,12 @@ from typing import Any
 
 import sqlite_utils
 
-from hub import dictionary_store
-from protos.rcf.v1 import envelope_pb2
-from trust import pki
-from trust.clock import now_ms
-from trust.dictionary import DataDictionary
-from trust.directory import (
+from rcf.hub import dictionary_store
+from rcf.protos.v1 import envelope_pb2
+from rcf.trust import pki
+from rcf.trust.clock import now_ms
+from rcf.trust.dictionary import DataDictionary
+from rcf.trust.directory import (
     Directory,
     Member,
     MemberStatus,
@@ -32,12 +32,12 @@ from trust.directory import (
     SigningKeyInfo,
     sign_directory,
 )
-from trust.dsse import Envelope
-from trust.endpoints import check_endpoint
-from trust.errors import RegistryError
-from trust.files import private_file
-from trust.keys import SigningKey, key_id_for
-from trust.sqlite import immediate
+from rcf.trust.dsse import Envelope
+from rcf.trust.endpoints import check_endpoint
+from rcf.trust.errors import RegistryError
+from rcf.trust.files import private_file
+from rcf.trust.keys import SigningKey, key_id_for
+from rcf.trust.sqlite import immediate
 
 JOIN_TOKEN_TTL_MS = 24 * 3600 * 1000
 MAX_JOIN_TOKEN_TTL_MS = 30 * 24 * 3600 * 1000

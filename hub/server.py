@@ -17,15 +17,15 @@ import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from hub.audit_log import HubAuditLog
-from hub.audit_service import AuditHubServicer
-from hub.layout import HubLayout
-from hub.service import HubServicer
-from hub.setup import open_registry
-from protos.rcf.v1 import audit_pb2, audit_pb2_grpc, hub_pb2, hub_pb2_grpc
-from trust.audit_leaf import log_origin
-from trust.files import loose_modes, write_private
-from trust.serving import InstanceLock, bind, build_server
+from rcf.hub.audit_log import HubAuditLog
+from rcf.hub.audit_service import AuditHubServicer
+from rcf.hub.layout import HubLayout
+from rcf.hub.service import HubServicer
+from rcf.hub.setup import open_registry
+from rcf.protos.v1 import audit_pb2, audit_pb2_grpc, hub_pb2, hub_pb2_grpc
+from rcf.trust.audit_leaf import log_origin
+from rcf.trust.files import loose_modes, write_private
+from rcf.trust.serving import InstanceLock, bind, build_server
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 MAX_ENROLL_REQUEST_BYTES = 64 * 1024  # a CSR and a public key

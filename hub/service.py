@@ -7,17 +7,17 @@ from collections import deque
 
 import grpc
 
-from hub.registry import Registry
-from protos.rcf.v1 import envelope_pb2, hub_pb2, hub_pb2_grpc
-from trust import pki
-from trust.clock import now_ms
-from trust.directory import Directory, MemberStatus
-from trust.dsse import Envelope
-from trust.errors import RegistryError, RequestRejected
-from trust.keys import SigningKey
-from trust.serving import refusals_as_status
-from trust.signed import open_document
-from trust.tls import peer_certificate_pem
+from rcf.hub.registry import Registry
+from rcf.protos.v1 import envelope_pb2, hub_pb2, hub_pb2_grpc
+from rcf.trust import pki
+from rcf.trust.clock import now_ms
+from rcf.trust.directory import Directory, MemberStatus
+from rcf.trust.dsse import Envelope
+from rcf.trust.errors import RegistryError, RequestRejected
+from rcf.trust.keys import SigningKey
+from rcf.trust.serving import refusals_as_status
+from rcf.trust.signed import open_document
+from rcf.trust.tls import peer_certificate_pem
 
 ENDPOINT_UPDATE_MAX_AGE_MS = 5 * 60 * 1000
 # A node publishes its endpoint when it starts; a few restarts a minute is plenty.

@@ -5,18 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hub.layout import (
+from rcf.hub.layout import (
     DEFAULT_AUDIT_QUORUM,
     DEFAULT_DIRECTORY_TTL_S,
     DEFAULT_ENROLL_LISTEN,
     DEFAULT_LISTEN,
     HubLayout,
 )
-from hub.registry import Registry
-from trust import pki
-from trust.errors import ConfigError
-from trust.files import private_dir, write_private
-from trust.keys import SigningKey
+from rcf.hub.registry import Registry
+from rcf.trust import pki
+from rcf.trust.errors import ConfigError
+from rcf.trust.files import private_dir, write_private
+from rcf.trust.keys import SigningKey
 
 
 def init_hub(

@@ -11,13 +11,13 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
-from hub.layout import HubLayout
-from protos.rcf.v1 import envelope_pb2
-from trust.clock import now_ms
-from trust.directory import verify_directory
-from trust.dsse import Envelope
-from trust.errors import ConfigError
-from trust.files import loose_modes
+from rcf.hub.layout import HubLayout
+from rcf.protos.v1 import envelope_pb2
+from rcf.trust.clock import now_ms
+from rcf.trust.directory import verify_directory
+from rcf.trust.dsse import Envelope
+from rcf.trust.errors import ConfigError
+from rcf.trust.files import loose_modes
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from trust.vectors import ping_vectors
+from rcf.trust.vectors import ping_vectors
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "vectors" / "protocol" / "ping.json"
 

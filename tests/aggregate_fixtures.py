@@ -10,15 +10,15 @@ from typing import Any
 
 import grpc
 
-from node.config import NodeLayout
-from node.importer import import_file
-from node.operator import TOKEN_HEADER
-from node.server import NodeServer
-from node.store import DataStore
-from node.synthetic import generate_rows
-from protos.rcf.v1 import aggregate_pb2, aggregate_pb2_grpc
+from rcf.devnet.synthetic import generate_rows
+from rcf.node.data.importer import import_file
+from rcf.node.data.store import DataStore
+from rcf.node.federation.server import NodeServer
+from rcf.node.ops.config import NodeLayout
+from rcf.node.ops.operator import TOKEN_HEADER
+from rcf.protos.v1 import aggregate_pb2, aggregate_pb2_grpc
+from rcf.trust.dictionary import default_dictionary
 from tests.network import Network
-from trust.dictionary import default_dictionary
 
 DATASET = "irregular_movements"
 CAVEAT = "RESTRICTED - Bali Process members only"

@@ -17,15 +17,15 @@ from typing import Any
 import grpc
 import pytest
 
-from node.dictionary import load_dictionary
-from node.importer import import_file
-from node.store import DataStore
-from protos.rcf.v1 import envelope_pb2, identity_pb2
+from rcf.node.data.dictionary import load_dictionary
+from rcf.node.data.importer import import_file
+from rcf.node.data.store import DataStore
+from rcf.protos.v1 import envelope_pb2, identity_pb2
+from rcf.trust.clock import now_ms
+from rcf.trust.directory import Ncp
+from rcf.trust.dsse import sign_envelope
+from rcf.trust.tls import secure_channel
 from tests.network import Network, RawClient
-from trust.clock import now_ms
-from trust.directory import Ncp
-from trust.dsse import sign_envelope
-from trust.tls import secure_channel
 
 PERSON_COLUMNS = (
     "record_id", "name_original", "name_latin", "aliases", "date_of_birth", "sex",
@@ -139,7 +139,7 @@ def capture_wire(monkeypatch: pytest.MonkeyPatch) -> Iterator[Wire]:
     def wrapped(**kwargs: Any) -> grpc.Channel:
         return grpc.intercept_channel(real(**kwargs), _Capture(wire))
 
-    monkeypatch.setattr("node.peers.secure_channel", wrapped)
+    monkeypatch.setattr("rcf.node.federation.peers.secure_channel", wrapped)
     yield wire
 
 

@@ -15,22 +15,22 @@ from typing import Any
 
 import grpc
 
-from hub.layout import HubLayout
-from hub.registry import Registry
-from hub.server import HubServer
-from hub.setup import init_hub, open_registry
-from node.config import NodeLayout
-from node.enrollment import init_with_token
-from node.protocol import QuerySpec
-from node.server import NodeServer
-from protos.rcf.v1 import envelope_pb2, federation_pb2, federation_pb2_grpc
-from trust import pki
-from trust.clock import now_ms
-from trust.dsse import sign_envelope
-from trust.join_token import JoinToken
-from trust.keys import SigningKey
-from trust.status import read_refusal
-from trust.tls import TlsMaterial, secure_channel
+from rcf.hub.layout import HubLayout
+from rcf.hub.registry import Registry
+from rcf.hub.server import HubServer
+from rcf.hub.setup import init_hub, open_registry
+from rcf.node.federation.protocol import QuerySpec
+from rcf.node.federation.server import NodeServer
+from rcf.node.ops.config import NodeLayout
+from rcf.node.ops.enrollment import init_with_token
+from rcf.protos.v1 import envelope_pb2, federation_pb2, federation_pb2_grpc
+from rcf.trust import pki
+from rcf.trust.clock import now_ms
+from rcf.trust.dsse import sign_envelope
+from rcf.trust.join_token import JoinToken
+from rcf.trust.keys import SigningKey
+from rcf.trust.status import read_refusal
+from rcf.trust.tls import TlsMaterial, secure_channel
 
 
 def set_node_config(layout: NodeLayout, **values: Any) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import textwrap
 
-from node.policy.loader import load_policy
-from node.policy.model import Policy
-from node.policy.validate import Context
-from trust.dictionary import default_dictionary
-from trust.directory import Directory, Member, MemberStatus
+from rcf.node.policy.loader import load_policy
+from rcf.node.policy.model import Policy
+from rcf.node.policy.validate import Context
+from rcf.trust.dictionary import default_dictionary
+from rcf.trust.directory import Directory, Member, MemberStatus
 
 SG = ("steering-group",)
 MEMBERS = (

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from rcf.trust.dictionary import default_dictionary
 from tests.aggregate_fixtures import setup_region
 from tests.cli_helpers import fails, ok, rcf
 from tests.network import Network
-from trust.dictionary import default_dictionary
 
 QUERY = ["query", "aggregate", "--dataset", "irregular_movements", "--by", "nationality,month",
          "--from", "2025-01", "--to", "2025-12"]  # fmt: skip

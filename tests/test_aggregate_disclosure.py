@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.aggregate.disclosure import (
+from rcf.node.aggregate.disclosure import (
     DIFFERENCING_FLAG,
     DIFFERENCING_OFF,
     DIFFERENCING_SUSPECTED,
@@ -36,11 +36,11 @@ from node.aggregate.disclosure import (
     round_unbiased,
     rules_from_decision,
 )
-from node.aggregate.execute import CellTable, Key
-from node.policy.engine import decide
-from node.policy.model import AGGREGATE, Budget, Policy, QueryDescription, Rule
-from trust.directory import Member, MemberStatus
-from trust.errors import RcfError
+from rcf.node.aggregate.execute import CellTable, Key
+from rcf.node.policy.engine import decide
+from rcf.node.policy.model import AGGREGATE, Budget, Policy, QueryDescription, Rule
+from rcf.trust.directory import Member, MemberStatus
+from rcf.trust.errors import RcfError
 
 # -- building tables ------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from node.aggregate.disclosure import (
+from rcf.node.aggregate.disclosure import (
     DIFFERENCING_SUSPECTED,
     EXACT,
     SUPPRESSED_PRIMARY,
@@ -18,9 +18,9 @@ from node.aggregate.disclosure import (
     ReleaseRules,
     release,
 )
-from node.aggregate.execute import CellTable
-from node.aggregate.ledger import AggregateLedger
-from node.aggregate.merge import (
+from rcf.node.aggregate.execute import CellTable
+from rcf.node.aggregate.ledger import AggregateLedger
+from rcf.node.aggregate.merge import (
     ANSWERED,
     INVALID,
     REFUSED,
@@ -29,8 +29,8 @@ from node.aggregate.merge import (
     MemberResult,
     merge,
 )
-from node.aggregate.reciprocity import check_reciprocity, contributors_of
-from trust.errors import RequestRejected
+from rcf.node.aggregate.reciprocity import check_reciprocity, contributors_of
+from rcf.trust.errors import RequestRejected
 
 TV = "trafficking_victims"
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from node.aggregate_query import AGGREGATE
-from protos.rcf.v1 import aggregate_pb2
+from rcf.node.aggregate.responder import AGGREGATE
+from rcf.protos.v1 import aggregate_pb2
+from rcf.trust.errors import PeerError
 from tests.aggregate_fixtures import (
     CAVEAT,
     apply,
@@ -24,7 +25,6 @@ from tests.aggregate_fixtures import (
     sql_count,
 )
 from tests.network import Network, reason_of
-from trust.errors import PeerError
 
 YEAR_2025 = ("event_date BETWEEN ? AND ?", ("2025-01-01", "2025-12-31"))
 

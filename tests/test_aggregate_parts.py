@@ -8,9 +8,9 @@ import textwrap
 
 import pytest
 
-from cli.aggregate_view import build_query, parse_deadline, parse_filter
-from cli.situation_report import parse_period, previous
-from node.aggregate.disclosure import (
+from rcf.cli.aggregate_view import build_query, parse_deadline, parse_filter
+from rcf.cli.situation_report import parse_period, previous
+from rcf.node.aggregate.disclosure import (
     DISCRETE_GAUSSIAN,
     EXACT,
     SUPPRESSED_PRIMARY,
@@ -18,8 +18,8 @@ from node.aggregate.disclosure import (
     ReleasedTable,
     rules_from_decision,
 )
-from node.aggregate.execute import build_sql, execute
-from node.aggregate.query import (
+from rcf.node.aggregate.execute import build_sql, execute
+from rcf.node.aggregate.query import (
     AggregateQuery,
     Between,
     Equals,
@@ -28,13 +28,18 @@ from node.aggregate.query import (
     describe,
     validate_query,
 )
-from node.aggregate.wire import query_from_proto, query_to_proto, table_from_proto, table_to_proto
-from node.policy.engine import decide
-from node.policy.loader import parse_policy
-from node.policy.validate import check_policy
+from rcf.node.aggregate.wire import (
+    query_from_proto,
+    query_to_proto,
+    table_from_proto,
+    table_to_proto,
+)
+from rcf.node.policy.engine import decide
+from rcf.node.policy.loader import parse_policy
+from rcf.node.policy.validate import check_policy
+from rcf.trust.dictionary import default_dictionary
+from rcf.trust.errors import ConfigError
 from tests.policy_fixtures import BY_ID, CONTEXT, NOW_MS, policy
-from trust.dictionary import default_dictionary
-from trust.errors import ConfigError
 
 DICT = default_dictionary()
 IM = "irregular_movements"

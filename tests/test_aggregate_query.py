@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from node.aggregate.disclosure import ReleaseRules, release
-from node.aggregate.execute import (
+from rcf.devnet.synthetic import generate_member_data
+from rcf.node.aggregate.disclosure import ReleaseRules, release
+from rcf.node.aggregate.execute import (
     DOMAIN,
     MAX_CELLS,
     analyze_aggregates,
@@ -21,7 +22,7 @@ from node.aggregate.execute import (
     execute,
     index_statements,
 )
-from node.aggregate.query import (
+from rcf.node.aggregate.query import (
     MAX_FILTERS,
     MAX_GROUP_BY,
     MAX_SET_SIZE,
@@ -33,13 +34,12 @@ from node.aggregate.query import (
     describe,
     validate_query,
 )
-from node.importer import import_file
-from node.policy.engine import decide
-from node.policy.model import AGGREGATE, Policy, Rule
-from node.store import DataStore
-from node.synthetic import generate_member_data
-from trust.dictionary import default_dictionary
-from trust.directory import Member, MemberStatus
+from rcf.node.data.importer import import_file
+from rcf.node.data.store import DataStore
+from rcf.node.policy.engine import decide
+from rcf.node.policy.model import AGGREGATE, Policy, Rule
+from rcf.trust.dictionary import default_dictionary
+from rcf.trust.directory import Member, MemberStatus
 
 DICT = default_dictionary()
 V = DICT.version

@@ -12,14 +12,14 @@ from typing import Any
 import grpc
 import pytest
 
-from node.alerts.model import Alert, redact
-from node.alerts.service import parse_envelope
-from node.server import NodeServer
-from protos.rcf.v1 import alerts_pb2, alerts_pb2_grpc
+from rcf.node.alerts.model import Alert, redact
+from rcf.node.alerts.service import parse_envelope
+from rcf.node.federation.server import NodeServer
+from rcf.protos.v1 import alerts_pb2, alerts_pb2_grpc
+from rcf.trust.clock import now_ms
+from rcf.trust.signed import sign_document
 from tests.cli_helpers import rcf
 from tests.network import Network, reason_of, set_node_config
-from trust.clock import now_ms
-from trust.signed import sign_document
 
 ALL_FIELDS = (
     '["issuing_state", "document_type", "document_number", "series", "modus_operandi",'

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from node.audit import AuditLog
-from node.state import StateDB
-from trust.audit_record import AuditEvent, AuditRecord, verify_chain
-from trust.errors import VerificationError
-from trust.keys import SigningKey
+from rcf.node.audit.chain import AuditLog
+from rcf.node.ops.state import StateDB
+from rcf.trust.audit_record import AuditEvent, AuditRecord, verify_chain
+from rcf.trust.errors import VerificationError
+from rcf.trust.keys import SigningKey
 
 EVENT = AuditEvent("q", "Ping", "test", "AU", "TH", "responder", "answered", "ok", "ab" * 32)
 

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from node.audit import AuditEvent, AuditLog
-from node.policy.model import Charge
-from node.policy.store import UsageStore
-from node.replay import ReplayGuard
-from node.state import StateDB
-from trust.audit_record import record_hash, verify_chain
-from trust.errors import ConfigError, RequestRejected, VerificationError
-from trust.keys import SigningKey
+from rcf.node.audit.chain import AuditEvent, AuditLog
+from rcf.node.federation.replay import ReplayGuard
+from rcf.node.ops.state import StateDB
+from rcf.node.policy.model import Charge
+from rcf.node.policy.store import UsageStore
+from rcf.trust.audit_record import record_hash, verify_chain
+from rcf.trust.errors import ConfigError, RequestRejected, VerificationError
+from rcf.trust.keys import SigningKey
 
 
 def event(i: int, *, side: str = "responder", requester: str = "AU") -> AuditEvent:
@@ -56,8 +56,8 @@ def usage_setup(tmp_path: Path) -> tuple[StateDB, UsageStore, Charge]:
     state = StateDB(tmp_path / "state.db")
     log = AuditLog(state, SigningKey.generate())
     usage = UsageStore(state, audit=log, member_id="TH")
-    from node.policy.engine import period_window
-    from trust.clock import now_ms
+    from rcf.node.policy.engine import period_window
+    from rcf.trust.clock import now_ms
 
     charge = Charge("rate", "Ping:", period_window("day", now_ms()), 1, 5)
     return state, usage, charge

@@ -15,18 +15,18 @@ from typing import Any
 import grpc
 import pytest
 
-from node.ping import PING
-from node.server import NodeServer
-from protos.rcf.v1 import audit_pb2, audit_pb2_grpc
+from rcf.node.federation.ping import PING
+from rcf.node.federation.server import NodeServer
+from rcf.protos.v1 import audit_pb2, audit_pb2_grpc
+from rcf.trust import checkpoint as cp
+from rcf.trust import pki
+from rcf.trust.audit_leaf import encode_leaf
+from rcf.trust.errors import PeerError, VerificationError
+from rcf.trust.keys import SigningKey
+from rcf.trust.signed import sign_document
+from rcf.trust.tls import secure_channel
 from tests.cli_helpers import fails, ok
 from tests.network import Network, reason_of
-from trust import checkpoint as cp
-from trust import pki
-from trust.audit_leaf import encode_leaf
-from trust.errors import PeerError, VerificationError
-from trust.keys import SigningKey
-from trust.signed import sign_document
-from trust.tls import secure_channel
 
 MEMBERS = ("AU", "TH", "NZ")
 QUORUM = 2
@@ -161,9 +161,9 @@ def test_a_changed_record_is_named(built: tuple[Path, list[str]], tmp_path: Path
 def test_an_edited_record_with_every_later_hash_recomputed_is_named(
     built: tuple[Path, list[str]], tmp_path: Path
 ) -> None:
-    from node.audit import AuditLog
-    from node.state import StateDB
-    from trust.audit_record import record_hash
+    from rcf.node.audit.chain import AuditLog
+    from rcf.node.ops.state import StateDB
+    from rcf.trust.audit_record import record_hash
 
     root = copy(built, tmp_path)
     db = root / "TH" / "state.db"

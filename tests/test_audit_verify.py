@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from node.audit import AuditLog
-from node.config import NodeLayout
-from node.state import StateDB
+from rcf.node.audit.chain import AuditLog
+from rcf.node.ops.config import NodeLayout
+from rcf.node.ops.state import StateDB
+from rcf.trust.audit_record import GENESIS, AuditEvent, record_hash, verify_chain
+from rcf.trust.keys import SigningKey
 from tests.cli_helpers import fails, ok
 from tests.network import enrolled_folder
-from trust.audit_record import GENESIS, AuditEvent, record_hash, verify_chain
-from trust.keys import SigningKey
 
 
 def write_chain(db: Path, key: SigningKey, n: int) -> None:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from hub.merkle_store import MerkleStore
-from trust import checkpoint as cp
-from trust import merkle
-from trust.errors import ConfigError, VerificationError
-from trust.keys import SigningKey, verify_signature
+from rcf.hub.merkle_store import MerkleStore
+from rcf.trust import checkpoint as cp
+from rcf.trust import merkle
+from rcf.trust.errors import ConfigError, VerificationError
+from rcf.trust.keys import SigningKey, verify_signature
 
 # Published values (no C2SP file of test vectors exists; these are the examples
 # in the specs and in the reference implementations' tests):

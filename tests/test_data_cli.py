@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from node.store import DataStore
+from rcf.node.data.store import DataStore
+from rcf.trust.dictionary import default_dictionary
 from tests.network import enrolled_folder
-from trust.dictionary import default_dictionary
 
 RCF = str(Path(sys.executable).parent / "rcf")
 HEADER = (

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from rcf.trust.join_token import JoinToken
 from tests.cli_helpers import ok, serving
-from trust.join_token import JoinToken
 
 DOC = Path(__file__).parent.parent / "docs" / "deploy.md"
 

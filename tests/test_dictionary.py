@@ -8,9 +8,8 @@ from pathlib import Path
 import pycountry
 import pytest
 
-from node.dictionary import load_dictionary
-from tests.network import Network
-from trust.dictionary import (
+from rcf.node.data.dictionary import load_dictionary
+from rcf.trust.dictionary import (
     DataDictionary,
     DictionaryError,
     Dimension,
@@ -19,8 +18,9 @@ from trust.dictionary import (
     sign_dictionary,
     verify_dictionary,
 )
-from trust.dsse import Envelope
-from trust.keys import SigningKey
+from rcf.trust.dsse import Envelope
+from rcf.trust.keys import SigningKey
+from tests.network import Network
 
 
 def _with_codes(

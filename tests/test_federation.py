@@ -12,17 +12,17 @@ from typing import Any
 import grpc
 import pytest
 
-from node.operator import TOKEN_HEADER
-from node.peers import PeerAnswer
-from node.ping import PING
-from node.server import NodeServer
-from protos.rcf.v1 import envelope_pb2, federation_pb2, operator_pb2, operator_pb2_grpc
+from rcf.node.federation.peers import PeerAnswer
+from rcf.node.federation.ping import PING
+from rcf.node.federation.server import NodeServer
+from rcf.node.ops.operator import TOKEN_HEADER
+from rcf.protos.v1 import envelope_pb2, federation_pb2, operator_pb2, operator_pb2_grpc
+from rcf.trust import pki
+from rcf.trust.dsse import Envelope, Signature
+from rcf.trust.errors import PeerError
+from rcf.trust.keys import SigningKey
+from rcf.trust.tls import TlsMaterial
 from tests.network import Network, reason_of, set_node_config
-from trust import pki
-from trust.dsse import Envelope, Signature
-from trust.errors import PeerError
-from trust.keys import SigningKey
-from trust.tls import TlsMaterial
 
 
 def refresh_until_ok(node: NodeServer, within_s: float = 8.0) -> None:
@@ -222,7 +222,7 @@ def test_certificate_not_enrolled_for_the_member_is_refused(net: Network) -> Non
 def test_suspended_and_revoked_members_are_refused_after_refresh(
     net: Network, action: str, reason: str
 ) -> None:
-    from trust.directory import MemberStatus
+    from rcf.trust.directory import MemberStatus
 
     client, th = net.client("AU"), net.nodes["TH"]
     client.ping(th)  # allowed before
@@ -388,7 +388,7 @@ def test_directory_rollback_is_refused_by_the_node(net: Network) -> None:
     # The hub's first directory (serial 1) is validly signed but older.
     first = net.registry._rows("SELECT envelope FROM directories WHERE serial = 1")[0]["envelope"]
     msg.ParseFromString(first)
-    from trust.errors import DirectoryError
+    from rcf.trust.errors import DirectoryError
 
     with pytest.raises(DirectoryError) as info:
         th.directory.update(Envelope.from_proto(msg))
@@ -454,7 +454,7 @@ def test_a_peer_behind_on_the_directory_catches_up_when_it_refuses(net: Network)
 
 
 def test_node_config_typo_is_one_clear_error(net: Network) -> None:
-    from trust.errors import ConfigError
+    from rcf.trust.errors import ConfigError
 
     layout = net.layout("NZ")
     set_node_config(layout, max_message_bytes="lots")
@@ -473,9 +473,9 @@ def test_node_config_typo_is_one_clear_error(net: Network) -> None:
 def test_audit_records_written_beside_a_running_node_keep_the_chain(net: Network) -> None:
     # An operator command (e.g. `rcf data purge`) appends to state.db from another
     # process while the node serves; both must keep one unbroken chain.
-    from node.audit import AuditLog
-    from node.state import StateDB
-    from trust.audit_record import AuditEvent, verify_chain
+    from rcf.node.audit.chain import AuditLog
+    from rcf.node.ops.state import StateDB
+    from rcf.trust.audit_record import AuditEvent, verify_chain
 
     th = net.nodes["TH"]
     client = net.client("AU")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from rcf.trust.files import loose_modes
 from tests.cli_helpers import ok, rcf, serving
-from trust.files import loose_modes
 
 
 @pytest.fixture

@@ -12,17 +12,17 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from hub.registry import Registry
-from hub.setup import init_hub, open_registry
-from node.hub_client import HubClient
-from protos.rcf.v1 import hub_pb2, hub_pb2_grpc
+from rcf.hub.registry import Registry
+from rcf.hub.setup import init_hub, open_registry
+from rcf.node.federation.hub_client import HubClient
+from rcf.protos.v1 import hub_pb2, hub_pb2_grpc
+from rcf.trust import pki
+from rcf.trust.directory import MemberStatus
+from rcf.trust.endpoints import check_endpoint
+from rcf.trust.errors import PeerError, RegistryError
+from rcf.trust.keys import SigningKey
 from tests.cli_helpers import fails, ok
 from tests.network import Network
-from trust import pki
-from trust.directory import MemberStatus
-from trust.endpoints import check_endpoint
-from trust.errors import PeerError, RegistryError
-from trust.keys import SigningKey
 
 
 @pytest.fixture

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from hub.registry import Registry
-from hub.setup import init_hub, open_registry
-from trust import pki
-from trust.directory import MemberStatus, Ncp, verify_directory
-from trust.errors import ConfigError, RegistryError
-from trust.keys import SigningKey
+from rcf.hub.registry import Registry
+from rcf.hub.setup import init_hub, open_registry
+from rcf.trust import pki
+from rcf.trust.directory import MemberStatus, Ncp, verify_directory
+from rcf.trust.errors import ConfigError, RegistryError
+from rcf.trust.keys import SigningKey
 
 
 @pytest.fixture

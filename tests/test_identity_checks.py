@@ -13,22 +13,22 @@ from typing import Any
 import grpc
 import pytest
 
-from node.assembly import read_only
-from node.identity.checks import IDENTITY_EVALUATE, MAX_CHECK_PERSONS, split
-from node.identity.keys import PersonRecord, Role, person_keys
-from node.identity.requester import (
+from rcf.node.federation.protocol import Authorized, QuerySpec
+from rcf.node.identity.checks import IDENTITY_EVALUATE, MAX_CHECK_PERSONS, split
+from rcf.node.identity.keys import PersonRecord, Role, person_keys
+from rcf.node.identity.requester import (
     CheckInputError,
     ResponderResult,
     Subject,
     prepare,
     run_check,
 )
-from node.identity.responder import read_hits
-from node.protocol import Authorized, QuerySpec
-from protos.rcf.v1 import identity_pb2
+from rcf.node.identity.responder import read_hits
+from rcf.node.ops.assembly import read_only
+from rcf.protos.v1 import identity_pb2
+from rcf.trust import oprf
 from tests.identity_net import capture_wire, header, identity_network, send
 from tests.network import Network, reason_of
-from trust import oprf
 
 HIT = identity_pb2.IDENTITY_OUTCOME_HIT
 POSSIBLE = identity_pb2.IDENTITY_OUTCOME_POSSIBLE_HIT
@@ -135,7 +135,7 @@ def test_batch_keeps_order_and_spans_chunks(net: Network, monkeypatch: pytest.Mo
     subjects[7] = Subject("Mohammed Khan", "1985-03-14", "AFG")
     subjects[33] = Subject("HASSAN, Omar", "1990-05-12", "SYR")
     # Small chunks, so that one check spans several round trips.
-    monkeypatch.setattr("node.identity.requester.MAX_CHUNK_PERSONS", 6)
+    monkeypatch.setattr("rcf.node.identity.requester.MAX_CHUNK_PERSONS", 6)
     prepared = prepare(subjects, "persons")
     assert len(prepared.chunks) == 7
     (result,) = run_check(net.nodes["AU"].peers, prepared, ["TH"], purpose="border-control")
@@ -333,7 +333,7 @@ def test_requester_refuses_identity_elements_from_a_responder(tmp_path: Path) ->
 
         from dataclasses import replace
 
-        from node.query_types import QUERY_TYPES
+        from rcf.node.federation.registry import QUERY_TYPES
 
         specs: tuple[QuerySpec[Any, Any], ...] = tuple(
             replace(s, answer=evil) if s.name == "IdentityEvaluate" else s for s in QUERY_TYPES
@@ -437,7 +437,7 @@ def test_no_plaintext_anywhere_and_nothing_kept_of_a_no_hit(
         lookups = [m for m in wire.messages if b"rcf.v1.IdentityLookupRequest" in m]
         assert lookups
         for raw in lookups:
-            from protos.rcf.v1 import envelope_pb2
+            from rcf.protos.v1 import envelope_pb2
 
             request = identity_pb2.IdentityLookupRequest.FromString(
                 envelope_pb2.Envelope.FromString(raw).payload

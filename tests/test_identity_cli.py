@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from node.assembly import read_only
-from node.synthetic import mrz_td3
+from rcf.devnet.synthetic import mrz_td3
+from rcf.node.ops.assembly import read_only
 from tests.cli_helpers import fails, ok, rcf
 from tests.identity_net import identity_network, import_rows
 from tests.network import Network

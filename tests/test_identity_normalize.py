@@ -8,9 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.identity.errors import InvalidIdentifier
-from node.identity.index import build_token_index
-from node.identity.keys import (
+from rcf.devnet.synthetic import generate_rows
+from rcf.node.identity.errors import InvalidIdentifier
+from rcf.node.identity.index import build_token_index
+from rcf.node.identity.keys import (
     DocumentRecord,
     KeyKind,
     PersonRecord,
@@ -19,14 +20,13 @@ from node.identity.keys import (
     document_key,
     person_keys,
 )
-from node.identity.normalize import (
+from rcf.node.identity.normalize import (
     PartialDate,
     Precision,
     normalize_name,
     parse_date_of_birth,
 )
-from node.synthetic import generate_rows
-from trust import oprf
+from rcf.trust import oprf
 
 DOB = "1990-05-12"
 

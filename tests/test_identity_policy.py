@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from node.policy.engine import decide
-from node.policy.loader import PolicyError, load_policy
-from node.policy.model import IDENTITY_CHECK, QueryDescription
+from rcf.node.policy.engine import decide
+from rcf.node.policy.loader import PolicyError, load_policy
+from rcf.node.policy.model import IDENTITY_CHECK, QueryDescription
 from tests.policy_fixtures import BY_ID, NOW_MS
 
 RULE = """

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from rcf.trust.dictionary import default_dictionary
 from tests.network import enrolled_folder
-from trust.dictionary import default_dictionary
 
 RCF = str(Path(sys.executable).parent / "rcf")
 NAME = "Myin Thein"

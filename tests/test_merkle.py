@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hub.merkle_store import MerkleStore, node_position
-from trust import merkle
-from trust.errors import ConfigError, RequestRejected, VerificationError
+from rcf.hub.merkle_store import MerkleStore, node_position
+from rcf.trust import merkle
+from rcf.trust.errors import ConfigError, RequestRejected, VerificationError
 
 VECTORS = Path(__file__).parent / "vectors" / "rfc6962-merkle"
 VECTOR_FILES = sorted(VECTORS.rglob("*.json"))

@@ -8,10 +8,10 @@ import urllib.request
 import grpc
 import pytest
 
-from node.ping import PING
-from node.server import NodeServer
+from rcf.node.federation.ping import PING
+from rcf.node.federation.server import NodeServer
+from rcf.trust.errors import ConfigError
 from tests.network import Network, set_node_config
-from trust.errors import ConfigError
 
 
 def scrape(node: NodeServer) -> str:

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from node.identity.errors import MrzError
-from node.identity.keys import document_key, person_keys
-from node.identity.mrz import MrzFormat, check_digit, parse_mrz
-from node.identity.normalize import PartialDate
-from node.synthetic import generate_member_data
+from rcf.devnet.synthetic import generate_member_data
+from rcf.node.identity.errors import MrzError
+from rcf.node.identity.keys import document_key, person_keys
+from rcf.node.identity.mrz import MrzFormat, check_digit, parse_mrz
+from rcf.node.identity.normalize import PartialDate
 
 SPECIMENS: dict[str, Any] = json.loads(
     (Path(__file__).parent / "vectors" / "icao9303-specimens.json").read_text()

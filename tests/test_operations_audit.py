@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from node.assembly import read_only
-from node.config import NodeLayout
-from node.dictionary import load_dictionary
-from node.importer import import_file
-from node.store import DataStore
+from rcf.node.data.dictionary import load_dictionary
+from rcf.node.data.importer import import_file
+from rcf.node.data.store import DataStore
+from rcf.node.ops.assembly import read_only
+from rcf.node.ops.config import NodeLayout
 from tests.network import Network
 
 RCF = str(Path(sys.executable).parent / "rcf")

@@ -11,7 +11,7 @@ import rbcl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trust import oprf
+from rcf.trust import oprf
 
 VECTORS: dict[str, Any] = json.loads(
     (Path(__file__).parent / "vectors" / "rfc9497-oprf-ristretto255-sha512.json").read_text()

@@ -21,14 +21,14 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-import cli.output
-from cli.errors import EXIT_CODES
-from cli.main import rcf as rcf_group
-from node.config import NodeLayout
-from node.directory_cache import DirectoryCache
+from rcf.cli import output as cli_output
+from rcf.cli.errors import EXIT_CODES
+from rcf.cli.main import rcf as rcf_group
+from rcf.node.federation.directory_cache import DirectoryCache
+from rcf.node.ops.config import NodeLayout
+from rcf.trust.join_token import JoinToken
 from tests.cli_helpers import RCF, fails, ok, rcf
 from tests.network import Network
-from trust.join_token import JoinToken
 
 ROOT = Path(__file__).parent.parent
 
@@ -343,8 +343,8 @@ def test_tables_fold_never_cut(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     when = "2026-11-03 12:34:56.789"
     buffer = io.StringIO()
     narrow = Console(file=buffer, width=24, force_terminal=True, color_system=None)
-    monkeypatch.setattr(cli.output, "console", narrow)
-    cli.output.table("ids", ["id"], [[long_id], [when]])
+    monkeypatch.setattr(cli_output, "console", narrow)
+    cli_output.table("ids", ["id"], [[long_id], [when]])
     text = buffer.getvalue()
     assert "…" not in text
     cells = [m.group(1).strip() for m in re.finditer(r"│(.*)│", text)]

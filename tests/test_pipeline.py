@@ -11,15 +11,15 @@ from typing import Any
 import grpc
 import pytest
 
-from node.ping import PING
-from node.policy.model import QueryDescription
-from node.protocol import Authorized, QuerySpec
-from node.query_types import QUERY_TYPES
-from node.server import NodeServer
-from protos.rcf.v1 import federation_pb2
+from rcf.node.federation.ping import PING
+from rcf.node.federation.protocol import Authorized, QuerySpec
+from rcf.node.federation.registry import QUERY_TYPES
+from rcf.node.federation.server import NodeServer
+from rcf.node.policy.model import QueryDescription
+from rcf.protos.v1 import federation_pb2
+from rcf.trust.errors import PeerError
+from rcf.trust.status import DOMAIN, read_refusal
 from tests.network import Network, reason_of
-from trust.errors import PeerError
-from trust.status import DOMAIN, read_refusal
 
 
 def audited(node: NodeServer) -> tuple[str, str, str, str, str]:

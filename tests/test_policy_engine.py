@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from node.policy.admin import PolicyGate, refusal
-from node.policy.engine import decide, period_window
-from node.policy.loader import Loaded, load_policy, parse_policy
-from node.policy.model import Charge, QueryDescription
-from node.policy.store import UsageStore
-from node.policy.validate import Context, check_policy
-from node.state import StateDB
+from rcf.node.ops.state import StateDB
+from rcf.node.policy.admin import PolicyGate, refusal
+from rcf.node.policy.engine import decide, period_window
+from rcf.node.policy.loader import Loaded, load_policy, parse_policy
+from rcf.node.policy.model import Charge, QueryDescription
+from rcf.node.policy.store import UsageStore
+from rcf.node.policy.validate import Context, check_policy
+from rcf.trust.errors import RequestRejected
 from tests.policy_fixtures import AGG_RULE, BY_ID, CONTEXT, NOW_MS, policy
-from trust.errors import RequestRejected
 
 POLICIES = Path(__file__).resolve().parent.parent / "policies"
 
@@ -568,8 +568,8 @@ def test_parse_never_raises_on_garbage() -> None:
 def test_store_refuses_to_change_a_version(tmp_path: Path) -> None:
     state = StateDB(tmp_path / "state.db")
     try:
-        from node.policy.store import PolicyStore
-        from trust.keys import SigningKey
+        from rcf.node.policy.store import PolicyStore
+        from rcf.trust.keys import SigningKey
 
         store = PolicyStore(state)
         key = SigningKey.generate()

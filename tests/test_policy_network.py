@@ -11,14 +11,14 @@ from typing import Any
 import grpc
 import pytest
 
-from cli.operator_client import operator_stub
-from node.policy import engine, loader
-from node.policy.model import Decision, Policy, QueryDescription
-from node.server import NodeServer
-from protos.rcf.v1 import operator_pb2
+from rcf.cli.operator_client import operator_stub
+from rcf.node.federation.server import NodeServer
+from rcf.node.policy import engine, loader
+from rcf.node.policy.model import Decision, Policy, QueryDescription
+from rcf.protos.v1 import operator_pb2
+from rcf.trust.directory import Member
+from rcf.trust.errors import VerificationError
 from tests.network import Network, reason_of
-from trust.directory import Member
-from trust.errors import VerificationError
 
 
 def ping_policy(rule_id: str, requesters: list[str], *, first: str = "") -> str:
@@ -62,7 +62,7 @@ class Recorder:
                 self.seen.append((policy, requester.member_id, decision))
             return decision
 
-        monkeypatch.setattr("node.policy.admin.decide", recording)
+        monkeypatch.setattr("rcf.node.policy.admin.decide", recording)
 
 
 def test_applied_policy_decides_the_next_request_and_never_half_loaded(
@@ -86,7 +86,7 @@ def test_applied_policy_decides_the_next_request_and_never_half_loaded(
         time.sleep(0.3)
         return real_load(text, filename)
 
-    monkeypatch.setattr("node.policy.admin.load_policy", slow_load)
+    monkeypatch.setattr("rcf.node.policy.admin.load_policy", slow_load)
 
     stop = threading.Event()
     outcomes: list[tuple[float, str]] = []

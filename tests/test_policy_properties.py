@@ -9,9 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from node.policy.admin import PolicyGate
-from node.policy.engine import decide, period_window
-from node.policy.model import (
+from rcf.node.ops.state import StateDB
+from rcf.node.policy.admin import PolicyGate
+from rcf.node.policy.engine import decide, period_window
+from rcf.node.policy.model import (
     AGGREGATE,
     ALERT_CATEGORIES,
     ALERTS,
@@ -25,12 +26,11 @@ from node.policy.model import (
     RateLimit,
     Rule,
 )
-from node.policy.store import UsageStore
-from node.state import StateDB
+from rcf.node.policy.store import UsageStore
+from rcf.trust.clock import now_ms
+from rcf.trust.directory import Member
+from rcf.trust.errors import RequestRejected
 from tests.policy_fixtures import MEMBERS, NOW_MS
-from trust.clock import now_ms
-from trust.directory import Member
-from trust.errors import RequestRejected
 
 ENTRIES = (
     *(m.member_id for m in MEMBERS),

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from node.server import NodeServer
+from rcf.node.federation.server import NodeServer
+from rcf.trust.errors import ConfigError
 from tests.network import Network
 from tests.test_policy_network import ping_policy
-from trust.errors import ConfigError
 
 
 def _drop_newest_policy(db: Path) -> None:

@@ -11,8 +11,8 @@ from typing import Any
 import nacl.signing
 import pytest
 
-from protos.rcf.v1 import envelope_pb2, federation_pb2
-from trust.vectors import ping_vectors
+from rcf.protos.v1 import envelope_pb2, federation_pb2
+from rcf.trust.vectors import ping_vectors
 
 VECTORS = Path(__file__).parent / "vectors" / "protocol" / "ping.json"
 

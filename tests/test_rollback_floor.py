@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from node.server import NodeServer
+from rcf.node.federation.server import NodeServer
+from rcf.trust.dictionary import DictionaryError, default_dictionary
+from rcf.trust.directory import MemberStatus
+from rcf.trust.errors import DirectoryError
 from tests.network import Network
 from tests.test_dictionary import _with_codes
-from trust.dictionary import DictionaryError, default_dictionary
-from trust.directory import MemberStatus
-from trust.errors import DirectoryError
 
 
 def test_an_older_directory_put_back_is_refused_at_start(net: Network, tmp_path: Path) -> None:

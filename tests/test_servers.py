@@ -13,12 +13,12 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from protos.rcf.v1 import hub_pb2, hub_pb2_grpc
+from rcf.protos.v1 import hub_pb2, hub_pb2_grpc
+from rcf.trust import pki
+from rcf.trust.directory import MemberStatus
+from rcf.trust.tls import channel_options, secure_channel
 from tests.cli_helpers import RCF
 from tests.network import Network, reason_of
-from trust import pki
-from trust.directory import MemberStatus
-from trust.tls import channel_options, secure_channel
 
 
 def _health(channel: grpc.Channel, service: str = "") -> int:
@@ -133,9 +133,9 @@ def _processes_mentioning(text: str) -> list[int]:
 
 
 def test_a_second_server_on_the_same_folder_is_refused(net: Network) -> None:
-    from hub.server import HubServer
-    from node.server import NodeServer
-    from trust.errors import ConfigError
+    from rcf.hub.server import HubServer
+    from rcf.node.federation.server import NodeServer
+    from rcf.trust.errors import ConfigError
 
     second = NodeServer(net.layout("TH"))
     with pytest.raises(
@@ -153,10 +153,10 @@ def test_a_second_server_on_the_same_folder_is_refused(net: Network) -> None:
 
 
 def test_key_rotation_keeps_old_signatures_verifiable(net: Network) -> None:
-    from node.enrollment import rotate_keys
-    from trust.audit_record import verify_chain
-    from trust.errors import ConfigError
-    from trust.join_token import JoinToken
+    from rcf.node.ops.enrollment import rotate_keys
+    from rcf.trust.audit_record import verify_chain
+    from rcf.trust.errors import ConfigError
+    from rcf.trust.join_token import JoinToken
 
     assert net.hub is not None
     client = net.client("AU")

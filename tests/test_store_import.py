@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from node.importer import DataImportError, import_file, rejects_path_for
-from node.store import MIGRATIONS, DataStore
-from trust.dictionary import default_dictionary
+from rcf.node.data.importer import DataImportError, import_file, rejects_path_for
+from rcf.node.data.store import MIGRATIONS, DataStore
+from rcf.trust.dictionary import default_dictionary
 
 HEADER = (
     "record_id,event_date,reporting_state,location,route,direction,nationality,sex,age_band,"

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from node.importer import import_file
-from node.store import DataStore
-from node.synthetic import check_digit, generate_member_data, generate_rows, mrz_td3
-from trust.dictionary import default_dictionary
-from trust.errors import ConfigError
+from rcf.devnet.synthetic import check_digit, generate_member_data, generate_rows, mrz_td3
+from rcf.node.data.importer import import_file
+from rcf.node.data.store import DataStore
+from rcf.trust.dictionary import default_dictionary
+from rcf.trust.errors import ConfigError
 
 VECTORS = Path(__file__).parent / "vectors" / "icao9303-specimens.json"
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from trust.dsse import Envelope, Signature, pae, sign_envelope, verify_envelope
-from trust.errors import ConfigError, VerificationError
-from trust.keys import SigningKey, key_id_for, verify_signature
+from rcf.trust.dsse import Envelope, Signature, pae, sign_envelope, verify_envelope
+from rcf.trust.errors import ConfigError, VerificationError
+from rcf.trust.keys import SigningKey, key_id_for, verify_signature
 
 VECTORS = Path(__file__).parent / "vectors"
 RFC8032 = json.loads((VECTORS / "rfc8032-ed25519.json").read_text())["vectors"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from protos.rcf.v1 import directory_pb2
-from trust import pki
-from trust.directory import (
+from rcf.protos.v1 import directory_pb2
+from rcf.trust import pki
+from rcf.trust.directory import (
     Directory,
     Member,
     MemberStatus,
@@ -15,10 +15,10 @@ from trust.directory import (
     sign_directory,
     verify_directory,
 )
-from trust.dsse import Envelope, Signature
-from trust.errors import ConfigError, DirectoryError, VerificationError
-from trust.join_token import JoinToken
-from trust.keys import SigningKey
+from rcf.trust.dsse import Envelope, Signature
+from rcf.trust.errors import ConfigError, DirectoryError, VerificationError
+from rcf.trust.join_token import JoinToken
+from rcf.trust.keys import SigningKey
 
 
 def test_issued_certificate_carries_member_id_and_chains_to_ca() -> None:

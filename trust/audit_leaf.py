@@ -17,9 +17,9 @@ import json
 import re
 from dataclasses import dataclass
 
-from trust.audit_record import AuditEvent, AuditRecord, record_hash
-from trust.directory import Directory, MemberStatus
-from trust.errors import VerificationError
+from rcf.trust.audit_record import AuditEvent, AuditRecord, record_hash
+from rcf.trust.directory import Directory, MemberStatus
+from rcf.trust.errors import VerificationError
 
 LEAF_TAG = "rcf-audit-leaf/1"
 MAX_LEAF_BYTES = 4096

@@ -14,8 +14,8 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from trust.errors import VerificationError
-from trust.keys import verify_signature
+from rcf.trust.errors import VerificationError
+from rcf.trust.keys import verify_signature
 
 GENESIS = "0" * 64
 

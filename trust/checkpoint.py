@@ -31,10 +31,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from trust import merkle
-from trust.clock import now_ms
-from trust.errors import ConfigError, VerificationError
-from trust.keys import SigningKey, verify_signature
+from rcf.trust import merkle
+from rcf.trust.clock import now_ms
+from rcf.trust.errors import ConfigError, VerificationError
+from rcf.trust.keys import SigningKey, verify_signature
 
 EM_DASH = "\u2014"
 SIG_PREFIX = EM_DASH + " "

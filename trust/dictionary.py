@@ -29,11 +29,11 @@ from typing import Any
 
 import pycountry
 
-from protos.rcf.v1 import dictionary_pb2
-from trust.dsse import Envelope
-from trust.errors import RcfError
-from trust.keys import SigningKey
-from trust.signed import open_document, sign_document
+from rcf.protos.v1 import dictionary_pb2
+from rcf.trust.dsse import Envelope
+from rcf.trust.errors import RcfError
+from rcf.trust.keys import SigningKey
+from rcf.trust.signed import open_document, sign_document
 
 DEFAULT_VERSION = "1.0"
 
@@ -443,6 +443,17 @@ DOCUMENT_TYPES = (
     "seafarer_identity_document",
     "other",
 )
+
+
+def state_alpha3(member_id: str) -> str | None:
+    """The ISO 3166-1 alpha-3 code of a member id given as alpha-2 or alpha-3, or None for
+    a member that is not a state (the RSO, UNHCR, IOM)."""
+    country = None
+    if len(member_id) == 2:
+        country = pycountry.countries.get(alpha_2=member_id.upper())
+    elif len(member_id) == 3:
+        country = pycountry.countries.get(alpha_3=member_id.upper())
+    return None if country is None else str(country.alpha_3)
 
 
 def nationality_codes() -> tuple[str, ...]:

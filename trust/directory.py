@@ -11,11 +11,11 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from protos.rcf.v1 import directory_pb2
-from trust.dsse import Envelope
-from trust.errors import DirectoryError, VerificationError
-from trust.keys import SigningKey, key_id_for
-from trust.signed import open_document, sign_document
+from rcf.protos.v1 import directory_pb2
+from rcf.trust.dsse import Envelope
+from rcf.trust.errors import DirectoryError, VerificationError
+from rcf.trust.keys import SigningKey, key_id_for
+from rcf.trust.signed import open_document, sign_document
 
 
 class MemberStatus(enum.Enum):

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from protos.rcf.v1 import envelope_pb2
-from trust.errors import VerificationError
-from trust.keys import SigningKey, key_id_for, verify_signature
+from rcf.protos.v1 import envelope_pb2
+from rcf.trust.errors import VerificationError
+from rcf.trust.keys import SigningKey, key_id_for, verify_signature
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from trust.errors import RegistryError
+from rcf.trust.errors import RegistryError
 
 MAX_ENDPOINT = 261  # a 253-character name, ':' and five digits, with room for brackets
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")

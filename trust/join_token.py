@@ -12,7 +12,7 @@ import binascii
 import json
 from dataclasses import dataclass
 
-from trust.errors import ConfigError
+from rcf.trust.errors import ConfigError
 
 PREFIX = "rcfjoin1."
 

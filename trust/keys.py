@@ -11,7 +11,7 @@ from pathlib import Path
 import nacl.exceptions
 import nacl.signing
 
-from trust.errors import ConfigError, VerificationError
+from rcf.trust.errors import ConfigError, VerificationError
 
 KEY_FILE_PREFIX = "rcf-ed25519-seed:"
 

@@ -23,7 +23,7 @@ import hashlib
 import hmac
 from collections.abc import Callable, Sequence
 
-from trust.errors import VerificationError
+from rcf.trust.errors import VerificationError
 
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import rbcl
 
-from trust.errors import RcfError
+from rcf.trust.errors import RcfError
 
 MODE_OPRF = 0x00
 SUITE_ID = b"ristretto255-SHA512"

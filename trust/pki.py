@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from trust.errors import ConfigError, VerificationError
+from rcf.trust.errors import ConfigError, VerificationError
 
 ORGANISATION = "rcf-exchange"
 HUB_NAME = "hub.rcf"

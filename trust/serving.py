@@ -14,8 +14,8 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from trust.errors import ConfigError, RcfError
-from trust.status import abort_with
+from rcf.trust.errors import ConfigError, RcfError
+from rcf.trust.status import abort_with
 
 log = structlog.get_logger("rcf.server")
 

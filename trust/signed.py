@@ -16,11 +16,11 @@ from typing import Generic, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
-from protos.rcf.v1 import envelope_pb2
-from trust.dsse import Envelope, sign_envelope, verify_envelope, verify_pinned
-from trust.errors import RcfError, VerificationError
-from trust.files import write_private
-from trust.keys import SigningKey
+from rcf.protos.v1 import envelope_pb2
+from rcf.trust.dsse import Envelope, sign_envelope, verify_envelope, verify_pinned
+from rcf.trust.errors import RcfError, VerificationError
+from rcf.trust.files import write_private
+from rcf.trust.keys import SigningKey
 
 M = TypeVar("M", bound=Message)
 KeyResolver = Callable[[str], bytes]

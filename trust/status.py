@@ -17,7 +17,7 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from trust.errors import RcfError
+from rcf.trust.errors import RcfError
 
 DOMAIN = "rcf.v1"
 # gRPC trailers are small; a sentence longer than this is cut (ours are short).

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import grpc
 
-from trust import pki
-from trust.errors import ConfigError
+from rcf.trust import pki
+from rcf.trust.errors import ConfigError
 
 
 @dataclass(frozen=True)

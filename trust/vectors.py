@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from protos.rcf.v1 import envelope_pb2, federation_pb2
-from trust.dsse import pae, sign_envelope
-from trust.keys import SigningKey
+from rcf.protos.v1 import envelope_pb2, federation_pb2
+from rcf.trust.dsse import pae, sign_envelope
+from rcf.trust.keys import SigningKey
 
 # Fixed inputs. Seeds are test-only: never use them for a real node.
 REQUESTER_SEED = bytes(range(32))

@@ -61,10 +61,10 @@ from dataclasses import dataclass
 
 import opendp.prelude as dp
 
-from node.aggregate.execute import CellTable
-from node.aggregate.query import Value
-from node.policy.model import Decision
-from trust.errors import RcfError, RequestRejected
+from rcf.node.aggregate.execute import CellTable
+from rcf.node.aggregate.query import Value
+from rcf.node.policy.model import Decision
+from rcf.trust.errors import RcfError, RequestRejected
 
 dp.enable_features("contrib")
 

@@ -32,8 +32,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from node.aggregate.query import QueryError, SqlCondition, ValidatedQuery, Value, derived_from
-from trust.dictionary import DataDictionary, Dataset, Dimension
+from rcf.node.aggregate.query import QueryError, SqlCondition, ValidatedQuery, Value, derived_from
+from rcf.trust.dictionary import DataDictionary, Dataset, Dimension
 
 MAX_CELLS = 20_000  # cells of one table's grid (interior); more is refused
 OBSERVED = "observed"

@@ -19,8 +19,8 @@ import sqlite3
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from trust.clock import now_ms
-from trust.sqlite import immediate
+from rcf.trust.clock import now_ms
+from rcf.trust.sqlite import immediate
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS aggregate_query_history (entry_id INTEGER PRIMARY KEY,"

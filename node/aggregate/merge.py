@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from node.aggregate.disclosure import EXACT, ReleasedCell, ReleasedTable, TotalKey
+from rcf.node.aggregate.disclosure import EXACT, ReleasedCell, ReleasedTable, TotalKey
 
 ANSWERED = "answered"
 REFUSED = "refused"

@@ -18,9 +18,9 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-from node.policy.model import AGGREGATE, QueryDescription
-from trust.dictionary import DataDictionary, Dataset, Dimension, parse_version
-from trust.errors import RcfError
+from rcf.node.policy.model import AGGREGATE, QueryDescription
+from rcf.trust.dictionary import DataDictionary, Dataset, Dimension, parse_version
+from rcf.trust.errors import RcfError
 
 # -- bounds ----------------------------------------------------------------------------
 

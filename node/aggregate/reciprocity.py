@@ -15,10 +15,10 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Collection, Sequence
 
-from node.aggregate.merge import ANSWERED, MemberResult
-from node.state import StateDB
-from trust.clock import now_ms
-from trust.errors import RequestRejected
+from rcf.node.aggregate.merge import ANSWERED, MemberResult
+from rcf.node.ops.state import StateDB
+from rcf.trust.clock import now_ms
+from rcf.trust.errors import RequestRejected
 
 RECIPROCITY_REQUIRED = "reciprocity_required"
 

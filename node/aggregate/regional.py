@@ -15,7 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 from dataclasses import dataclass
 
-from node.aggregate.merge import (
+from rcf.node.aggregate.merge import (
     ANSWERED,
     INVALID,
     REFUSED,
@@ -25,13 +25,13 @@ from node.aggregate.merge import (
     MergedTable,
     merge,
 )
-from node.aggregate.query import ValidatedQuery
-from node.aggregate.wire import table_from_proto
-from node.aggregate_query import AGGREGATE
-from node.peers import PeerAnswer, PeerClient
-from protos.rcf.v1 import aggregate_pb2
-from trust.directory import Directory, MemberStatus
-from trust.errors import RcfError
+from rcf.node.aggregate.query import ValidatedQuery
+from rcf.node.aggregate.responder import AGGREGATE
+from rcf.node.aggregate.wire import table_from_proto
+from rcf.node.federation.peers import PeerAnswer, PeerClient
+from rcf.protos.v1 import aggregate_pb2
+from rcf.trust.directory import Directory, MemberStatus
+from rcf.trust.errors import RcfError
 
 MAX_DEADLINE_MS = 120_000
 MAX_MEMBERS = 256  # members asked in one query (the network has about 50)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from node.aggregate.disclosure import (
+from rcf.node.aggregate.disclosure import (
     EXACT,
     NOISED,
     ROUNDED,
@@ -22,8 +22,8 @@ from node.aggregate.disclosure import (
     ReleasedTable,
     TotalKey,
 )
-from node.aggregate.merge import MemberOutcome, MergedCell, MergedTable
-from node.aggregate.query import (
+from rcf.node.aggregate.merge import MemberOutcome, MergedCell, MergedTable
+from rcf.node.aggregate.query import (
     AggregateQuery,
     Between,
     Equals,
@@ -32,7 +32,7 @@ from node.aggregate.query import (
     QueryError,
     Value,
 )
-from protos.rcf.v1 import aggregate_pb2
+from rcf.protos.v1 import aggregate_pb2
 
 STATUS_TO_WIRE = {
     EXACT: aggregate_pb2.CELL_STATUS_EXACT,

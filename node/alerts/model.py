@@ -20,15 +20,15 @@ import uuid
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from node.policy.model import (
+from rcf.node.policy.model import (
     ALERT_CATEGORIES,
     ALERT_FIELDS,
     ALERT_FRAUD_TYPES,
     ALERT_SEVERITIES,
 )
-from protos.rcf.v1 import alerts_pb2
-from trust.dictionary import DataDictionary
-from trust.errors import RcfError
+from rcf.protos.v1 import alerts_pb2
+from rcf.trust.dictionary import DataDictionary
+from rcf.trust.errors import RcfError
 
 ALERT_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 MEMBER_RE = re.compile(r"^[A-Z0-9][A-Z0-9\-]{1,15}$")

@@ -6,16 +6,16 @@ from collections.abc import Iterator
 
 import grpc
 
-from node.alerts.model import AlertError
-from node.alerts.service import AlertService, record
-from node.alerts.subscriber import AlertSubscriptions
-from node.identity.errors import MrzError
-from node.identity.mrz import parse_mrz
-from node.operator import authenticate
-from protos.rcf.v1 import alerts_pb2, alerts_pb2_grpc
-from trust.errors import RequestRejected
-from trust.serving import refusals_as_status
-from trust.status import abort_with
+from rcf.node.alerts.model import AlertError
+from rcf.node.alerts.service import AlertService, record
+from rcf.node.alerts.subscriber import AlertSubscriptions
+from rcf.node.identity.errors import MrzError
+from rcf.node.identity.mrz import parse_mrz
+from rcf.node.ops.operator import authenticate
+from rcf.protos.v1 import alerts_pb2, alerts_pb2_grpc
+from rcf.trust.errors import RequestRejected
+from rcf.trust.serving import refusals_as_status
+from rcf.trust.status import abort_with
 
 WATCH_WAKE_S = 5.0  # how often a quiet watch checks that its caller is still there
 

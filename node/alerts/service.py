@@ -26,7 +26,7 @@ from typing import Any
 import structlog
 from google.protobuf.message import DecodeError
 
-from node.alerts.model import (
+from rcf.node.alerts.model import (
     CLEARABLE,
     DEFAULT_CAVEAT,
     DEFAULT_SEVERITY,
@@ -41,20 +41,20 @@ from node.alerts.model import (
     normalize_number,
     redact,
 )
-from node.alerts.store import AlertStore, LogEntry
-from node.audit import AuditLog, local_event
-from node.directory_cache import DirectoryCache
-from node.policy.admin import PolicyGate
-from node.policy.model import ALERT_FIELDS, ALERTS, QueryDescription
-from node.protocol import Authorized
-from protos.rcf.v1 import alerts_pb2, envelope_pb2
-from trust.clock import now_ms
-from trust.dictionary import DataDictionary
-from trust.directory import Member, SigningKeyInfo
-from trust.dsse import Envelope
-from trust.errors import RcfError, VerificationError
-from trust.keys import SigningKey
-from trust.signed import open_document, sign_document
+from rcf.node.alerts.store import AlertStore, LogEntry
+from rcf.node.audit.chain import AuditLog, local_event
+from rcf.node.federation.directory_cache import DirectoryCache
+from rcf.node.federation.protocol import Authorized
+from rcf.node.policy.admin import PolicyGate
+from rcf.node.policy.model import ALERT_FIELDS, ALERTS, QueryDescription
+from rcf.protos.v1 import alerts_pb2, envelope_pb2
+from rcf.trust.clock import now_ms
+from rcf.trust.dictionary import DataDictionary
+from rcf.trust.directory import Member, SigningKeyInfo
+from rcf.trust.dsse import Envelope
+from rcf.trust.errors import RcfError, VerificationError
+from rcf.trust.keys import SigningKey
+from rcf.trust.signed import open_document, sign_document
 
 log = structlog.get_logger("rcf.alerts")
 

@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
-from node.policy.model import ALERTS as ALERTS_QUERY
-from node.policy.model import QueryDescription
-from node.protocol import Authorized, QuerySpec, invalid_field
-from protos.rcf.v1 import alerts_pb2
-from trust.errors import RequestRejected
+from rcf.node.federation.protocol import Authorized, QuerySpec, invalid_field
+from rcf.node.policy.model import ALERTS as ALERTS_QUERY
+from rcf.node.policy.model import QueryDescription
+from rcf.protos.v1 import alerts_pb2
+from rcf.trust.errors import RequestRejected
 
 MAX_POSITION = (1 << 63) - 1
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from node.state import StateDB
+from rcf.node.ops.state import StateDB
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS alert_log (position INTEGER PRIMARY KEY AUTOINCREMENT,"

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 
 import structlog
 
-from node.alerts.service import PURPOSE, AlertService
-from node.alerts.spec import ALERTS
-from node.directory_cache import DirectoryCache
-from node.peers import PeerClient
-from protos.rcf.v1 import alerts_pb2
-from trust.clock import now_ms
-from trust.errors import RcfError
+from rcf.node.alerts.service import PURPOSE, AlertService
+from rcf.node.alerts.spec import ALERTS
+from rcf.node.federation.directory_cache import DirectoryCache
+from rcf.node.federation.peers import PeerClient
+from rcf.protos.v1 import alerts_pb2
+from rcf.trust.clock import now_ms
+from rcf.trust.errors import RcfError
 
 log = structlog.get_logger("rcf.alerts")
 

@@ -16,11 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from node.policy.model import IDENTITY_CHECK, QueryDescription
-from node.protocol import Authorized, QuerySpec, invalid_field, valid_query_id
-from protos.rcf.v1 import identity_pb2
-from trust.errors import RequestRejected
-from trust.oprf import ELEMENT_BYTES, OUTPUT_BYTES, InvalidElement, deserialize_element
+from rcf.node.federation.protocol import Authorized, QuerySpec, invalid_field, valid_query_id
+from rcf.node.policy.model import IDENTITY_CHECK, QueryDescription
+from rcf.protos.v1 import identity_pb2
+from rcf.trust.errors import RequestRejected
+from rcf.trust.oprf import ELEMENT_BYTES, OUTPUT_BYTES, InvalidElement, deserialize_element
 
 DATASETS = ("persons", "documents")
 MAX_CHECK_PERSONS = 10_000  # persons in one check (a manifest); larger: split it

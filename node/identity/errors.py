@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trust.errors import RcfError
+from rcf.trust.errors import RcfError
 
 
 class InvalidIdentifier(RcfError):

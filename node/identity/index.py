@@ -25,9 +25,9 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from node.identity.errors import InvalidIdentifier
-from node.identity.keys import DocumentRecord, PersonRecord, Role, document_keys, person_keys
-from trust.oprf import OprfKey, evaluate
+from rcf.node.identity.errors import InvalidIdentifier
+from rcf.node.identity.keys import DocumentRecord, PersonRecord, Role, document_keys, person_keys
+from rcf.trust.oprf import OprfKey, evaluate
 
 Record = PersonRecord | DocumentRecord
 IN_PROCESS_BELOW = 500  # records; below this a pool costs more than it saves

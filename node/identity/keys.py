@@ -33,8 +33,8 @@ from enum import StrEnum
 
 import jellyfish
 
-from node.identity.errors import InvalidIdentifier
-from node.identity.normalize import (
+from rcf.node.identity.errors import InvalidIdentifier
+from rcf.node.identity.normalize import (
     NormalizedName,
     PartialDate,
     Precision,

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from node.identity.node_keys import load_or_create_oprf_key, write_oprf_key
-from node.identity.token_store import BuildResult, rebuild
-from node.store import DataStore
-from trust.dictionary import DataDictionary
-from trust.oprf import OprfKey
+from rcf.node.data.store import DataStore
+from rcf.node.identity.node_keys import load_or_create_oprf_key, write_oprf_key
+from rcf.node.identity.token_store import BuildResult, rebuild
+from rcf.trust.dictionary import DataDictionary
+from rcf.trust.oprf import OprfKey
 
 
 def reindex(root: Path, dictionary: DataDictionary) -> BuildResult:

@@ -22,9 +22,9 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from node.identity.errors import InvalidIdentifier, MrzError
-from node.identity.keys import DocumentRecord, PersonRecord
-from node.identity.normalize import PartialDate, make_partial_date
+from rcf.node.identity.errors import InvalidIdentifier, MrzError
+from rcf.node.identity.keys import DocumentRecord, PersonRecord
+from rcf.node.identity.normalize import PartialDate, make_partial_date
 
 _WEIGHTS = (7, 3, 1)
 _CHARSET = re.compile(r"[A-Z0-9<]*")

@@ -17,9 +17,9 @@ import hmac
 import secrets
 from pathlib import Path
 
-from trust.errors import ConfigError
-from trust.files import write_private
-from trust.oprf import OprfError, OprfKey
+from rcf.trust.errors import ConfigError
+from rcf.trust.files import write_private
+from rcf.trust.oprf import OprfError, OprfKey
 
 OPRF_KEY_FILE = "oprf.key"
 REFERENCE_KEY_FILE = "reference.key"

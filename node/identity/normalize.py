@@ -73,7 +73,7 @@ from enum import IntEnum
 
 from anyascii import anyascii
 
-from node.identity.errors import InvalidIdentifier
+from rcf.node.identity.errors import InvalidIdentifier
 
 MIN_YEAR = 1900
 MAX_NAME_CHARS = 200

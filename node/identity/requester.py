@@ -19,7 +19,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from node.identity.checks import (
+from rcf.node.federation.peers import PeerClient
+from rcf.node.identity.checks import (
     DATASETS,
     IDENTITY_EVALUATE,
     IDENTITY_LOOKUP,
@@ -29,13 +30,12 @@ from node.identity.checks import (
     MAX_KEYS_PER_PERSON,
     split,
 )
-from node.identity.errors import InvalidIdentifier
-from node.identity.keys import PersonRecord, Role, document_key, person_keys
-from node.identity.normalize import normalize_name
-from node.peers import PeerClient
-from protos.rcf.v1 import identity_pb2
-from trust.errors import PeerError, RcfError
-from trust.oprf import (
+from rcf.node.identity.errors import InvalidIdentifier
+from rcf.node.identity.keys import PersonRecord, Role, document_key, person_keys
+from rcf.node.identity.normalize import normalize_name
+from rcf.protos.v1 import identity_pb2
+from rcf.trust.errors import PeerError, RcfError
+from rcf.trust.oprf import (
     ELEMENT_BYTES,
     InvalidElement,
     blind,

@@ -25,8 +25,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from node.directory_cache import DirectoryCache
-from node.identity.checks import (
+from rcf.node.federation.directory_cache import DirectoryCache
+from rcf.node.federation.protocol import Authorized, QuerySpec
+from rcf.node.identity.checks import (
     EVALUATE,
     IDENTITY_EVALUATE,
     IDENTITY_LOOKUP,
@@ -36,16 +37,14 @@ from node.identity.checks import (
     split,
     unbound_answer,
 )
-from node.identity.keys import Strength
-from node.identity.node_keys import hit_reference
-from node.identity.token_store import TAG_BYTES, Match, TokenIndex
-from node.protocol import Authorized, QuerySpec
-from node.state import StateDB
-from node.synthetic import alpha3
-from protos.rcf.v1 import identity_pb2
-from trust.clock import now_ms
-from trust.errors import RcfError
-from trust.oprf import ELEMENT_BYTES, OUTPUT_BYTES, OprfKey, blind_evaluate
+from rcf.node.identity.keys import Strength
+from rcf.node.identity.node_keys import hit_reference
+from rcf.node.identity.token_store import TAG_BYTES, Match, TokenIndex
+from rcf.node.ops.state import StateDB
+from rcf.protos.v1 import identity_pb2
+from rcf.trust.clock import now_ms
+from rcf.trust.dictionary import state_alpha3
+from rcf.trust.oprf import ELEMENT_BYTES, OUTPUT_BYTES, OprfKey, blind_evaluate
 
 HITS_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS identity_hits (hit_id INTEGER PRIMARY KEY,"
@@ -98,10 +97,7 @@ def contact_of(directory: DirectoryCache, member_id: str) -> identity_pb2.Identi
 
 
 def _own_nationality(member_id: str) -> str:
-    try:
-        return alpha3(member_id)
-    except RcfError:
-        return ""  # not a state (the RSO): it has no nationals
+    return state_alpha3(member_id) or ""  # not a state (the RSO): it has no nationals
 
 
 class IdentityResponder:

@@ -30,11 +30,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from node.identity.index import Record, build_token_index
-from node.identity.keys import DocumentRecord, PersonRecord
-from trust.clock import now_ms
-from trust.errors import RcfError
-from trust.oprf import OprfKey
+from rcf.node.identity.index import Record, build_token_index
+from rcf.node.identity.keys import DocumentRecord, PersonRecord
+from rcf.trust.clock import now_ms
+from rcf.trust.errors import RcfError
+from rcf.trust.oprf import OprfKey
 
 TAG_BYTES = 16
 INDEXED_DATASETS = ("persons", "documents")

@@ -18,12 +18,13 @@ from dataclasses import dataclass, replace
 
 import structlog
 
-from node.audit import AuditLog, local_event
-from node.config import NodeLayout
-from node.policy.engine import decide
-from node.policy.loader import Issue, PolicyError, load_policy
-from node.policy.model import Decision, Policy, QueryDescription
-from node.policy.store import (
+from rcf.node.audit.chain import AuditLog, local_event
+from rcf.node.ops.config import NodeLayout
+from rcf.node.ops.state import StateDB
+from rcf.node.policy.engine import decide
+from rcf.node.policy.loader import Issue, PolicyError, load_policy
+from rcf.node.policy.model import Decision, Policy, QueryDescription
+from rcf.node.policy.store import (
     PAYLOAD_KIND,
     PAYLOAD_TYPE,
     PolicyStore,
@@ -31,14 +32,13 @@ from node.policy.store import (
     UsageStore,
     signed_metadata,
 )
-from node.policy.validate import Context, check_policy
-from node.state import StateDB
-from trust.clock import now_ms
-from trust.dictionary import DataDictionary, default_dictionary
-from trust.directory import Directory, Member
-from trust.dsse import verify_envelope
-from trust.errors import ConfigError, RequestRejected, VerificationError
-from trust.keys import SigningKey
+from rcf.node.policy.validate import Context, check_policy
+from rcf.trust.clock import now_ms
+from rcf.trust.dictionary import DataDictionary, default_dictionary
+from rcf.trust.directory import Directory, Member
+from rcf.trust.dsse import verify_envelope
+from rcf.trust.errors import ConfigError, RequestRejected, VerificationError
+from rcf.trust.keys import SigningKey
 
 log = structlog.get_logger("rcf.policy")
 
@@ -141,7 +141,7 @@ def seed_source(allow: Mapping[str, tuple[str, ...] | list[str]], member_id: str
 def node_dictionary(layout: NodeLayout) -> DataDictionary:
     """The dictionary the node holds, or the v1 defaults the software ships."""
     try:
-        module = importlib.import_module("node.dictionary")
+        module = importlib.import_module("rcf.node.data.dictionary")
     except ImportError:
         return default_dictionary()
     loaded = module.load_dictionary(layout)

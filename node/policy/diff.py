@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, fields
 
-from node.policy.model import DATASET_KIND, QUERY_TYPES, Policy, Rule
-from trust.directory import Directory, Member, MemberStatus
+from rcf.node.policy.model import DATASET_KIND, QUERY_TYPES, Policy, Rule
+from rcf.trust.directory import Directory, Member, MemberStatus
 
 _COMPARED = [f.name for f in fields(Rule) if f.name not in ("id", "line")]
 

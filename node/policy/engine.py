@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
-from node.policy.model import (
+from rcf.node.policy.model import (
     AGGREGATE,
     ALERT_SEVERITIES,
     ALERTS,
@@ -33,7 +33,7 @@ from node.policy.model import (
     RuleTrace,
     to_micro,
 )
-from trust.directory import Member
+from rcf.trust.directory import Member
 
 # usage(requester member id, charge) → the amount already used in charge's window.
 Usage = Callable[[str, Charge], int]

@@ -16,7 +16,7 @@ import tomllib
 from dataclasses import dataclass
 from typing import Any
 
-from node.policy.model import (
+from rcf.node.policy.model import (
     AGGREGATE,
     ALERT_CATEGORIES,
     ALERT_FIELDS,
@@ -40,8 +40,8 @@ from node.policy.model import (
     RateLimit,
     Rule,
 )
-from node.policy.sourcemap import SourceMap, build_source_map
-from trust.errors import ConfigError
+from rcf.node.policy.sourcemap import SourceMap, build_source_map
+from rcf.trust.errors import ConfigError
 
 TOP_KEYS = ("policy", "rule")
 POLICY_KEYS = ("member", "description", "caveat", "disclose_reasons_to")

@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from trust import dictionary
-from trust.directory import Member
+from rcf.trust import dictionary
+from rcf.trust.directory import Member
 
 # Query types, named exactly as the Federation RPC (QuerySpec.query_type) names them.
 PING = "Ping"

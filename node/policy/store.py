@@ -15,14 +15,14 @@ import sqlite3
 import uuid
 from dataclasses import dataclass
 
-from node.audit import AuditLog, local_event
-from node.policy.engine import period_window
-from node.policy.model import Charge
-from node.state import StateDB
-from trust.clock import now_ms
-from trust.dsse import Envelope, Signature, sign_envelope
-from trust.errors import ConfigError
-from trust.keys import SigningKey
+from rcf.node.audit.chain import AuditLog, local_event
+from rcf.node.ops.state import StateDB
+from rcf.node.policy.engine import period_window
+from rcf.node.policy.model import Charge
+from rcf.trust.clock import now_ms
+from rcf.trust.dsse import Envelope, Signature, sign_envelope
+from rcf.trust.errors import ConfigError
+from rcf.trust.keys import SigningKey
 
 PAYLOAD_TYPE = "application/vnd.rcf.policy-version+json"
 PAYLOAD_KIND = "rcf-policy-version/v1"

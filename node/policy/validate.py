@@ -11,9 +11,9 @@ import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from node.aggregate.query import query_dimension
-from node.policy.loader import Issue, Loaded, parse_policy, requester_problem
-from node.policy.model import (
+from rcf.node.aggregate.query import query_dimension
+from rcf.node.policy.loader import Issue, Loaded, parse_policy, requester_problem
+from rcf.node.policy.model import (
     AGGREGATE,
     ALERT_SEVERITIES,
     ALERTS,
@@ -22,8 +22,8 @@ from node.policy.model import (
     Policy,
     Rule,
 )
-from trust.dictionary import DataDictionary
-from trust.directory import Directory
+from rcf.trust.dictionary import DataDictionary
+from rcf.trust.directory import Directory
 
 Report = Callable[[tuple[str | int, ...], str, str], None]
 
