@@ -10,11 +10,14 @@ import pytest
 
 from rcf.node.data.dictionary import load_dictionary
 from rcf.trust.dictionary import (
+    BORDER_CROSSING_POINTS,
     DataDictionary,
     DictionaryError,
     Dimension,
     check_successor,
+    default_code_list,
     default_dictionary,
+    nationality_codes,
     sign_dictionary,
     verify_dictionary,
 )
@@ -58,6 +61,37 @@ def test_default_datasets_and_interface() -> None:
     assert d.datasets["persons"].kind == "identity" and d.datasets["documents"].kind == "identity"
     fraud = d.datasets["document_fraud_detections"].dimension("fraud_type")
     assert fraud is not None and "fraudulently_obtained_genuine" in fraud.codes
+
+
+FROZEN_DEFAULT = Path(__file__).parent / "vectors" / "default_dictionary_1.0.json"
+
+
+def test_default_dictionary_file_gives_the_published_dictionary() -> None:
+    """default_dictionary.toml (package data) must give, field by field and byte for byte,
+    the dictionary the code built before it moved there: hubs sign and publish it, so its
+    serialisation may only change on purpose (then regenerate the frozen file). The ISO
+    code lists come from pycountry: an upgrade that changes them fails here, on purpose."""
+    frozen = DataDictionary.from_json(FROZEN_DEFAULT.read_text())
+    d = default_dictionary()
+    assert (d.version, dict(d.purposes)) == (frozen.version, dict(frozen.purposes))
+    assert list(d.datasets) == list(frozen.datasets)
+    for name, ds in frozen.datasets.items():
+        assert d.datasets[name].dimensions == ds.dimensions, name
+        assert d.datasets[name] == ds, name
+    assert d.to_proto().SerializeToString(
+        deterministic=True
+    ) == frozen.to_proto().SerializeToString(deterministic=True)
+    assert d.to_json() + "\n" == FROZEN_DEFAULT.read_text()
+
+
+def test_default_code_lists_expand_includes() -> None:
+    bcp = default_code_list("border_crossing_points")
+    assert bcp == BORDER_CROSSING_POINTS and bcp != tuple(sorted(bcp))
+    assert default_code_list("location")[-len(bcp) :] == tuple(sorted(bcp))
+    assert default_code_list("issuing_state") == nationality_codes()[:-1]
+    assert nationality_codes()[-4:] == ("XXA", "XXB", "XXC", "XXX")
+    with pytest.raises(DictionaryError, match="neither defined nor computed"):
+        default_code_list("no_such_list")
 
 
 def test_nationality_is_the_complete_iso_list() -> None:

@@ -22,8 +22,10 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Iterable, Mapping
+import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from types import MappingProxyType
 from typing import Any
 
@@ -35,41 +37,9 @@ from rcf.trust.errors import RcfError
 from rcf.trust.keys import SigningKey
 from rcf.trust.signed import open_document, sign_document
 
-DEFAULT_VERSION = "1.0"
-
-# The categories of the persons dataset (policies may exclude some from hits).
-PERSON_CATEGORIES = (
-    "irregular_migrant",
-    "asylum_seeker",
-    "refugee",
-    "trafficking_victim",
-    "suspected_smuggler",
-    "suspected_trafficker",
-    "missing_person",
-    "deportee",
-)
-
 # What a request may state as its purpose (RequestHeader.purpose); bounded so a
 # requester cannot put arbitrary text into a responder's audit log.
 PURPOSE_RE = re.compile(r"^[a-z][a-z0-9-]{1,47}$")
-DEFAULT_PURPOSES: Mapping[str, str] = {
-    "connectivity-check": "Liveness and key checks between nodes (Ping).",
-    "border-check": "A traveller or document checked at a border crossing point.",
-    "border-control": "Border management and entry screening.",
-    "document-check": "Verifying a travel document against records and alerts.",
-    "alert-distribution": "Receiving document-fraud alerts.",
-    "investigation": "A criminal investigation of smuggling, trafficking or document fraud.",
-    "victim-identification": "Identifying a possible victim of trafficking.",
-    "victim-protection": "Protection and assistance of trafficking victims.",
-    "protection-monitoring": "Monitoring the protection of refugees and asylum seekers.",
-    "search-and-rescue": "Search and rescue at sea or on land.",
-    "return-and-reintegration": "Voluntary return and reintegration.",
-    "operational-planning": "Planning operations and deployments.",
-    "policy-analysis": "Analysis for national or regional policy.",
-    "regional-analysis": "Regional statistics and trend analysis (RSO).",
-    "ministerial-reporting": "Reports to Bali Process ministers and senior officials.",
-    "audit": "Audit and oversight of the network.",
-}
 
 # Kinds a dimension may have. The last two occur only in identity datasets.
 KINDS = ("code", "date", "month", "int", "text", "partial_date", "document_refs")
@@ -405,44 +375,27 @@ def verify_dictionary(envelope: Envelope, *, hub_public_key: bytes) -> DataDicti
 
 
 # -- the v1 defaults the hub ships ------------------------------------------
+#
+# Their content is package data, default_dictionary.toml beside this module; only
+# the ISO 3166 code lists are computed (from pycountry), referenced there by name.
 
-# ICAO Doc 9303 part 3 codes for people without a nationality code of their own;
-# Rohingya, for one, are mostly recorded as stateless (XXA).
-ICAO_SPECIAL_NATIONALITIES = ("XXA", "XXB", "XXC", "XXX")
+DEFAULT_DICTIONARY_FILE = "default_dictionary.toml"
+# Code lists computed rather than copied: a default file may include them by name.
+_COMPUTED_CODE_LISTS = ("iso3166-1-alpha3", "iso3166-2")
 
-# Border crossing points (air, sea, land) of the region in UN/LOCODE form
-# (country alpha-2 + 3 letters). Curated for the first version; states ask the
-# RSO to add theirs in a minor version. Check against the UNECE list before a
-# real deployment.
-BORDER_CROSSING_POINTS = (
-    "AUBNE", "AUDRW", "AUMEL", "AUPER", "AUSYD", "AUBME", "CXXCH",
-    "BDCGP", "BDDAC", "BDCXB",
-    "IDBTH", "IDDPS", "IDJKT", "IDKOE", "IDMES", "IDPNK", "IDTNJ",
-    "KHPNH", "KHPOI", "KHREP",
-    "LAVTE",
-    "LKCMB",
-    "MMKAW", "MMMDY", "MMRGN", "MMMWQ",
-    "MYBKI", "MYJHB", "MYKUL", "MYPEN", "MYPKG", "MYLGK",
-    "NZAKL",
-    "PGPOM",
-    "PHMNL", "PHCEB",
-    "SGSIN",
-    "THBKK", "THCNX", "THHKT", "THMAE", "THRNG", "THSGZ", "THARA", "THNKP",
-    "VNHAN", "VNSGN",
-    "INCCU", "INMAA", "NPKTM", "PKKHI", "AFKBL", "IRIKA", "CNCAN", "HKHKG",
-)  # fmt: skip
 
-AGE_BANDS = ("0-4", "5-11", "12-17", "18-59", "60+", "unknown")  # UNHCR demographic bands
-SEXES = ("F", "M", "X")  # as in the MRZ; X: unspecified
-DOCUMENT_TYPES = (
-    "passport",
-    "identity_card",
-    "visa",
-    "residence_permit",
-    "refugee_travel_document",
-    "seafarer_identity_document",
-    "other",
-)
+@functools.cache
+def _default_source() -> Mapping[str, Any]:
+    text = resources.files("rcf.trust").joinpath(DEFAULT_DICTIONARY_FILE).read_text("utf-8")
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise DictionaryError(f"{DEFAULT_DICTIONARY_FILE} is not valid TOML: {exc}.") from exc
+
+
+def _literal_list(name: str) -> tuple[str, ...]:
+    """A code list of the default file that holds codes only (no includes)."""
+    return tuple(str(c) for c in _default_source()["code_lists"][name])
 
 
 def state_alpha3(member_id: str) -> str | None:
@@ -456,185 +409,94 @@ def state_alpha3(member_id: str) -> str | None:
     return None if country is None else str(country.alpha_3)
 
 
+def _computed_codes(name: str) -> tuple[str, ...]:
+    if name == "iso3166-1-alpha3":
+        return tuple(sorted(c.alpha_3 for c in pycountry.countries))
+    return tuple(sorted(s.code for s in pycountry.subdivisions))
+
+
+def _expand_codes(spec: Any, lists: Mapping[str, Any], seen: tuple[str, ...] = ()) -> list[str]:
+    """The codes a `codes` value of the default file stands for (see its header)."""
+    if isinstance(spec, str):
+        spec = [{"include": spec}]
+    if not isinstance(spec, list):
+        raise DictionaryError(f"A code list must be a list or a list name, not {spec!r}.")
+    codes: list[str] = []
+    for item in spec:
+        if isinstance(item, str):
+            codes.append(item)
+            continue
+        if not isinstance(item, dict) or set(item) - {"include", "sorted"}:
+            raise DictionaryError(
+                f"A code list item must be a code or {{include = ...}}: {item!r}."
+            )
+        name = str(item.get("include", ""))
+        if name in seen:
+            raise DictionaryError(f"Code list {name!r} includes itself.")
+        if name in _COMPUTED_CODE_LISTS:
+            included = list(_computed_codes(name))
+        elif name in lists:
+            included = _expand_codes(lists[name], lists, (*seen, name))
+        else:
+            raise DictionaryError(f"Code list {name!r} is neither defined nor computed.")
+        codes.extend(sorted(included) if item.get("sorted", False) else included)
+    return codes
+
+
+def default_code_list(name: str) -> tuple[str, ...]:
+    """A named code list of the default dictionary file, its includes expanded."""
+    lists = _default_source()["code_lists"]
+    return tuple(_expand_codes([{"include": name}], lists))
+
+
+# Named lists other modules use; they come from the same file as the dictionary.
+DEFAULT_VERSION = str(_default_source()["version"])
+DEFAULT_PURPOSES: Mapping[str, str] = MappingProxyType(
+    {str(k): str(v) for k, v in _default_source()["purposes"].items()}
+)
+PERSON_CATEGORIES = _literal_list("person_category")
+ICAO_SPECIAL_NATIONALITIES = _literal_list("icao_special_nationalities")
+# In the file's curated order (grouped by country); the dictionary publishes them sorted.
+BORDER_CROSSING_POINTS = _literal_list("border_crossing_points")
+AGE_BANDS = _literal_list("age_band")
+SEXES = _literal_list("sex")
+DOCUMENT_TYPES = _literal_list("document_type")
+
+
 def nationality_codes() -> tuple[str, ...]:
     """Every ISO 3166-1 alpha-3 code (from pycountry) plus ICAO's stateless/refugee codes."""
-    iso = sorted(c.alpha_3 for c in pycountry.countries)
-    return (*iso, *ICAO_SPECIAL_NATIONALITIES)
+    return default_code_list("nationality")
 
 
 def location_codes() -> tuple[str, ...]:
     """ISO 3166-2 subdivisions (provinces, from pycountry) and the border crossing points."""
-    subdivisions = sorted(s.code for s in pycountry.subdivisions)
-    return (*subdivisions, *sorted(BORDER_CROSSING_POINTS))
-
-
-def _code(name: str, codes: Iterable[str], description: str = "", **kw: Any) -> Dimension:
-    return Dimension(name=name, kind="code", codes=tuple(codes), description=description, **kw)
+    return default_code_list("location")
 
 
 @functools.cache
 def default_dictionary() -> DataDictionary:
-    """The first version of the dictionary, which a new hub publishes."""
-    nat = nationality_codes()
-    issuing = tuple(c for c in nat if c != "XXX")
-    sex = _code("sex", SEXES)
-    age = _code("age_band", AGE_BANDS)
-    month = "YYYY-MM"
-    datasets = [
-        Dataset(
-            name="irregular_movements",
-            kind="aggregate",
-            description="Irregular movements of people by sea, land and air.",
-            date_field="event_date",
-            measures=("persons",),
-            dimensions=(
-                Dimension("event_date", "date", description="YYYY-MM-DD"),
-                _code("reporting_state", issuing, "ISO 3166-1 alpha-3"),
-                _code("location", location_codes(), "ISO 3166-2 province or UN/LOCODE port"),
-                _code("route", ("sea", "land", "air")),
-                _code("direction", ("departure", "transit", "arrival")),
-                _code("nationality", nat, "ISO 3166-1 alpha-3, or ICAO XXA/XXB/XXC/XXX"),
-                sex,
-                age,
-                _code(
-                    "outcome",
-                    ("intercepted", "rescued", "disembarked", "returned", "dead", "missing"),
-                ),
-            ),
-        ),
-        Dataset(
-            name="trafficking_victims",
-            kind="aggregate",
-            description="Identified victims of trafficking in persons.",
-            date_field="identification_month",
-            measures=("victims",),
-            dimensions=(
-                Dimension("identification_month", "month", description=month),
-                _code("nationality", nat),
-                sex,
-                age,
-                _code(
-                    "exploitation",
-                    (
-                        "sexual",
-                        "forced_labour",
-                        "forced_marriage",
-                        "forced_criminality",
-                        "organ_removal",
-                        "other",
-                    ),
-                ),
-                _code(
-                    "identified_by",
-                    (
-                        "police",
-                        "immigration",
-                        "labour_inspection",
-                        "social_services",
-                        "ngo",
-                        "international_organisation",
-                        "self_referral",
-                        "other",
-                    ),
-                ),
-            ),
-        ),
-        Dataset(
-            name="document_fraud_detections",
-            kind="aggregate",
-            description="Fraudulent documents detected at the border.",
-            date_field="month",
-            measures=("detections",),
-            dimensions=(
-                Dimension("month", "month", description=month),
-                _code("border_crossing_point", sorted(BORDER_CROSSING_POINTS), "UN/LOCODE"),
-                _code("document_type", DOCUMENT_TYPES),
-                _code("issuing_state", issuing),
-                _code(
-                    "fraud_type",
-                    (
-                        "counterfeit",
-                        "forged",
-                        "pseudo",
-                        "fraudulently_obtained_genuine",
-                        "impostor",
-                        "stolen_blank",
-                    ),
-                ),
-                _code("holder_nationality", nat),
-            ),
-        ),
-        Dataset(
-            name="asylum_applications",
-            kind="aggregate",
-            description="Asylum applications and first-instance decisions.",
-            date_field="month",
-            measures=("applications",),
-            dimensions=(
-                Dimension("month", "month", description=month),
-                _code("nationality", nat),
-                sex,
-                age,
-                _code(
-                    "decision",
-                    (
-                        "pending",
-                        "recognised",
-                        "complementary_protection",
-                        "rejected",
-                        "otherwise_closed",
-                    ),
-                ),
-            ),
-        ),
-        Dataset(
-            name="persons",
-            kind="identity",
-            description="People of interest; held only by the owning node, checked hit/no-hit.",
-            date_field="recorded_on",
-            dimensions=(
-                Dimension("name_original", "text", optional=True, description="original script"),
-                Dimension("name_latin", "text", description="Latin script, family name first"),
-                Dimension(
-                    "aliases", "text", optional=True, description="other spellings, ';'-separated"
-                ),
-                Dimension(
-                    "date_of_birth", "partial_date", optional=True, description="YYYY[-MM[-DD]]"
-                ),
-                sex,
-                _code("nationality", nat),
-                Dimension(
-                    "document_numbers",
-                    "document_refs",
-                    optional=True,
-                    description="ISSUER:NUMBER pairs, ';'-separated, e.g. MMR:MA1234567",
-                ),
-                _code(
-                    "category",
-                    PERSON_CATEGORIES,
-                ),
-                Dimension("local_reference", "text", optional=True),
-                Dimension("recorded_on", "date", description="when the record was made"),
-            ),
-        ),
-        Dataset(
-            name="documents",
-            kind="identity",
-            description="Stolen, lost, revoked and invalid travel documents.",
-            date_field="date_reported",
-            dimensions=(
-                _code("issuing_state", issuing),
-                _code("document_type", DOCUMENT_TYPES),
-                Dimension("document_number", "text", pattern=r"[A-Z0-9<]{1,20}"),
-                _code("status", ("stolen", "lost", "revoked", "invalid", "stolen_blank")),
-                Dimension("date_reported", "date"),
-            ),
-        ),
-    ]
-    return _validated(
-        DataDictionary(
-            version=DEFAULT_VERSION,
-            datasets={d.name: d for d in datasets},
-            purposes=DEFAULT_PURPOSES,
-        )
-    )
+    """The first version of the dictionary, which a new hub publishes.
+
+    Built from the package's default_dictionary.toml through the same JSON form (and
+    validation) as a dictionary an admin edits, so both readers agree on every field."""
+    source = _default_source()
+    lists = source["code_lists"]
+    try:
+        datasets = [
+            {
+                **{k: v for k, v in ds.items() if k != "dimensions"},
+                "dimensions": [
+                    {**d, "codes": _expand_codes(d["codes"], lists)} if "codes" in d else d
+                    for d in ds["dimensions"]
+                ],
+            }
+            for ds in source["datasets"]
+        ]
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise DictionaryError(f"{DEFAULT_DICTIONARY_FILE} is malformed: {exc}.") from exc
+    document = {
+        "version": source["version"],
+        "datasets": datasets,
+        "purposes": [{"name": n, "description": d} for n, d in DEFAULT_PURPOSES.items()],
+    }
+    return DataDictionary.from_json(json.dumps(document))
