@@ -20,6 +20,7 @@ from rcf.cli.options import (
     yes_option,
 )
 from rcf.cli.output import console, emit_json, json_option, table, utc_time
+from rcf.cli.service_units import service_unit_command
 from rcf.hub.layout import DEFAULT_ENROLL_LISTEN, DEFAULT_LISTEN, HubLayout
 from rcf.hub.registry import Registry
 from rcf.hub.server import HubServer
@@ -82,6 +83,9 @@ def ncp_dict(member_id: str, c: Ncp) -> dict[str, Any]:
 @click.group("hub")
 def hub() -> None:
     """Run and administer the RSO hub: registry, enrolment, directory."""
+
+
+service_unit_command(hub, "rcf-hub.service", "the hub ('rcf hub serve')")
 
 
 @hub.command("init")

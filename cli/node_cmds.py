@@ -25,6 +25,7 @@ from rcf.cli.options import (
     yes_option,
 )
 from rcf.cli.output import console, emit_json, json_option, table, utc_time
+from rcf.cli.service_units import service_unit_command
 from rcf.node.data.dictionary import load_dictionary
 from rcf.node.federation.server import NodeServer
 from rcf.node.identity.maintenance import rotate as rotate_oprf
@@ -81,6 +82,9 @@ def node_addresses(listen: str | None, public_address: str | None, local: bool) 
 @click.group("node")
 def node() -> None:
     """Set up, enrol and run this state's node."""
+
+
+service_unit_command(node, "rcf-node@.service", "a node ('rcf node serve'; instance: its folder)")
 
 
 @node.command("init")
