@@ -49,8 +49,8 @@ def parse_duration(text: str) -> int:
     return int(text[:-1]) * DURATION_UNITS[unit]
 
 
-def _registry(hub_dir: Path) -> Registry:
-    return open_registry(HubLayout(hub_dir))
+def _registry(hub_dir: Path, *, read_only: bool = False) -> Registry:
+    return open_registry(HubLayout(hub_dir), read_only=read_only)
 
 
 def member_dict(m: Member) -> dict[str, Any]:
@@ -321,7 +321,7 @@ _status_command(
 @guarded
 def member_list(hub_dir: Path, as_json: bool) -> None:
     """List members with status, groups, roles and endpoint."""
-    members = [member_dict(m) for m in _registry(hub_dir).members()]
+    members = [member_dict(m) for m in _registry(hub_dir, read_only=True).members()]
     if as_json:
         emit_json(members)
         return
@@ -410,7 +410,7 @@ def token_create(
             hub_address=address,
             enroll_address=enroll,
             ca_pem=layout.ca_cert.read_bytes(),
-            hub_public_key=layout.load_signing_key().public_key,
+            hub_public_key=layout.load_public_key(),
         ).encode()
     )
 
@@ -465,7 +465,7 @@ def hub_enroll(
             member_id=member_id,
             certificate_pem=result.certificate_pem,
             ca_pem=result.ca_certificate_pem,
-            hub_public_key=layout.load_signing_key().public_key,
+            hub_public_key=layout.load_public_key(),
             hub_address=address,
             directory=result.directory,
         ),
@@ -591,7 +591,7 @@ def ncp_remove(hub_dir: Path, ncp_id: str) -> None:
 @guarded
 def ncp_list(hub_dir: Path, member_id: str | None, as_json: bool) -> None:
     """List National Contact Points."""
-    rows = [ncp_dict(m, c) for m, c in _registry(hub_dir).ncps(member_id)]
+    rows = [ncp_dict(m, c) for m, c in _registry(hub_dir, read_only=True).ncps(member_id)]
     if as_json:
         emit_json(rows)
         return
@@ -613,8 +613,8 @@ def ncp_list(hub_dir: Path, member_id: str | None, as_json: bool) -> None:
 def hub_directory(hub_dir: Path, as_json: bool) -> None:
     """Show the current signed directory's header and members."""
     layout = HubLayout(hub_dir)
-    envelope = _registry(hub_dir).current_directory()
-    d = verify_directory(envelope, hub_public_key=layout.load_signing_key().public_key, now_ms=None)
+    envelope = _registry(hub_dir, read_only=True).current_directory()
+    d = verify_directory(envelope, hub_public_key=layout.load_public_key(), now_ms=None)
     members = [member_dict(m) for m in d.members]
     if as_json:
         emit_json(
@@ -645,12 +645,12 @@ def dictionary() -> None:
 
 def _current_dictionary(hub_dir: Path, version: str = "") -> DataDictionary:
     layout = HubLayout(hub_dir)
-    registry = _registry(hub_dir)
+    registry = _registry(hub_dir, read_only=True)
     try:
         envelope = registry.signed_dictionary(version)
     finally:
         registry.close()
-    return verify_dictionary(envelope, hub_public_key=layout.load_signing_key().public_key)
+    return verify_dictionary(envelope, hub_public_key=layout.load_public_key())
 
 
 @dictionary.command("show")

@@ -139,7 +139,7 @@ class LocalNetwork:
             hub_address=runtime["address"],
             enroll_address=runtime["enroll_address"],
             ca_pem=self.hub_layout.ca_cert.read_bytes(),
-            hub_public_key=self.hub_layout.load_signing_key().public_key,
+            hub_public_key=self.hub_layout.load_public_key(),
         )
         layout = self.node_layout(member_id)
         init_with_token(layout.root, member_id=member_id, token_text=token.encode())

@@ -25,14 +25,15 @@ from rcf.trust.dsse import Envelope
 from rcf.trust.keys import SigningKey
 
 
-def ensure_schema(conn: sqlite3.Connection, key: SigningKey) -> None:
-    """Inside a transaction: create the table and publish the v1 defaults on a new hub."""
+def ensure_schema(conn: sqlite3.Connection, key: SigningKey | None) -> None:
+    """Inside a transaction: create the table and publish the v1 defaults on a new hub
+    (key None: a registry opened read-only, which publishes nothing)."""
     conn.execute(
         "CREATE TABLE IF NOT EXISTS dictionaries (version TEXT PRIMARY KEY,"
         " major INTEGER NOT NULL, minor INTEGER NOT NULL,"
         " published_at_ms INTEGER NOT NULL, envelope BLOB NOT NULL)"
     )
-    if conn.execute("SELECT COUNT(*) FROM dictionaries").fetchone()[0] == 0:
+    if key is not None and conn.execute("SELECT COUNT(*) FROM dictionaries").fetchone()[0] == 0:
         _insert(conn, default_dictionary(), key)
 
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rcf.trust.errors import ConfigError
-from rcf.trust.keys import SigningKey
+from rcf.trust.files import write_private
+from rcf.trust.keys import SigningKey, load_public_key, public_key_text
 from rcf.trust.tls import TlsMaterial
 
 DEFAULT_DIRECTORY_TTL_S = 7 * 24 * 3600
@@ -44,6 +45,11 @@ class HubLayout:
     @property
     def signing_key(self) -> Path:
         return self.root / "hub-signing.key"
+
+    @property
+    def public_key(self) -> Path:
+        """The signing key's public half: what commands that only verify read."""
+        return self.root / "hub-signing.pub"
 
     @property
     def registry_db(self) -> Path:
@@ -88,6 +94,15 @@ class HubLayout:
 
     def load_signing_key(self) -> SigningKey:
         return SigningKey.load(self.signing_key)
+
+    def load_public_key(self) -> bytes:
+        """The hub's Ed25519 public key, read without touching the private key file.
+
+        A hub folder made before the public key file existed has only the private key;
+        the public half is then derived from it once and written beside it."""
+        if not self.public_key.exists() and self.signing_key.exists():
+            write_private(self.public_key, public_key_text(self.load_signing_key().public_key))
+        return load_public_key(self.public_key)
 
     def load_tls(self) -> TlsMaterial:
         return TlsMaterial.load(key=self.tls_key, cert=self.tls_cert, ca=self.ca_cert)

@@ -34,7 +34,7 @@ from rcf.trust.directory import (
 )
 from rcf.trust.dsse import Envelope
 from rcf.trust.endpoints import check_endpoint
-from rcf.trust.errors import RegistryError
+from rcf.trust.errors import ConfigError, RegistryError
 from rcf.trust.files import private_file
 from rcf.trust.keys import SigningKey, key_id_for
 from rcf.trust.sqlite import immediate
@@ -69,7 +69,7 @@ class Registry:
         db_path: Path,
         *,
         network: str,
-        signing_key: SigningKey,
+        signing_key: SigningKey | None,
         ca_key_pem: bytes,
         ca_cert_pem: bytes,
         directory_ttl_s: int,
@@ -127,6 +127,15 @@ class Registry:
                 " issued_at_ms INTEGER NOT NULL, envelope BLOB NOT NULL)"
             )
             dictionary_store.ensure_schema(self._conn, self._key)
+
+    def _signer(self) -> SigningKey:
+        """The hub's signing key; a registry opened to read only (without it) refuses."""
+        if self._key is None:
+            raise ConfigError(
+                "This registry was opened read-only, without the hub's private key; "
+                "signing needs it."
+            )
+        return self._key
 
     def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
         return immediate(self._conn)
@@ -403,7 +412,7 @@ class Registry:
             )
         directory = self._publish()
         return EnrollResult(
-            member_id, cert_pem, self._ca_cert, sign_directory(directory, self._key)
+            member_id, cert_pem, self._ca_cert, sign_directory(directory, self._signer())
         )
 
     def update_endpoint(self, member_id: str, endpoint: str) -> Envelope:
@@ -436,7 +445,9 @@ class Registry:
         """The latest signed directory; re-issued when older than renew_after_ms."""
         rows = self._rows("SELECT * FROM directories ORDER BY serial DESC LIMIT 1")
         renew = renew_after_ms if renew_after_ms is not None else self._ttl_ms // 2
-        if not rows or now_ms() - int(rows[0]["issued_at_ms"]) >= renew:
+        stale = not rows or now_ms() - int(rows[0]["issued_at_ms"]) >= renew
+        # Read-only (no private key): show the latest stored one rather than re-sign.
+        if stale and (self._key is not None or not rows):
             with self._tx():
                 self._publish()
             rows = self._rows("SELECT * FROM directories ORDER BY serial DESC LIMIT 1")
@@ -453,14 +464,14 @@ class Registry:
     def publish_dictionary(self, dictionary: DataDictionary) -> Directory:
         """Publish a new dictionary version and a directory that names it."""
         with self._tx():
-            dictionary_store.publish(self._conn, dictionary, self._key)
+            dictionary_store.publish(self._conn, dictionary, self._signer())
             return self._publish()
 
     def _publish(self) -> Directory:
         """Inside a transaction: sign and store the next directory serial."""
         now = now_ms()
         directory = self._build_directory(serial=self.current_serial() + 1, issued_at_ms=now)
-        envelope = sign_directory(directory, self._key)
+        envelope = sign_directory(directory, self._signer())
         self._conn.execute(
             "INSERT INTO directories VALUES (?, ?, ?)",
             (directory.serial, now, envelope.to_proto().SerializeToString()),

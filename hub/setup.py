@@ -16,7 +16,7 @@ from rcf.hub.registry import Registry
 from rcf.trust import pki
 from rcf.trust.errors import ConfigError
 from rcf.trust.files import private_dir, write_private
-from rcf.trust.keys import SigningKey
+from rcf.trust.keys import SigningKey, public_key_text
 
 
 def init_hub(
@@ -58,7 +58,10 @@ def init_hub(
             dns_name=pki.HUB_NAME,
         ),
     )
-    SigningKey.generate().save(layout.signing_key)
+    signing = SigningKey.generate()
+    signing.save(layout.signing_key)
+    # Verifying commands read this, never the private key file.
+    write_private(layout.public_key, public_key_text(signing.public_key))
     # The config file is written last: its presence marks a complete hub folder.
     write_private(
         layout.config,
@@ -78,17 +81,19 @@ def init_hub(
     return layout
 
 
-def open_registry(layout: HubLayout) -> Registry:
+def open_registry(layout: HubLayout, *, read_only: bool = False) -> Registry:
+    """The hub's registry; read_only opens it without the private signing and CA keys
+    (for commands that only read and verify), so it cannot sign or enrol."""
     config = layout.load_config()
     try:
-        ca_key = layout.ca_key.read_bytes()
+        ca_key = b"" if read_only else layout.ca_key.read_bytes()
         ca_cert = layout.ca_cert.read_bytes()
     except OSError as exc:
         raise ConfigError(f"Cannot read the hub CA in {layout.root}: {exc.strerror}.") from exc
     return Registry(
         layout.registry_db,
         network=config.network,
-        signing_key=layout.load_signing_key(),
+        signing_key=None if read_only else layout.load_signing_key(),
         ca_key_pem=ca_key,
         ca_cert_pem=ca_cert,
         directory_ttl_s=config.directory_ttl_s,

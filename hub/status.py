@@ -52,7 +52,7 @@ def _running(layout: HubLayout) -> dict[str, Any] | None:
 def hub_status(layout: HubLayout) -> HubStatus:
     """What the hub folder holds, read without changing anything."""
     config = layout.load_config()
-    hub_key = layout.load_signing_key().public_key
+    hub_key = layout.load_public_key()
     try:
         conn = sqlite3.connect(f"file:{layout.registry_db}?mode=ro", uri=True)
     except sqlite3.Error as exc:

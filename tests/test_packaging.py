@@ -41,3 +41,30 @@ def test_service_unit_write_makes_a_unit_systemd_reads(tmp_path: Path) -> None:
 
     err = fails("hub", "service-unit", "--write", str(tmp_path / "no" / "such" / "x.service"))
     assert "Cannot write" in err
+
+
+def test_hub_verifying_commands_need_only_the_public_key(tmp_path: Path) -> None:
+    hub = tmp_path / "hub"
+    ok("hub", "init", "--hub-dir", str(hub), "--network", "pkg-test", "--local")
+    ok("hub", "member", "add", "TH", "--name", "Thailand", "--hub-dir", str(hub))
+    public = hub / "hub-signing.pub"
+    assert stat.S_IMODE(public.stat().st_mode) == 0o600
+    assert public.read_text().startswith("rcf-ed25519-public:")
+    before = ok("hub", "directory", "--json", "--hub-dir", str(hub))
+
+    # Take the private keys away (moving them: the suite may run as root, whom a 0000
+    # mode does not stop).
+    away = tmp_path / "away"
+    away.mkdir()
+    for name in ("hub-signing.key", "ca.key"):
+        (hub / name).rename(away / name)
+
+    assert ok("hub", "directory", "--json", "--hub-dir", str(hub)) == before
+    assert "pkg-test" in ok("hub", "status", "--hub-dir", str(hub))
+    assert "irregular_movements" in ok("hub", "dictionary", "show", "--hub-dir", str(hub))
+    assert "TH" in ok("hub", "member", "list", "--hub-dir", str(hub))
+    ok("hub", "ncp", "list", "--hub-dir", str(hub))
+    # Signing still needs the private key, and says so in one sentence.
+    assert "Cannot read" in fails(
+        "hub", "member", "add", "AU", "--name", "Australia", "--hub-dir", str(hub)
+    )

@@ -14,6 +14,7 @@ import nacl.signing
 from rcf.trust.errors import ConfigError, VerificationError
 
 KEY_FILE_PREFIX = "rcf-ed25519-seed:"
+PUBLIC_KEY_FILE_PREFIX = "rcf-ed25519-public:"
 
 
 def key_id_for(public_key: bytes) -> str:
@@ -29,6 +30,27 @@ def verify_signature(*, public_key: bytes, message: bytes, signature: bytes) -> 
         nacl.signing.VerifyKey(public_key).verify(message, signature)
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError) as exc:
         raise VerificationError("The signature does not verify.") from exc
+
+
+def public_key_text(public_key: bytes) -> str:
+    """The contents of a public key file for public_key."""
+    return PUBLIC_KEY_FILE_PREFIX + public_key.hex() + "\n"
+
+
+def load_public_key(path: Path) -> bytes:
+    """Read a public key file written from public_key_text."""
+    try:
+        text = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"Cannot read public key {path}: {exc.strerror}.") from exc
+    try:
+        if not text.startswith(PUBLIC_KEY_FILE_PREFIX):
+            raise ValueError
+        key = bytes.fromhex(text[len(PUBLIC_KEY_FILE_PREFIX) :])
+        key_id_for(key)
+    except (ValueError, VerificationError) as exc:
+        raise ConfigError(f"{path} is not an rcf Ed25519 public key file.") from exc
+    return key
 
 
 @dataclass(frozen=True)
