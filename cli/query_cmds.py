@@ -152,17 +152,27 @@ def _print(result: aggregate_pb2.RegionalAggregate) -> None:
         ["member", "outcome", "reason", "latency", "released as"],
         member_rows(result),
     )
+    notes = []
+    if answered == 0:
+        # No figures at all is not a table of zeros.
+        refused = all(m.outcome == "refused" for m in result.members)
+        console.print(
+            "Refused by all members: no figures." if refused else "No member answered: no figures.",
+            markup=False,
+            highlight=False,
+        )
+        return
     header, rows, zeros = pivot(result)
     table(_title(result) + " (merged)", header, rows)
-    notes = []
     if zeros:
-        notes.append(
-            f"{zeros} rows with nothing released (zero or suppressed) not shown; see --csv."
-        )
+        notes.append(f"{zeros} codes that no member recorded are not shown.")
     if any(c.lower_bound for c in result.cells):
         notes.append("N+ : at least N, a member suppressed its part (small numbers stay home).")
     if any(c.approximate for c in result.cells):
-        notes.append("~N : members noised or rounded their parts.")
+        notes.append(
+            "~N ±M : members perturbed, noised or rounded their parts; the true value lies"
+            " within ±M of N with 95% probability."
+        )
     if answered < len(result.members):
         notes.append("Partial: only the members marked answered are in the totals.")
     for text, who in caveats(result):
