@@ -97,22 +97,38 @@ def served_as_is(name: str, *specs: QuerySpec[Any, Any]) -> QueryType[None]:
     return QueryType(name=name, specs=specs, bind=lambda services: Served(specs=specs, part=None))
 
 
-def bind_all(
-    query_types: Iterable[QueryType[Any]], services: NodeServices
-) -> dict[str, Served[Any]]:
-    """Every query type bound to one node, by name; refuses two that claim one name,
-    federation method or operator service (a second would silently shadow the first)."""
-    served: dict[str, Served[Any]] = {}
+def check_registrations(query_types: Iterable[QueryType[Any]]) -> None:
+    """Refuse two query types with one name or one federation method (the second
+    would silently shadow the first)."""
+    names: set[str] = set()
     methods: set[str] = set()
-    operators: set[str] = set()
     for query_type in query_types:
-        if query_type.name in served:
+        if query_type.name in names:
             raise ValueError(f"The query type {query_type.name} is registered twice.")
-        bound = served[query_type.name] = query_type.bind(services)
-        for spec in bound.specs:
+        names.add(query_type.name)
+        for spec in query_type.specs:
             if spec.name in methods:
                 raise ValueError(f"Two query types serve the federation method {spec.name}.")
             methods.add(spec.name)
+
+
+def bind_all(
+    query_types: Iterable[QueryType[Any]], services: NodeServices
+) -> dict[str, Served[Any]]:
+    """Every query type bound to one node, by name. A bound query type serves exactly
+    the methods it declares (what requesters call by) and operator services no other
+    one adds."""
+    query_types = tuple(query_types)
+    check_registrations(query_types)
+    served: dict[str, Served[Any]] = {}
+    operators: set[str] = set()
+    for query_type in query_types:
+        bound = served[query_type.name] = query_type.bind(services)
+        declared = [spec.name for spec in query_type.specs]
+        if [spec.name for spec in bound.specs] != declared:
+            raise ValueError(
+                f"The query type {query_type.name} bound other methods than it declares."
+            )
         for op in bound.operators:
             if op.name in operators:
                 raise ValueError(f"Two query types add the operator service {op.name}.")

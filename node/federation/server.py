@@ -15,7 +15,13 @@ from rcf.node.audit.anchor import AnchorStore, AuditShipper
 from rcf.node.audit.operations import reconcile_operations
 from rcf.node.data.dictionary import cached_dictionary, load_dictionary, sync_dictionary
 from rcf.node.data.store import DataStore
-from rcf.node.federation.binding import NodeServices, QueryType, Served, bind_all
+from rcf.node.federation.binding import (
+    NodeServices,
+    QueryType,
+    Served,
+    bind_all,
+    check_registrations,
+)
 from rcf.node.federation.hub_client import HubClient
 from rcf.node.federation.peers import PeerClient
 from rcf.node.federation.pipeline import Limits, Pipeline
@@ -51,6 +57,7 @@ class NodeServer:
         """query_types: what the node serves (the registry's; tests add their own).
         pull_from_peers False: serve, but take nothing in from peers in the background
         (tests that count records)."""
+        check_registrations(query_types)  # before anything is opened
         self.layout = layout
         self.config = config = layout.load_config()
         if not config.operator_listen.startswith(LOOPBACK_PREFIXES):
