@@ -9,7 +9,7 @@ nothing is trusted that the installed code does not already contain.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from rcf.node.federation.hub_client import HubClient
 from rcf.node.ops.config import NodeLayout
@@ -22,8 +22,13 @@ from rcf.trust.dictionary import (
 )
 from rcf.trust.signed import read_envelope, store_envelope
 
-if TYPE_CHECKING:
-    from rcf.node.ops.rollback import RollbackFloor
+
+class DictionaryFloor(Protocol):
+    """The oldest dictionary version the node may accept (rcf.node.ops.rollback keeps it)."""
+
+    def refuse_older_dictionary(self, version: str) -> None: ...
+
+    def accept_dictionary(self, version: str) -> None: ...
 
 
 def read_cached_dictionary(layout: NodeLayout, hub_public_key: bytes) -> DataDictionary | None:
@@ -47,7 +52,7 @@ def sync_dictionary(
     *,
     hub_public_key: bytes,
     version: str,
-    floor: RollbackFloor | None = None,
+    floor: DictionaryFloor | None = None,
 ) -> bool:
     """Fetch and cache dictionary version (named by the directory) if not held; True if new.
 
