@@ -110,6 +110,11 @@ def is_total(cell: aggregate_pb2.MergedCell) -> bool:
     return any(part == "" for part in cell.key)
 
 
+def no_node(member: aggregate_pb2.MemberOutcome) -> bool:
+    """A member the directory lists without a node endpoint (IOM, UNHCR): not a failure."""
+    return member.outcome == "unreachable" and member.reason == "no_endpoint"
+
+
 def member_rows(result: aggregate_pb2.RegionalAggregate) -> list[list[str]]:
     """One row per member: outcome, reason, latency, and how its table was released."""
     rows = []
@@ -129,7 +134,8 @@ def member_rows(result: aggregate_pb2.RegionalAggregate) -> list[list[str]]:
             latency = f"{m.latency_ms:.0f} ms"
         else:
             how, latency = "", ""
-        rows.append([m.member_id, OUTCOME_LABELS.get(m.outcome, m.outcome), m.reason, latency, how])
+        label = "no node" if no_node(m) else OUTCOME_LABELS.get(m.outcome, m.outcome)
+        rows.append([m.member_id, label, "" if no_node(m) else m.reason, latency, how])
     return rows
 
 
