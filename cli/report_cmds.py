@@ -37,6 +37,12 @@ def report() -> None:
     show_default=True,
     help="Purpose stated to every member (from the data dictionary).",
 )
+@click.option(
+    "--measure",
+    default=None,
+    help="What to count: default each dataset's count column (persons, victims, ...); "
+    "'records' counts records.",
+)
 @guarded
 def situation(
     node_dir: Path,
@@ -46,6 +52,7 @@ def situation(
     datasets: tuple[str, ...],
     deadline: str,
     purpose: str,
+    measure: str | None,
 ) -> None:
     """Regional totals by month, top nationalities and routes, change against the previous
     period, every member's outcome and every caveat: one self-contained HTML file."""
@@ -61,6 +68,7 @@ def situation(
         deadline_ms=deadline_ms,
         purpose=purpose,
         datasets=datasets,
+        measure=measure,
     )
     gather(sections, lambda request: ask(layout, request))
     text = render_html(sections, when, member=member, generated_at=dt.datetime.now(dt.UTC))

@@ -120,7 +120,10 @@ def test_situation_report_is_one_html_file_with_every_dataset(rso: str, tmp_path
     assert checker.stack == []
     aggregate = [n for n, d in default_dictionary().datasets.items() if d.kind == "aggregate"]
     assert checker.section_ids == aggregate
-    assert checker.images == len(aggregate)
+    # Only movements are shared; a dataset refused by all says so and draws no chart.
+    assert checker.images == 1
+    assert html.count("No answer: refused by all members.") >= len(aggregate) - 1
+    assert "Regional totals (persons)" in html and "regional total (persons)" in html
     assert "RESTRICTED - Bali Process members only" in html
     assert "http://" not in html and "https://" not in html  # self-contained
     # Q2 holds AU's and TH's records: the monthly totals of Q2 are there, Q3 empty.
