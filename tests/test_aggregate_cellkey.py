@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from rcf.devnet.synthetic import generate_rows
 from rcf.node.aggregate import cellkey
 from rcf.node.aggregate.disclosure import PERTURB_CELL_KEY, PERTURBED, ReleaseRules, release
 from rcf.node.aggregate.execute import CellTable
@@ -183,3 +184,54 @@ def test_regional_figures_have_no_phantom_codes_and_hold_the_truth(region: Netwo
     assert not total.lower_bound and total.margin95 == 3
     assert abs(total.value - truth) <= 4
     assert abs(cells[("MMR",)].value - 70) <= 4
+
+
+# -- released regional figures against the truth of generated files (issue 25.5) -------------
+
+
+@pytest.mark.parametrize("measure", ["", "persons"])
+def test_regional_figures_from_generated_data_hold_the_truth(
+    net: Network, tmp_path: Path, measure: str
+) -> None:
+    generated = {m: list(generate_rows(m, DATASET, seed=11, rows=1500)) for m in ("AU", "TH")}
+    for member, rows in generated.items():
+        load(net.layout(member), rows, tmp_path)
+    for member, node in net.nodes.items():
+        apply(node, policy(member, CELL_KEY_RULE))
+    q = query(by=("nationality",), month_from="2000-01", month_to="2099-12")
+    q.measure = measure
+    result = ask(net.nodes["NZ"], q, regional=True)
+    assert {m for m, (o, _) in outcomes(result).items() if o == "answered"} == {"AU", "TH"}
+    # The truth, from the generated rows themselves.
+    truth: dict[str, int] = {}
+    step: dict[str, int] = {}  # the largest per-record mean a member's perturbation uses
+    total_bound = 0  # each member's total moves by at most 2 x its own per-record mean
+    for rows in generated.values():
+        values_all = [int(r["persons"]) if measure else 1 for r in rows]
+        total_bound += 2 * max(1, round(sum(values_all) / len(values_all)))
+        part: dict[str, list[int]] = {}
+        for row in rows:
+            part.setdefault(str(row["nationality"]), []).append(
+                int(row["persons"]) if measure else 1
+            )
+        for code, values in part.items():
+            truth[code] = truth.get(code, 0) + sum(values)
+            mean = max(1, round(sum(values) / len(values)))
+            step[code] = max(step.get(code, 1), mean)
+    cells = merged(result)
+    shown = {k[0] for k in cells if k[0]}
+    assert shown <= truth.keys()  # no code that nobody recorded
+    for code in shown:
+        c = cells[(code,)]
+        if c.lower_bound:
+            assert c.value <= truth[code] + 2 * step[code]
+            continue
+        assert c.approximate and c.margin95 > 0
+        # Each member's part moves by at most 2 x its step (the published table).
+        assert abs(c.value - truth[code]) <= 2 * 2 * step[code], code
+    total = cells[("",)]
+    grand = sum(truth.values())
+    assert not total.lower_bound and total.margin95 > 0
+    # Totals are the members' own perturbed totals: within the table's bound of the truth,
+    # and not inflated by the hundreds of codes nobody recorded.
+    assert abs(total.value - grand) <= total_bound
