@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from rcf.cli.aggregate_view import parse_deadline
+from rcf.cli.aggregate_view import no_node, parse_deadline
 from rcf.cli.errors import guarded
 from rcf.cli.options import node_dir_option
 from rcf.cli.output import console, table
@@ -80,13 +80,17 @@ def situation(
             sum(m.outcome == "answered" for m in q.result.members) if q.result else 0
             for q in s.queries
         ]
-        asked = max((len(q.result.members) for q in s.queries if q.result), default=0)
+        # Members without a node (IOM, UNHCR) cannot answer: not counted as asked.
+        asked = max(
+            (sum(not no_node(m) for m in q.result.members) for q in s.queries if q.result),
+            default=0,
+        )
         rows.append(
             [s.dataset.name, len(s.queries), f"{min(answered)} to {max(answered)} of {asked}"]
         )
     table(
         f"situation report {when.label} (against {previous(when).label}) → {out}",
-        ["dataset", "queries", "members answered"],
+        ["dataset", "queries", "members with a node answered"],
         rows,
     )
     console.print(f"wrote {out} ({out.stat().st_size:,} bytes, charts embedded)", markup=False)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from rcf.cli.aggregate_view import OUTCOME_LABELS
+from rcf.cli.aggregate_view import OUTCOME_LABELS, no_node
 from rcf.cli.charts import chart_png
 from rcf.protos.v1 import aggregate_pb2
 from rcf.trust.dictionary import DataDictionary, Dataset
@@ -297,7 +297,7 @@ def _img(png: bytes, alt: str) -> str:
 
 def no_answer(result: aggregate_pb2.RegionalAggregate) -> str:
     """What to print instead of figures when no member answered."""
-    with_node = [m for m in result.members if m.reason != "no_endpoint"]
+    with_node = [m for m in result.members if not no_node(m)]
     if with_node and all(m.outcome == "refused" for m in with_node):
         return "No answer: refused by all members."
     return "No answer: no member answered."
@@ -334,6 +334,8 @@ def _outcomes(section: Section) -> str:
             outcome = found.get(member)
             if outcome is None:
                 row.append("not asked" if q.result else "query failed")
+            elif no_node(outcome):
+                row.append("no node")  # IOM, UNHCR: not a failure
             else:
                 label = OUTCOME_LABELS.get(outcome.outcome, outcome.outcome)
                 row.append(f"{label} ({outcome.reason})" if outcome.reason else label)
