@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import random
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rcf.devnet.synthetic import generate_rows
 from rcf.node.aggregate import cellkey
@@ -33,6 +36,7 @@ from tests.aggregate_fixtures import (
     sql_count,
 )
 from tests.network import Network
+from tests.test_aggregate_disclosure import covers, recoverable, tables
 
 YEAR_2025 = ("event_date BETWEEN ? AND ?", ("2025-01-01", "2025-12-31"))
 
@@ -235,3 +239,31 @@ def test_regional_figures_from_generated_data_hold_the_truth(
     # Totals are the members' own perturbed totals: within the table's bound of the truth,
     # and not inflated by the hundreds of codes nobody recorded.
     assert abs(total.value - grand) <= total_bound
+
+
+# -- property: the cell-key release over random tables ------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(tables(), st.integers(0, 2**32))
+def test_cell_key_releases_are_repeatable_unrecoverable_and_near_the_truth(
+    table_k: tuple[CellTable, int], seed: int
+) -> None:
+    table, k = table_k
+    keyed = random.Random(seed)
+    table = replace(table, key_sums={key: keyed.randrange(1 << 40) for key in table.values})
+    rules = ReleaseRules(min_cell_size=k, perturbation=PERTURB_CELL_KEY)
+    first = release(table, rules, rng=random.Random(seed))
+    # Another requester, or the same one again, gets exactly this table: pooling two
+    # answers adds no equation that one answer does not already hold.
+    assert release(table, rules, rng=random.Random(seed + 1)) == first
+    # No suppressed entry is fixed by the released ones (solved exactly, as rationals,
+    # even treating the perturbed values as if they were exact).
+    assert recoverable(first) == set()
+    for c in first.cells:
+        truth = sum(v for key, v in table.values.items() if covers(c.key, key))
+        if truth == 0:
+            assert c.value in (0, None)  # an empty cell or total stays 0: no phantoms
+        if c.value is not None:
+            assert c.status == PERTURBED and abs(c.value - truth) <= 2
+            assert not 0 < c.value < k
