@@ -400,7 +400,7 @@ def demo(ctx: click.Context, keep: bool, folder: Path | None) -> None:
     if folder is not None and folder.exists() and any(folder.iterdir()):
         raise ConfigError(f"{folder} is not empty; give a new folder or none.")
     root = folder or Path(tempfile.mkdtemp(prefix="rcf-demo-"))
-    session = Demo(LocalNetwork(root), MEMBERS)
+    session = Demo(LocalNetwork(root, outlive_parent=keep), MEMBERS)
     console.rule(f"rcf demo in {root}")
     finished = False
     # A library blocked in C (gRPC) may swallow the KeyboardInterrupt itself; the

@@ -1,0 +1,138 @@
+"""Processes that start, stop and restart cleanly (issue 17 item 7, issue 27).
+
+A parent killed with SIGKILL takes the servers it started with it; Ctrl-C
+stops worker pools without their tracebacks; restarted servers keep their
+addresses and find each other again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _alive(pid: int) -> bool:
+    """Whether pid runs (a zombie waiting for its reaper has stopped running)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _wait_gone(pids: list[int], timeout_s: float = 30) -> list[int]:
+    deadline = time.monotonic() + timeout_s
+    while (left := [p for p in pids if _alive(p)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+def _start_parent(script: str, tmp_path: Path) -> tuple[subprocess.Popen[str], dict[str, int]]:
+    """Run script (which prints one JSON line of child pids, then waits) as a parent."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script), str(tmp_path)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        proc.wait(timeout=30)
+        raise AssertionError(proc.stderr.read() if proc.stderr else "parent exited")
+    return proc, json.loads(line)
+
+
+LOCAL_NETWORK_PARENT = """
+    import json, sys, time
+    from pathlib import Path
+    from rcf.devnet.local_network import LocalNetwork, MemberSpec
+    net = LocalNetwork(Path(sys.argv[1]))
+    net.init_hub([MemberSpec("TH", "Thailand"), MemberSpec("AU", "Australia")])
+    net.start_hub()
+    for m in ("TH", "AU"):
+        net.enroll(m)
+        net.start_node(m)
+    print(json.dumps({k: p.pid for k, p in net.procs.items()}), flush=True)
+    time.sleep(600)
+"""
+
+SERVING_HELPER_PARENT = """
+    import json, sys, time
+    from pathlib import Path
+    from rcf.hub.setup import init_hub
+    from tests.cli_helpers import serving
+    hub = init_hub(Path(sys.argv[1]) / "hub", network="test")
+    with serving("hub", "serve", "--hub-dir", str(hub.root), "--listen", "127.0.0.1:0",
+                 ready=hub.runtime) as proc:
+        print(json.dumps({"hub": proc.pid}), flush=True)
+        time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize(
+    "script", [LOCAL_NETWORK_PARENT, SERVING_HELPER_PARENT], ids=["local_network", "cli_helpers"]
+)
+def test_servers_die_with_a_parent_killed_by_sigkill(tmp_path: Path, script: str) -> None:
+    parent, children = _start_parent(script, tmp_path)
+    try:
+        pids = list(children.values())
+        assert pids and all(_alive(p) for p in pids), children
+        parent.send_signal(signal.SIGKILL)  # no finally, no atexit
+        parent.wait(timeout=30)
+        assert _wait_gone(pids) == [], f"still running after the parent died: {children}"
+    finally:
+        for pid in children.values():
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+WORKER_POOL_PARENT = """
+    import json, sys, time
+    from rcf.node.identity.index import worker_pool
+    pool = worker_pool(2)
+    # Both workers started, then waiting for work between two batches of an import.
+    for f in [pool.submit(time.sleep, 0.2) for _ in range(2)]:
+        f.result()
+    print(json.dumps({str(i): p for i, p in enumerate(pool._processes)}), flush=True)
+    try:
+        time.sleep(600)
+    except KeyboardInterrupt:
+        pool.shutdown(cancel_futures=True)
+        print("stopped", flush=True)
+        sys.exit(130)
+"""
+
+
+def test_ctrl_c_stops_worker_pools_without_their_tracebacks(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(WORKER_POOL_PARENT)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    workers = [int(p) for p in json.loads(proc.stdout.readline()).values()]
+    assert len(workers) == 2
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole group
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "stopped" in out
+    assert "KeyboardInterrupt" not in err, err
+    assert "Traceback" not in err, err
+    assert _wait_gone(workers) == []
