@@ -158,6 +158,8 @@ class LocalNetwork:
             registry.close()
 
     def start_hub(self) -> None:
+        # A hub killed before it could clean up leaves its runtime file behind.
+        self.hub_layout.runtime.unlink(missing_ok=True)
         self.procs["hub"] = start_and_wait(
             [*rcf_command(), "hub", "serve", "--hub-dir", str(self.hub_layout.root)],
             self.hub_layout.runtime.exists,
@@ -202,6 +204,7 @@ class LocalNetwork:
 
     def start_node(self, member_id: str) -> None:
         layout = self.node_layout(member_id)
+        layout.runtime.unlink(missing_ok=True)  # left by a node that was killed
         self.procs[member_id] = start_and_wait(
             [*rcf_command(), "node", "serve", "--node-dir", str(layout.root)],
             layout.runtime.exists,
@@ -254,6 +257,8 @@ class Demo:
 
     net: LocalNetwork
     members: list[MemberSpec]
+    # Files the demo tells the user to open (chart, report): kept when the folder goes.
+    outputs: list[Path] = field(default_factory=list)
 
     @property
     def ids(self) -> list[str]:

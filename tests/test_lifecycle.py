@@ -14,9 +14,16 @@ import subprocess
 import sys
 import textwrap
 import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from rcf.devnet.local_network import LocalNetwork, MemberSpec
+from rcf.node.ops.config import NodeLayout
+from tests.cli_helpers import fails, ok, rcf
+from tests.network import set_node_config
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -136,3 +143,78 @@ def test_ctrl_c_stops_worker_pools_without_their_tracebacks(tmp_path: Path) -> N
     assert "KeyboardInterrupt" not in err, err
     assert "Traceback" not in err, err
     assert _wait_gone(workers) == []
+
+
+def _wait_for(check: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout_s:.0f} s"
+        time.sleep(0.2)
+
+
+def test_restarts_keep_addresses_and_a_stuck_backlog_is_not_silent(tmp_path: Path) -> None:
+    net = LocalNetwork(tmp_path / "net")
+    try:
+        net.init_hub([MemberSpec("TH", "Thailand"), MemberSpec("AU", "Australia")])
+        net.start_hub()
+        hub_address = net.hub_layout.read_runtime()["address"]
+        for member in ("TH", "AU"):
+            set_node_config(net.enroll(member), audit_backlog_warn_s=1.0)
+            net.start_node(member)
+        th, au = net.node_layout("TH"), net.node_layout("AU")
+        th_address = th.read_runtime()["address"]
+        assert "hub_address = " + json.dumps(hub_address) in th.config.read_text()
+        th_dir, au_dir = str(th.root), str(au.root)
+        ok("ping", "--node-dir", au_dir, "TH")
+
+        # The hub dies at the worst moment: nothing it held is cleaned up.
+        net.procs.pop("hub").kill()
+        ok("ping", "--node-dir", au_dir, "TH")  # records that cannot be shipped now
+        _wait_for(
+            lambda: rcf("audit", "verify", "--node-dir", th_dir, "--strict").returncode != 0,
+            "a stuck-backlog failure",
+        )
+        err = fails("audit", "verify", "--node-dir", th_dir, "--strict")
+        assert "TH: " in err and "audit records are not anchored at the hub" in err, err
+        # Without --strict: intact, with the same sentence as a warning.
+        loose = rcf("audit", "verify", "--node-dir", th_dir)
+        assert loose.returncode == 0, loose.stderr
+        assert "warning: TH: " in loose.stderr and "not anchored at the hub" in loose.stderr
+        status = rcf("node", "status", "--node-dir", th_dir, "--strict")
+        assert status.returncode != 0 and "not anchored at the hub" in status.stderr
+        assert "Traceback" not in status.stderr
+        metrics = _metrics(th)
+        assert metrics["rcf_audit_unshipped_records"] >= 1
+        assert metrics["rcf_audit_oldest_unshipped_age_seconds"] > 1
+
+        # Restarted with the README's command, the hub is back on its address, and
+        # shipping resumes (the backoff is capped) without anyone touching the nodes.
+        net.start_hub()
+        assert net.hub_layout.read_runtime()["address"] == hub_address
+        _wait_for(
+            lambda: rcf("audit", "verify", "--node-dir", th_dir, "--strict").returncode == 0,
+            "shipping after the hub came back",
+        )
+        assert _metrics(th)["rcf_audit_unshipped_records"] == 0
+        status_json = json.loads(ok("node", "status", "--node-dir", th_dir, "--json"))
+        assert status_json["audit_unshipped_records"] == 0
+        assert status_json["audit_backlog_warning"] == ""
+
+        # A node killed and restarted with `rcf node serve` keeps its address too.
+        net.procs.pop("TH").kill()
+        net.start_node("TH")
+        assert th.read_runtime()["address"] == th_address
+        ok("ping", "--node-dir", au_dir, "TH")
+    finally:
+        net.stop_all()
+
+
+def _metrics(layout: NodeLayout) -> dict[str, float]:
+    address = layout.read_runtime()["metrics_address"]
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    return {
+        name: float(value)
+        for name, _, value in (line.rpartition(" ") for line in text.splitlines())
+        if name and not name.startswith("#")
+    }
