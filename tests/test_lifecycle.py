@@ -23,7 +23,8 @@ import pytest
 from rcf.devnet.local_network import LocalNetwork, MemberSpec
 from rcf.node.ops.config import NodeLayout
 from tests.cli_helpers import fails, ok, rcf
-from tests.network import set_node_config
+from tests.network import Network, set_node_config
+from tests.test_alerts import alert_net, draft, held, wait_until  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -218,3 +219,20 @@ def _metrics(layout: NodeLayout) -> dict[str, float]:
         for name, _, value in (line.rpartition(" ") for line in text.splitlines())
         if name and not name.startswith("#")
     }
+
+
+def test_subscriber_finds_a_raiser_restarted_on_a_new_address(
+    alert_net: Network,  # noqa: F811 (the fixture imported above)
+) -> None:
+    au = alert_net.nodes["AU"]
+    first = alert_net.nodes["TH"].alerts.raise_alert(draft(document_number="AD0000001"))
+    wait_until(lambda: held(au, first.alert.alert_id))
+    old_address = alert_net.nodes["TH"].address
+    alert_net.stop_node("TH")
+    th = alert_net.start_node("TH")  # listen 127.0.0.1:0: another port, published at start
+    assert th.address != old_address
+    later = th.alerts.raise_alert(draft(document_number="AD0000002"))
+    # Well inside the 60 s directory refresh period: the refused connection to the old
+    # address made AU fetch the directory at once and dial the new one.
+    wait_until(lambda: held(au, later.alert.alert_id), 20)
+    assert au.alerts.duplicates == 0
