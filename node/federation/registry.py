@@ -12,12 +12,13 @@ from rcf.node.aggregate.responder import AGGREGATE
 from rcf.node.alerts.spec import ALERTS
 from rcf.node.federation.ping import PING
 from rcf.node.federation.protocol import QuerySpec
-from rcf.node.identity.checks import IDENTITY_EVALUATE, IDENTITY_LOOKUP
+from rcf.node.identity.checks import IDENTITY_EVALUATE, IDENTITY_FILTER, IDENTITY_LOOKUP
 
 QUERY_TYPES: tuple[QuerySpec[Any, Any], ...] = (
     PING,
     AGGREGATE,
     IDENTITY_EVALUATE,
+    IDENTITY_FILTER,
     IDENTITY_LOOKUP,
     ALERTS,
 )
