@@ -30,6 +30,9 @@ FILTER_DOMAIN = b"rcf-identity-filter-v1"
 VALUE_BYTES = 8
 PAGE_VALUES = 65_536  # 512 KiB of values per page, within the default 1 MiB message
 TAG_BYTES = 16
+# An asker refuses a larger filter: one of every possible value would make every person
+# "match" and so send the responder round 2 tokens of persons it does not hold.
+MAX_FILTER_VALUES = 1 << 24
 
 
 def filter_value(tag: bytes) -> bytes:

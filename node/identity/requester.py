@@ -36,7 +36,7 @@ from rcf.node.identity.checks import (
     split,
 )
 from rcf.node.identity.errors import InvalidIdentifier
-from rcf.node.identity.filter import VALUE_BYTES, Filter, is_sorted_unique
+from rcf.node.identity.filter import MAX_FILTER_VALUES, VALUE_BYTES, Filter, is_sorted_unique
 from rcf.node.identity.keys import PersonRecord, Role, document_key, person_keys
 from rcf.node.identity.normalize import normalize_name
 from rcf.protos.v1 import identity_pb2
@@ -234,6 +234,7 @@ def fetch_filter(
             return held
         if (
             answer.value_bytes != VALUE_BYTES
+            or answer.count > MAX_FILTER_VALUES
             or not 1 <= answer.pages <= 1 << 20
             or answer.page >= answer.pages
             or (page > 0 and (answer.version != version or answer.count != count))
