@@ -221,12 +221,12 @@ def run(*, quick: bool = False) -> BenchResult:
             held = filters.get("TH", "persons")
             filter_bytes = len(held.values) if held is not None else 0
             # The responder's filter build (what a new version costs it), on TH's index.
-            index = TokenIndex(layouts["TH"].data_db)
+            th_index = TokenIndex(layouts["TH"].data_db)
             t0 = time.perf_counter()
-            _, rows = index.filter_tags("persons")
+            _, rows = th_index.filter_tags("persons")
             filter_values(t for t, _, _ in rows)
             build_s = time.perf_counter() - t0
-            index.close()
+            th_index.close()
         finally:
             if asker is not None:
                 asker.stop(grace=0)
