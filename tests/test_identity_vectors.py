@@ -129,6 +129,7 @@ def test_the_three_exchanges_rederived() -> None:
     er.check_id, er.chunk, er.oprf_key_id = check_id, 0, key_id
     er.evaluated_elements = b"".join(bytes.fromhex(d["evaluated_element_hex"]) for d in docs)
     er.check_expires_at_ms = 1_790_000_000_003 + 120_000
+    er.filter_version = fr.version  # the filter the asker holds is current
     assert_part(STORED["evaluate_response"], er, TH_SEED)
 
     # Round 2: only the document in the filter.

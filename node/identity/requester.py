@@ -281,8 +281,12 @@ def check_responder(
     references: list[str] = [""] * n
     contact: identity_pb2.IdentityContact | None = None
     try:
-        held = fetch_filter(peers, responder, prepared.dataset, purpose=purpose,
-                            timeout_s=timeout_s, cache=cache)  # fmt: skip
+        # A cached filter is checked against round 1's filter_version: no extra call.
+        held = cache.get(responder, prepared.dataset)
+        if held is None:
+            held = fetch_filter(peers, responder, prepared.dataset, purpose=purpose,
+                                timeout_s=timeout_s, cache=cache)  # fmt: skip
+        current = ""
         tokens: list[bytes] = []
         key_id = ""
         for index, (p0, p1, k0, k1) in enumerate(prepared.chunks):
@@ -316,6 +320,7 @@ def check_responder(
                     f"{responder}'s round 1 answer does not fit the request.", reason="bad_answer"
                 )
             key_id = answer.oprf_key_id
+            current = answer.filter_version
             try:
                 tokens += [
                     finalize_with_inverse(prepared.inputs[k], prepared.inverses[k], e)
@@ -329,8 +334,8 @@ def check_responder(
                 ) from exc
             if progress is not None:
                 progress(responder, p1, n)
-        if held.key_id != key_id:
-            # Rotated since the filter was fetched (or the cache is stale): fetch it again.
+        if held.key_id != key_id or held.version != current:
+            # Changed since it was fetched (import, purge, rotation, policy): fetch it again.
             held = fetch_filter(peers, responder, prepared.dataset, purpose=purpose,
                                 timeout_s=timeout_s, cache=cache)  # fmt: skip
             if held.key_id != key_id:

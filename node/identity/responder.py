@@ -174,8 +174,7 @@ class IdentityResponder:
                 "UNAVAILABLE",
             )
         view = self._view(authorized)
-        described = (",".join(sorted(view[0])), view[1])
-        version = filter_version(key_id, serial, request.dataset, described)
+        version = self._version(key_id, serial, request.dataset, view)
         response = identity_pb2.IdentityFilterResponse(
             dataset=request.dataset, version=version, oprf_key_id=key_id,
             value_bytes=VALUE_BYTES, page=request.page,
@@ -196,6 +195,10 @@ class IdentityResponder:
         response.pages = pages
         response.values = values[start : start + PAGE_VALUES * VALUE_BYTES]
         return response
+
+    @staticmethod
+    def _version(key_id: str, serial: int, dataset: str, view: tuple[set[str], str]) -> str:
+        return filter_version(key_id, serial, dataset, (",".join(sorted(view[0])), view[1]))
 
     def _built(self, version: str, dataset: str, view: tuple[set[str], str]) -> bytes:
         with self._filters_lock:
@@ -230,6 +233,9 @@ class IdentityResponder:
             evaluated_elements=evaluated,
             oprf_key_id=key.key_id,
             check_expires_at_ms=check.expires_at_ms,
+            filter_version=self._version(
+                key.key_id, self.index.serial()[1], request.dataset, self._view(authorized)
+            ),
         )
 
     # -- round 2 -------------------------------------------------------------------

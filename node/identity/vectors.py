@@ -72,6 +72,7 @@ def identity_vectors() -> dict[str, Any]:
         header=base._response_header(EVALUATE_QUERY_ID, evaluate_payload),
         check_id=CHECK_ID, chunk=0, evaluated_elements=b"".join(evaluated),
         oprf_key_id=oprf_key.key_id, check_expires_at_ms=base.ANSWERED_AT_MS + CHECK_TTL_MS,
+        filter_version=version,
     )  # fmt: skip
     evaluate_response_part, _ = base._signed(evaluate_response, "TH", keys["TH"])
 

@@ -106,6 +106,7 @@ class IdentityEvaluateResponse(_message.Message):
     EVALUATED_ELEMENTS_FIELD_NUMBER: _builtins.int
     OPRF_KEY_ID_FIELD_NUMBER: _builtins.int
     CHECK_EXPIRES_AT_MS_FIELD_NUMBER: _builtins.int
+    FILTER_VERSION_FIELD_NUMBER: _builtins.int
     check_id: _builtins.str
     chunk: _builtins.int
     evaluated_elements: _builtins.bytes
@@ -114,6 +115,10 @@ class IdentityEvaluateResponse(_message.Message):
     """SHA-256(pkS)[:8] hex: which OPRF key evaluated (changes on rotation)."""
     check_expires_at_ms: _builtins.int
     """When the responder forgets the check."""
+    filter_version: _builtins.str
+    """The current version of this requester's filter for the dataset
+    (IdentityFilterResponse.version): an asker holding it needs no filter call.
+    """
     @_builtins.property
     def header(self) -> _envelope_pb2.ResponseHeader: ...
     def __init__(
@@ -125,10 +130,11 @@ class IdentityEvaluateResponse(_message.Message):
         evaluated_elements: _builtins.bytes = ...,
         oprf_key_id: _builtins.str = ...,
         check_expires_at_ms: _builtins.int = ...,
+        filter_version: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["check_expires_at_ms", b"check_expires_at_ms", "check_id", b"check_id", "chunk", b"chunk", "evaluated_elements", b"evaluated_elements", "header", b"header", "oprf_key_id", b"oprf_key_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["check_expires_at_ms", b"check_expires_at_ms", "check_id", b"check_id", "chunk", b"chunk", "evaluated_elements", b"evaluated_elements", "filter_version", b"filter_version", "header", b"header", "oprf_key_id", b"oprf_key_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
