@@ -467,3 +467,36 @@ def test_no_plaintext_anywhere_and_nothing_kept_of_a_no_hit(
         ]
     finally:
         net.close()
+
+
+# -- the filter --------------------------------------------------------------------------------
+
+
+def test_the_filter_leaves_out_what_the_rule_excludes_and_is_cached_by_version(
+    net: Network,
+) -> None:
+    import sqlite3
+
+    from rcf.node.identity.filter import filter_value
+    from rcf.node.identity.requester import FilterCache, fetch_filter
+
+    conn = sqlite3.connect(net.layout("TH").data_db)
+    tags = {
+        rid: {bytes(t) for (t,) in conn.execute(
+            "SELECT tag FROM identity_tokens WHERE record_id = ?", (rid,))}
+        for rid in ("TH-P-1", "TH-P-4", "TH-P-5")
+    }  # fmt: skip
+    conn.close()
+    cache = FilterCache()
+    held = fetch_filter(net.nodes["AU"].peers, "TH", "persons", purpose="border-control",
+                        timeout_s=10, cache=cache)  # fmt: skip
+    assert held.key_id == net.nodes["TH"].identity.key.key_id
+    present = dict(zip(tags, ([all(held.contains_all([filter_value(t) for t in v]))
+                               for v in tags.values()]), strict=True))  # fmt: skip
+    # TH-P-4 is a trafficking victim, TH-P-5 a Thai national: both excluded by the rule.
+    assert present == {"TH-P-1": True, "TH-P-4": False, "TH-P-5": False}
+    assert not any(held.contains_all([filter_value(t) for t in tags["TH-P-4"]]))
+    # Asked again with the version held: "unchanged", the same object kept.
+    again = fetch_filter(net.nodes["AU"].peers, "TH", "persons", purpose="border-control",
+                         timeout_s=10, cache=cache)  # fmt: skip
+    assert again is held
