@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from rcf.node.identity.vectors import VECTORS as IDENTITY_VECTORS
 from rcf.trust.vectors import VECTORS
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "vectors" / "protocol"
 
 if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
-    for name, build in VECTORS.items():
+    for name, build in {**VECTORS, **IDENTITY_VECTORS}.items():
         path = OUT / f"{name}.json"
         path.write_text(json.dumps(build(), indent=2) + "\n")
         print(f"wrote {path}")

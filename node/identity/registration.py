@@ -1,4 +1,5 @@
-"""Identity checks' registration: both rounds' specs, and how a node answers them."""
+"""Identity checks' registration: the filter's and both rounds' specs, and how a node
+answers them."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import structlog
 from rcf.node.audit.operations import reconcile_operations
 from rcf.node.data.dictionary import load_dictionary
 from rcf.node.federation.binding import NodeServices, OperatorService, QueryType, Served
-from rcf.node.identity.checks import IDENTITY_EVALUATE, IDENTITY_LOOKUP
+from rcf.node.identity.checks import IDENTITY_EVALUATE, IDENTITY_FILTER, IDENTITY_LOOKUP
 from rcf.node.identity.maintenance import rotate as rotate_oprf
 from rcf.node.identity.node_keys import load_or_create_oprf_key, load_or_create_reference_key
 from rcf.node.identity.operator import IdentityOperatorServicer
@@ -23,7 +24,7 @@ OPERATOR_SERVICE = identity_pb2.DESCRIPTOR.services_by_name["IdentityOperator"].
 
 
 def bind(services: NodeServices) -> Served[IdentityResponder]:
-    """Both rounds answered with this node's OPRF key and token index."""
+    """The filter and both rounds answered with this node's OPRF key and token index."""
     layout = services.layout
     responder = IdentityResponder(
         member_id=services.member_id,
@@ -52,6 +53,7 @@ def bind(services: NodeServices) -> Served[IdentityResponder]:
     )
     return Served(
         specs=(
+            replace(IDENTITY_FILTER, answer=responder.filter),
             replace(IDENTITY_EVALUATE, answer=responder.evaluate),
             replace(IDENTITY_LOOKUP, answer=responder.lookup),
         ),
@@ -68,4 +70,6 @@ def bind(services: NodeServices) -> Served[IdentityResponder]:
     )
 
 
-QUERY_TYPE = QueryType(name="IdentityCheck", specs=(IDENTITY_EVALUATE, IDENTITY_LOOKUP), bind=bind)
+QUERY_TYPE = QueryType(
+    name="IdentityCheck", specs=(IDENTITY_FILTER, IDENTITY_EVALUATE, IDENTITY_LOOKUP), bind=bind
+)
