@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 import pytest
 
-from rcf.node.federation.protocol import Authorized, QuerySpec
+from rcf.node.federation.protocol import Authorized
 from rcf.node.identity.checks import IDENTITY_EVALUATE, MAX_CHECK_PERSONS, split
 from rcf.node.identity.keys import PersonRecord, Role, person_keys
 from rcf.node.identity.requester import (
@@ -25,7 +25,7 @@ from rcf.node.identity.requester import (
 )
 from rcf.node.identity.responder import read_hits
 from rcf.node.ops.assembly import read_only
-from rcf.protos.v1 import identity_pb2
+from rcf.protos.v1 import envelope_pb2, identity_pb2
 from rcf.trust import oprf
 from tests.identity_net import capture_wire, header, identity_network, send
 from tests.network import Network, reason_of
@@ -138,11 +138,20 @@ def test_batch_keeps_order_and_spans_chunks(net: Network, monkeypatch: pytest.Mo
     monkeypatch.setattr("rcf.node.identity.requester.MAX_CHUNK_PERSONS", 6)
     prepared = prepare(subjects, "persons")
     assert len(prepared.chunks) == 7
-    (result,) = run_check(net.nodes["AU"].peers, prepared, ["TH"], purpose="border-control")
+    net.nodes["AU"].peers.close()  # channels opened from now on are captured
+    with capture_wire(monkeypatch) as wire:
+        (result,) = run_check(net.nodes["AU"].peers, prepared, ["TH"], purpose="border-control")
     expected = [NO_HIT] * 40
     expected[7], expected[33] = HIT, POSSIBLE
     assert result.outcomes == expected
-    assert len(net.nodes["TH"].identity.checks) == 0  # forgotten after its last chunk
+    # Seven round 1 chunks, then one round 2 that lists only the two matches.
+    sent = [envelope_pb2.Envelope.FromString(m) for m in wire.messages[::2]]
+    assert [e.payload_type for e in sent] == [
+        "rcf.v1.IdentityFilterRequest", *["rcf.v1.IdentityEvaluateRequest"] * 7,
+        "rcf.v1.IdentityLookupRequest",
+    ]  # fmt: skip
+    lookup = identity_pb2.IdentityLookupRequest.FromString(sent[-1].payload)
+    assert list(lookup.persons) == [7, 33]
 
 
 # -- bad input -----------------------------------------------------------------------------
@@ -255,7 +264,7 @@ def _lookup(client: object, responder: str, check_id: str, tokens: list[bytes]
             ) -> identity_pb2.IdentityLookupRequest:  # fmt: skip
     return identity_pb2.IdentityLookupRequest(
         header=header(client, responder),  # type: ignore[arg-type]
-        check_id=check_id, dataset="persons", chunk=0, key_counts=[len(tokens)],
+        check_id=check_id, dataset="persons", persons=[0], key_counts=[len(tokens)],
         tokens=b"".join(tokens),
     )  # fmt: skip
 
@@ -277,10 +286,17 @@ def test_round2_for_unknown_check_and_replay_from_another_requester(net: Network
         with pytest.raises(grpc.RpcError) as err:
             send(au, net, "TH", _lookup(au, "TH", str(uuid.uuid4()), tokens), "IdentityLookup")
         assert reason_of(err.value) == "unknown_check"
-        # Counts must be round 1's.
+        # No more tokens for a person than round 1 evaluated for it.
         with pytest.raises(grpc.RpcError) as err:
-            send(au, net, "TH", _lookup(au, "TH", check_id, tokens[:-1]), "IdentityLookup")
+            send(au, net, "TH", _lookup(au, "TH", check_id, [*tokens, tokens[0]]),
+                 "IdentityLookup")  # fmt: skip
         assert reason_of(err.value) == "key_counts_mismatch"
+        # Nor a person the check does not have.
+        beyond = _lookup(au, "TH", check_id, tokens)
+        beyond.persons[:] = [1]
+        with pytest.raises(grpc.RpcError) as err:
+            send(au, net, "TH", beyond, "IdentityLookup")
+        assert reason_of(err.value) == "check_mismatch"
         # AU's own lookup works once, then the check is gone.
         answer = send(au, net, "TH", _lookup(au, "TH", check_id, tokens), "IdentityLookup")
         assert list(answer.outcomes) == [HIT]
@@ -333,13 +349,20 @@ def test_requester_refuses_identity_elements_from_a_responder(tmp_path: Path) ->
 
         from dataclasses import replace
 
+        from rcf.node.federation.binding import NodeServices, Served
         from rcf.node.federation.registry import QUERY_TYPES
+        from rcf.node.identity.registration import QUERY_TYPE as IDENTITY
 
-        specs: tuple[QuerySpec[Any, Any], ...] = tuple(
-            replace(s, answer=evil) if s.name == "IdentityEvaluate" else s for s in QUERY_TYPES
-        )
+        def bind_evil(services: NodeServices) -> Served[Any]:
+            served = IDENTITY.bind(services)
+            return replace(served, specs=tuple(
+                replace(s, answer=evil) if s.name == "IdentityEvaluate" else s
+                for s in served.specs
+            ))  # fmt: skip
+
+        types = tuple(replace(t, bind=bind_evil) if t is IDENTITY else t for t in QUERY_TYPES)
         net.stop_node("TH")
-        net.start_node("TH", query_types=specs)
+        net.start_node("TH", query_types=types)
         net.refresh_all()
         result = one_failed(net)
         assert result.error_reason == "bad_answer"
@@ -427,25 +450,53 @@ def test_no_plaintext_anywhere_and_nothing_kept_of_a_no_hit(
         # The held subject: no file outside the asking node gained an occurrence.
         after = _occurrences(tmp_path, held, skip=tmp_path / "AU")
         assert {k: v for k, v in after.items() if v > before.get(k, 0)} == {}
-        # Nothing of the no hit at the responder: no open check, no new notice but the
-        # hit's, and no token or blinded element of the query in any of its files.
+        # Nothing of the no hit at the responder: no new notice but the hit's.
         th = net.nodes["TH"]
-        assert len(th.identity.checks) == 0
         notices = read_hits(th.state)
         assert len(notices) == hits_before + 1 and notices[0].record_id == "TH-P-1"
-        th_bytes = b"".join(p.read_bytes() for p in _files(tmp_path / "TH"))
-        lookups = [m for m in wire.messages if b"rcf.v1.IdentityLookupRequest" in m]
-        assert lookups
-        for raw in lookups:
-            from rcf.protos.v1 import envelope_pb2
-
-            request = identity_pb2.IdentityLookupRequest.FromString(
-                envelope_pb2.Envelope.FromString(raw).payload
-            )
-            if request.header.responder != "TH" or request.dataset != "persons":
-                continue
-            first = next(iter(request.key_counts))  # the no-hit subject's tokens come first
-            for token in split(request.tokens, 64)[:first]:
-                assert token[:16] not in th_bytes
+        requests = [envelope_pb2.Envelope.FromString(m) for m in wire.messages]
+        lookups = [
+            identity_pb2.IdentityLookupRequest.FromString(e.payload)
+            for e in requests
+            if e.payload_type == "rcf.v1.IdentityLookupRequest"
+        ]
+        # Round 2 only for the hit (position 1), at each responder; none for the documents.
+        assert sorted((r.header.responder, r.dataset, list(r.persons)) for r in lookups) == [
+            ("ID", "persons", [1]),
+            ("TH", "persons", [1]),
+        ]
     finally:
         net.close()
+
+
+# -- the filter --------------------------------------------------------------------------------
+
+
+def test_the_filter_leaves_out_what_the_rule_excludes_and_is_cached_by_version(
+    net: Network,
+) -> None:
+    import sqlite3
+
+    from rcf.node.identity.filter import filter_value
+    from rcf.node.identity.requester import FilterCache, fetch_filter
+
+    conn = sqlite3.connect(net.layout("TH").data_db)
+    tags = {
+        rid: {bytes(t) for (t,) in conn.execute(
+            "SELECT tag FROM identity_tokens WHERE record_id = ?", (rid,))}
+        for rid in ("TH-P-1", "TH-P-4", "TH-P-5")
+    }  # fmt: skip
+    conn.close()
+    cache = FilterCache()
+    held = fetch_filter(net.nodes["AU"].peers, "TH", "persons", purpose="border-control",
+                        timeout_s=10, cache=cache)  # fmt: skip
+    assert held.key_id == net.nodes["TH"].identity.key.key_id
+    present = dict(zip(tags, ([all(held.contains_all([filter_value(t) for t in v]))
+                               for v in tags.values()]), strict=True))  # fmt: skip
+    # TH-P-4 is a trafficking victim, TH-P-5 a Thai national: both excluded by the rule.
+    assert present == {"TH-P-1": True, "TH-P-4": False, "TH-P-5": False}
+    assert not any(held.contains_all([filter_value(t) for t in tags["TH-P-4"]]))
+    # Asked again with the version held: "unchanged", the same object kept.
+    again = fetch_filter(net.nodes["AU"].peers, "TH", "persons", purpose="border-control",
+                         timeout_s=10, cache=cache)  # fmt: skip
+    assert again is held

@@ -12,7 +12,7 @@ The query type, in the pipeline's stages:
 * ``answer`` (the handler): reciprocity if the rule asks for it, then the query as
   parameterised SQL on the store. The exact table never leaves this process: it is
   handed to the release step, keyed by requester and query id.
-* ``release``: the requester's earlier populations of the dataset →
+* ``release``: the dataset's earlier released populations (every requester's) →
   ``disclosure.release`` (minimum population, differencing, noise, suppression,
   rounding, caveat) → the population is recorded only once the release succeeded.
 
@@ -23,7 +23,6 @@ budget as ``limit_reached``. The audit record keeps the detailed code.
 
 from __future__ import annotations
 
-import os
 import random
 import sqlite3
 import threading
@@ -47,6 +46,9 @@ from rcf.node.aggregate.query import (
     MAX_SET_SIZE,
     MAX_VALUE_LENGTH,
     MAX_VERSION_LENGTH,
+    TOO_MANY_DIMENSIONS,
+    TOO_MANY_FILTERS,
+    QueryError,
     describe,
     validate_query,
 )
@@ -76,12 +78,19 @@ def validate_form(request: Request) -> None:
     _check_text(q.dataset, "dataset", MAX_NAME_LENGTH)
     _check_text(q.dictionary_version, "dictionary version", MAX_VERSION_LENGTH)
     _check_text(q.measure, "measure", MAX_NAME_LENGTH)
+    # The two counts keep their own codes (PROTOCOL-aggregate.md), as validate_query
+    # gives them: the limits are public, so naming them reveals nothing.
     if len(q.group_by) > MAX_GROUP_BY:
-        raise invalid_field("group-by", f"names more than {MAX_GROUP_BY} dimensions")
+        raise QueryError(
+            f"A query may group by at most {MAX_GROUP_BY} dimensions.",
+            reason=TOO_MANY_DIMENSIONS,
+        )
     for name in q.group_by:
         _check_text(name, "group-by dimension", MAX_NAME_LENGTH)
     if len(q.filters) > MAX_FILTERS:
-        raise invalid_field("filter list", f"holds more than {MAX_FILTERS} filters")
+        raise QueryError(
+            f"A query may have at most {MAX_FILTERS} filters.", reason=TOO_MANY_FILTERS
+        )
     for f in q.filters:
         _check_text(f.dimension, "filter dimension", MAX_NAME_LENGTH)
         if len(f.one_of.values) > MAX_SET_SIZE:
@@ -134,7 +143,7 @@ class AggregateResponder:
         self._local = threading.local()
         self._pending: dict[tuple[str, str], tuple[CellTable, ReleaseRules]] = {}
         self._pending_lock = threading.Lock()
-        self._history_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._history_locks: dict[str, threading.Lock] = {}
         state.run(create_schema)
 
     def spec(self) -> QuerySpec[Request, Response]:
@@ -187,7 +196,7 @@ class AggregateResponder:
         with self._pending_lock:
             table, rules = self._pending.pop((requester, authorized.query_id))
         k = rules.min_cell_size
-        with self._history_lock(requester, table.dataset):
+        with self._history_lock(table.dataset):
             history = self._state.run(
                 lambda conn: populations_near_in(
                     conn, requester, table.dataset, table.population, k
@@ -220,31 +229,8 @@ class AggregateResponder:
         )
         return response
 
-    def _history_lock(self, requester: str, dataset: str) -> threading.Lock:
-        # Check-release-record is one step per requester and dataset, so two queries
-        # in flight cannot both pass the differencing check against the same history.
+    def _history_lock(self, dataset: str) -> threading.Lock:
+        # Check-release-record is one step per dataset (the history spans requesters), so
+        # two queries in flight cannot both pass the differencing check against it.
         with self._pending_lock:
-            return self._history_locks.setdefault((requester, dataset), threading.Lock())
-
-
-def dictionary_loader(
-    path: Path, load: Callable[[], DataDictionary]
-) -> Callable[[], DataDictionary]:
-    """load(), re-read only when the cached dictionary file changes (verified on each read)."""
-    cache: dict[str, object] = {}
-    lock = threading.Lock()
-
-    def current() -> DataDictionary:
-        try:
-            stamp: object = os.stat(path).st_mtime_ns
-        except FileNotFoundError:
-            stamp = None
-        with lock:
-            if cache.get("stamp", ...) != stamp or "dictionary" not in cache:
-                cache["dictionary"] = load()
-                cache["stamp"] = stamp
-            held = cache["dictionary"]
-        assert isinstance(held, DataDictionary)
-        return held
-
-    return current
+            return self._history_locks.setdefault(dataset, threading.Lock())

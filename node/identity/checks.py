@@ -1,16 +1,19 @@
 """The identity check protocol: its bounds, its two query types and the responder's
 memory of open checks (protos/PROTOCOL-identity.md is the normative text).
 
-Round 1 (``IdentityEvaluate``) carries blinded OPRF elements and creates or
-extends a *check*; round 2 (``IdentityLookup``) carries the finalised tokens of
-one round-1 chunk and gets one outcome per person. The responder keeps a check
-in memory only (``CheckRegistry``), keyed by (requester, check id), until its
-last chunk has been looked up or it expires; a round 2 for a check it does not
-hold, from another requester, out of step with round 1 or repeated is refused.
+``IdentityFilter`` hands the requester the responder's membership structure
+(``node.identity.filter``). Round 1 (``IdentityEvaluate``) carries blinded OPRF
+elements and creates or extends a *check*; round 2 (``IdentityLookup``), sent
+only for persons whose tokens are in the filter, carries those tokens and gets
+one outcome per listed person. The responder keeps a check in memory only
+(``CheckRegistry``), keyed by (requester, check id), until every person has been
+looked up or it expires; a round 2 for a check it does not hold, from another
+requester, before round 1 is complete or repeated for a person is refused.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,11 +31,15 @@ MAX_KEYS_PER_PERSON = 64
 MAX_CHUNK_KEYS = 8_192  # round 1: 256 KiB of elements; round 2: 512 KiB of tokens
 MAX_CHUNK_PERSONS = 2_048
 MAX_CHUNKS = MAX_CHECK_PERSONS  # every chunk holds at least one person
-MAX_OPEN_CHECKS = 32  # per requester, in the responder's memory
+MAX_OPEN_CHECKS = 32  # per requester, in the responder's memory, round 1 not yet complete
+# Checks whose round 1 is complete stay (counts only) for an optional round 2 until they
+# expire; a no hit never sends one, so past this many per requester the oldest go first.
+MAX_EVALUATED_CHECKS = 1_024
 DEFAULT_CHECK_TTL_MS = 120_000
 
 EVALUATE = "IdentityEvaluate"
 LOOKUP = "IdentityLookup"
+FILTER = "IdentityFilter"
 
 
 def refused(sentence: str, reason: str, status: str = "FAILED_PRECONDITION") -> RequestRejected:
@@ -91,10 +98,38 @@ def validate_evaluate(request: identity_pb2.IdentityEvaluateRequest) -> None:
 
 
 def validate_lookup(request: identity_pb2.IdentityLookupRequest) -> None:
-    _check_common(request.check_id, request.dataset, request.chunk)
+    _check_common(request.check_id, request.dataset, 0)
     keys = _check_counts(list(request.key_counts), "key_counts")
+    persons = list(request.persons)
+    if len(persons) != len(request.key_counts):
+        raise invalid_field("persons", "must list one position per key count")
+    if any(b <= a for a, b in itertools.pairwise(persons)):
+        raise invalid_field("persons", "must be strictly increasing")
+    if persons[-1] >= MAX_CHECK_PERSONS:
+        raise invalid_field("persons", f"must be below {MAX_CHECK_PERSONS}")
     if len(request.tokens) != keys * OUTPUT_BYTES:
         raise invalid_field("tokens", f"must hold {OUTPUT_BYTES} bytes per key")
+
+
+VERSION_CHARS = frozenset("0123456789abcdef")
+
+
+def validate_filter(request: identity_pb2.IdentityFilterRequest) -> None:
+    if request.dataset not in DATASETS:
+        raise invalid_field("dataset", f"must be one of {', '.join(DATASETS)}")
+    if request.version and (
+        len(request.version) != 32 or not set(request.version) <= VERSION_CHARS
+    ):
+        raise invalid_field("version", "must be empty or 32 lower-case hex characters")
+    if request.page and not request.version:
+        raise invalid_field("version", "must name the version of the page asked for")
+    if request.page >= 1 << 20:
+        raise invalid_field("page", "is out of range")
+
+
+def describe_filter(request: identity_pb2.IdentityFilterRequest) -> QueryDescription:
+    # Held against the same rule as the checks; fetching it checks no one.
+    return QueryDescription(IDENTITY_CHECK, dataset=request.dataset, items=0)
 
 
 def describe_evaluate(request: identity_pb2.IdentityEvaluateRequest) -> QueryDescription:
@@ -120,16 +155,17 @@ class OpenCheck:
     total_persons: int
     key_id: str
     expires_at_ms: int
-    chunks: list[tuple[int, ...]] = field(default_factory=list)
-    looked_up: set[int] = field(default_factory=set)
+    counts: list[int] = field(default_factory=list)  # round 1 keys per person, in order
+    chunks: int = 0
+    looked_up: set[int] = field(default_factory=set)  # positions that had their round 2
 
     @property
     def persons(self) -> int:
-        return sum(len(c) for c in self.chunks)
+        return len(self.counts)
 
     @property
-    def finished(self) -> bool:
-        return self.persons == self.total_persons and len(self.looked_up) == len(self.chunks)
+    def evaluated(self) -> bool:
+        return self.persons == self.total_persons
 
 
 class CheckRegistry:
@@ -148,11 +184,18 @@ class CheckRegistry:
         for k in [k for k, c in self._checks.items() if c.expires_at_ms <= now_ms]:
             del self._checks[k]
 
+    def _forget_oldest_evaluated(self, requester: str) -> None:
+        evaluated = [(c.expires_at_ms, k) for k, c in self._checks.items()
+                     if c.requester == requester and c.evaluated]  # fmt: skip
+        if len(evaluated) >= MAX_EVALUATED_CHECKS:
+            for _, k in sorted(evaluated)[: len(evaluated) - MAX_EVALUATED_CHECKS + 1]:
+                del self._checks[k]
+
     def evaluate_chunk(
         self, request: identity_pb2.IdentityEvaluateRequest, requester: str, key_id: str, now: int
     ) -> OpenCheck:
         """Open the check (chunk 0) or extend it (next chunk), or refuse."""
-        counts = tuple(int(c) for c in request.key_counts)
+        counts = [int(c) for c in request.key_counts]
         with self._lock:
             self._prune(now)
             k = (requester, request.check_id)
@@ -160,7 +203,9 @@ class CheckRegistry:
             if request.chunk == 0:
                 if check is not None:
                     raise refused("That check id is already in use.", "check_id_in_use")
-                if sum(c.requester == requester for c in self._checks.values()) >= MAX_OPEN_CHECKS:
+                in_round1 = sum(c.requester == requester and not c.evaluated
+                                for c in self._checks.values())  # fmt: skip
+                if in_round1 >= MAX_OPEN_CHECKS:
                     raise refused(
                         f"You have {MAX_OPEN_CHECKS} checks open here; finish or let them expire.",
                         "too_many_open_checks",
@@ -175,7 +220,7 @@ class CheckRegistry:
                 raise refused("No such check is open here (unknown or expired).", "unknown_check")
             elif check.dataset != request.dataset or check.total_persons != request.total_persons:
                 raise refused("The chunk does not match its check.", "check_mismatch")
-            elif request.chunk != len(check.chunks):
+            elif request.chunk != check.chunks:
                 raise refused("Round 1 chunks must come in order.", "chunk_out_of_order")
             elif check.key_id != key_id:
                 del self._checks[k]
@@ -184,13 +229,16 @@ class CheckRegistry:
             if check.persons + len(counts) > check.total_persons:
                 raise refused("The chunks hold more persons than the check declares.",
                               "check_mismatch")  # fmt: skip
-            check.chunks.append(counts)
+            if check.persons + len(counts) == check.total_persons:
+                self._forget_oldest_evaluated(requester)
+            check.counts += counts
+            check.chunks += 1
             return check
 
-    def lookup_chunk(
+    def lookup(
         self, request: identity_pb2.IdentityLookupRequest, requester: str, now: int
     ) -> OpenCheck:
-        """Claim round 2 of one chunk (once), or refuse; forget the check after its last."""
+        """Claim round 2 for the listed persons (once each), or refuse."""
         with self._lock:
             self._prune(now)
             k = (requester, request.check_id)
@@ -200,14 +248,20 @@ class CheckRegistry:
                 raise refused("No such check is open here (unknown or expired).", "unknown_check")
             if check.dataset != request.dataset:
                 raise refused("The lookup does not match its check.", "check_mismatch")
-            if request.chunk >= len(check.chunks):
-                raise refused("That chunk has not been through round 1.", "chunk_not_evaluated")
-            if request.chunk in check.looked_up:
-                raise refused("That chunk was already looked up.", "chunk_already_looked_up")
-            if tuple(int(c) for c in request.key_counts) != check.chunks[request.chunk]:
-                raise refused("The key counts differ from round 1's.", "key_counts_mismatch")
-            check.looked_up.add(request.chunk)
-            if check.finished:
+            if not check.evaluated:
+                raise refused("Round 1 of that check is not complete.", "check_not_evaluated")
+            persons = [int(p) for p in request.persons]
+            if persons[-1] >= check.total_persons:
+                raise refused("The lookup names a person the check does not have.",
+                              "check_mismatch")  # fmt: skip
+            if any(p in check.looked_up for p in persons):
+                raise refused("A listed person was already looked up.", "already_looked_up")
+            if any(int(c) > check.counts[p] for p, c in zip(persons, request.key_counts,
+                                                              strict=True)):  # fmt: skip
+                raise refused("A person has more tokens than round 1 evaluated.",
+                              "key_counts_mismatch")  # fmt: skip
+            check.looked_up.update(persons)
+            if len(check.looked_up) == check.total_persons:
                 del self._checks[k]
             return check
 
@@ -241,6 +295,17 @@ IDENTITY_LOOKUP: QuerySpec[
     answer=unbound_answer,
     validate=validate_lookup,
     describe=describe_lookup,
+)
+
+IDENTITY_FILTER: QuerySpec[
+    identity_pb2.IdentityFilterRequest, identity_pb2.IdentityFilterResponse
+] = QuerySpec(
+    name=FILTER,
+    request_cls=identity_pb2.IdentityFilterRequest,
+    response_cls=identity_pb2.IdentityFilterResponse,
+    answer=unbound_answer,
+    validate=validate_filter,
+    describe=describe_filter,
 )
 
 Answer = Callable[[Authorized[Any]], Any]

@@ -12,7 +12,13 @@ import grpc
 
 from rcf.node.federation.directory_cache import DirectoryCache
 from rcf.node.federation.peers import PeerClient
-from rcf.node.identity.requester import ResponderResult, Subject, prepare, run_check
+from rcf.node.identity.requester import (
+    FilterCache,
+    ResponderResult,
+    Subject,
+    prepare,
+    run_check,
+)
 from rcf.node.identity.token_store import BuildResult
 from rcf.node.ops.operator import authenticate
 from rcf.protos.v1 import identity_pb2, identity_pb2_grpc
@@ -69,6 +75,7 @@ class IdentityOperatorServicer(identity_pb2_grpc.IdentityOperatorServicer):
         self._peers = peers
         self._directory = directory
         self._rotate = rotate
+        self._filters = FilterCache()  # peers' filters, refreshed by version at each check
 
     def _responders(self, request: identity_pb2.IdentityCheckRequest) -> list[str]:
         directory = self._directory.current()
@@ -117,6 +124,7 @@ class IdentityOperatorServicer(identity_pb2_grpc.IdentityOperatorServicer):
                     timeout_s=(request.timeout_ms or DEFAULT_TIMEOUT_MS) / 1000,
                     progress=progress,
                     on_result=lambda r: updates.put(_update(r, total)),
+                    filters=self._filters,
                 )
             except Exception as exc:  # a bug: the stream ends with INTERNAL
                 log.exception("identity_check_failed", error=type(exc).__name__)

@@ -1,7 +1,11 @@
-"""The responder's side of identity checks: evaluate (round 1), look up (round 2), notices.
+"""The responder's side of identity checks: filter, evaluate (round 1), look up (round 2).
 
-Round 1 multiplies each blinded element by the node's OPRF key. Round 2 turns
-each person's tokens into one outcome: ``hit`` when a token matches an exact,
+The filter is the sorted list of ``filter_value(tag)`` over the token index as
+the requester's granting rule lets it see it (excluded records are absent),
+built once per version and cached. Round 1 multiplies each blinded element by
+the node's OPRF key. The asker matches locally and sends round 2 only for
+persons with a token in the filter; round 2 turns each listed person's tokens
+into one outcome: ``hit`` when a token matches an exact,
 strong or phonetic key of a record, ``possible hit`` when only weak keys (partial
 dates, phonetic family name + birth year + nationality) match, ``no hit``
 otherwise. The rule that granted the lookup may exclude records from hits: by
@@ -20,26 +24,31 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rcf.node.federation.directory_cache import DirectoryCache
-from rcf.node.federation.protocol import Authorized, QuerySpec
+from rcf.node.federation.protocol import Authorized
 from rcf.node.identity.checks import (
-    EVALUATE,
     IDENTITY_EVALUATE,
+    IDENTITY_FILTER,
     IDENTITY_LOOKUP,
-    LOOKUP,
     CheckRegistry,
     refused,
     split,
-    unbound_answer,
+)
+from rcf.node.identity.filter import (
+    PAGE_VALUES,
+    VALUE_BYTES,
+    filter_values,
+    filter_version,
+    pages_of,
 )
 from rcf.node.identity.keys import Strength
 from rcf.node.identity.node_keys import hit_reference
-from rcf.node.identity.token_store import TAG_BYTES, Match, TokenIndex
+from rcf.node.identity.token_store import TAG_BYTES, TokenIndex
 from rcf.node.ops.state import StateDB
 from rcf.protos.v1 import identity_pb2
 from rcf.trust.clock import now_ms
@@ -123,6 +132,8 @@ class IdentityResponder:
         self.checks = CheckRegistry(ttl_ms=ttl_ms)
         self._nationality = _own_nationality(member_id)
         self._key_lock = threading.Lock()
+        self._filters: OrderedDict[str, bytes] = OrderedDict()  # version -> packed values
+        self._filters_lock = threading.Lock()
         state.run(lambda conn: conn.execute(HITS_SCHEMA))
 
     @property
@@ -133,6 +144,75 @@ class IdentityResponder:
         """Use key from now on (after a rotation re-indexed under it)."""
         with self._key_lock:
             self._key = key
+
+    # -- the filter -------------------------------------------------------------------
+
+    def _view(self, authorized: Authorized[Any]) -> tuple[set[str], str]:
+        """What the granting rule hides: excluded categories, and own nationality or ""."""
+        constraints = authorized.decision.constraints
+        categories = set(constraints.exclude_categories) if constraints else set()
+        nationals = bool(constraints and constraints.exclude_own_nationals)
+        return categories, (self._nationality if nationals else "")
+
+    def _kept(self, category: str, nationality: str, view: tuple[set[str], str]) -> bool:
+        categories, own = view
+        if category and category in categories:
+            return False
+        return not (own and nationality == own)
+
+    def filter(
+        self, authorized: Authorized[identity_pb2.IdentityFilterRequest]
+    ) -> identity_pb2.IdentityFilterResponse:
+        """One page of the requester's filter (or "unchanged" for the version it holds)."""
+        request = authorized.request
+        key_id = self._key.key_id
+        indexed, serial = self.index.serial()
+        if indexed is not None and indexed != key_id:
+            raise refused(
+                "This node's token index is being rebuilt; try again shortly.",
+                "index_not_ready",
+                "UNAVAILABLE",
+            )
+        view = self._view(authorized)
+        version = self._version(key_id, serial, request.dataset, view)
+        response = identity_pb2.IdentityFilterResponse(
+            dataset=request.dataset, version=version, oprf_key_id=key_id,
+            value_bytes=VALUE_BYTES, page=request.page,
+        )  # fmt: skip
+        if request.page == 0 and request.version == version:
+            response.unchanged = True
+            return response
+        if request.page > 0 and request.version != version:
+            raise refused("The filter changed while it was fetched; start again.",
+                          "filter_changed")  # fmt: skip
+        values = self._built(version, request.dataset, view)
+        count = len(values) // VALUE_BYTES
+        pages = pages_of(count)
+        if request.page >= pages:
+            raise refused("The filter has no such page.", "filter_changed")
+        start = request.page * PAGE_VALUES * VALUE_BYTES
+        response.count = count
+        response.pages = pages
+        response.values = values[start : start + PAGE_VALUES * VALUE_BYTES]
+        return response
+
+    @staticmethod
+    def _version(key_id: str, serial: int, dataset: str, view: tuple[set[str], str]) -> str:
+        return filter_version(key_id, serial, dataset, (",".join(sorted(view[0])), view[1]))
+
+    def _built(self, version: str, dataset: str, view: tuple[set[str], str]) -> bytes:
+        with self._filters_lock:
+            cached = self._filters.get(version)
+            if cached is not None:
+                self._filters.move_to_end(version)
+                return cached
+        _, rows = self.index.filter_tags(dataset)
+        values = b"".join(filter_values(t for t, c, n in rows if self._kept(c, n, view)))
+        with self._filters_lock:
+            self._filters[version] = values
+            while len(self._filters) > 8:  # a few policy views and datasets
+                self._filters.popitem(last=False)
+        return values
 
     # -- round 1 -------------------------------------------------------------------
 
@@ -153,6 +233,9 @@ class IdentityResponder:
             evaluated_elements=evaluated,
             oprf_key_id=key.key_id,
             check_expires_at_ms=check.expires_at_ms,
+            filter_version=self._version(
+                key.key_id, self.index.serial()[1], request.dataset, self._view(authorized)
+            ),
         )
 
     # -- round 2 -------------------------------------------------------------------
@@ -161,7 +244,7 @@ class IdentityResponder:
         self, authorized: Authorized[identity_pb2.IdentityLookupRequest]
     ) -> identity_pb2.IdentityLookupResponse:
         request = authorized.request
-        check = self.checks.lookup_chunk(request, authorized.requester.member_id, now_ms())
+        check = self.checks.lookup(request, authorized.requester.member_id, now_ms())
         if check.key_id != self._key.key_id:
             raise refused("This node's OPRF key changed; start the check again.", "key_rotated")
         indexed = self.index.key_id()
@@ -173,26 +256,16 @@ class IdentityResponder:
             )
         tags = [t[:TAG_BYTES] for t in split(request.tokens, OUTPUT_BYTES)]
         found = self.index.lookup(request.dataset, tags)
+        view = self._view(authorized)
         constraints = authorized.decision.constraints
-        excluded_categories = set(constraints.exclude_categories) if constraints else set()
-        exclude_nationals = bool(constraints and constraints.exclude_own_nationals)
         with_reference = bool(constraints and constraints.detail == "hit_with_reference")
-
-        def kept(m: Match) -> bool:
-            if m.category and m.category in excluded_categories:
-                return False
-            return not (exclude_nationals and self._nationality and
-                        m.nationality == self._nationality)  # fmt: skip
-
-        response = identity_pb2.IdentityLookupResponse(
-            check_id=request.check_id, chunk=request.chunk
-        )
+        response = identity_pb2.IdentityLookupResponse(check_id=request.check_id)
         notices: list[tuple[str, str, str]] = []
         position = 0
         for count in request.key_counts:
             matches = [m for t in tags[position : position + count] for m in found.get(t, ())]
             position += count
-            matches = [m for m in matches if kept(m)]
+            matches = [m for m in matches if self._kept(m.category, m.nationality, view)]
             strong = [m for m in matches if m.strength != Strength.WEAK.value]
             outcome = HIT if strong else POSSIBLE if matches else NO_HIT
             reference = ""
@@ -235,29 +308,10 @@ class IdentityResponder:
         self.index.close()
 
 
-def bind_identity(
-    specs: tuple[QuerySpec[Any, Any], ...], responder: IdentityResponder | None
-) -> tuple[QuerySpec[Any, Any], ...]:
-    """The specs with the identity query types answered by responder."""
-    if responder is None:
-        return specs
-    answers: dict[str, Callable[[Authorized[Any]], Any]] = {
-        EVALUATE: responder.evaluate,
-        LOOKUP: responder.lookup,
-    }
-    # Only the registry's unbound answers: a spec given its own answer (a test's) keeps it.
-    return tuple(
-        replace(s, answer=answers[s.name])
-        if s.name in answers and s.answer is unbound_answer
-        else s
-        for s in specs
-    )
-
-
 __all__ = [
     "IDENTITY_EVALUATE",
+    "IDENTITY_FILTER",
     "IDENTITY_LOOKUP",
     "IdentityResponder",
-    "bind_identity",
     "read_hits",
 ]

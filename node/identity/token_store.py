@@ -39,6 +39,8 @@ from rcf.trust.oprf import OprfKey
 TAG_BYTES = 16
 INDEXED_DATASETS = ("persons", "documents")
 KEY_META = "identity_key_id"
+# Bumped by every change to the index (import, purge, edit, rebuild): the filter's version.
+SERIAL_META = "identity_index_serial"
 _IN_BATCH = 500  # SQLite host parameters per IN (...) lookup
 
 SCHEMA = (
@@ -73,6 +75,23 @@ def ensure_schema(conn: sqlite3.Connection, tables: Iterable[str]) -> None:
                 f" AFTER {event} ON {table} BEGIN DELETE FROM identity_tokens"
                 f" WHERE dataset = '{table}' AND record_id = OLD.record_id; END"
             )
+            conn.execute(
+                f"CREATE TRIGGER IF NOT EXISTS identity_serial_{table}_{event.lower()}"
+                f" AFTER {event} ON {table} BEGIN {_BUMP}; END"
+            )
+    conn.execute("INSERT OR IGNORE INTO store_meta VALUES (?, '0')", (SERIAL_META,))
+
+
+_BUMP = (
+    "UPDATE store_meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)"
+    " WHERE key = 'identity_index_serial'"
+)
+
+
+def bump_serial(conn: sqlite3.Connection) -> None:
+    """Mark the index changed (inside the transaction that changed it)."""
+    conn.execute("INSERT OR IGNORE INTO store_meta VALUES (?, '0')", (SERIAL_META,))
+    conn.execute(_BUMP)
 
 
 def _records(conn: sqlite3.Connection, dataset: str, import_id: int | None) -> list[Record]:
@@ -126,6 +145,7 @@ def index_import(conn: sqlite3.Connection, dataset: str, import_id: int, key: Op
     records = _records(conn, dataset, import_id)
     # Changed rows lost their tokens through the UPDATE trigger; inserted rows had none.
     tokens, _ = _insert(conn, dataset, records, key)
+    bump_serial(conn)
     return tokens
 
 
@@ -159,6 +179,7 @@ def rebuild(conn: sqlite3.Connection, key: OprfKey, *, reason: str) -> BuildResu
         t, s = _insert(conn, dataset, records, key)
         tokens += t
         skipped += s
+    bump_serial(conn)
     conn.execute(
         "INSERT INTO identity_index_builds (at_ms, reason, key_id, persons, documents, tokens,"
         " skipped) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -204,6 +225,56 @@ class TokenIndex:
             except sqlite3.OperationalError:
                 return None  # no store_meta yet: nothing imported
             return None if row is None else str(row[0])
+
+    def serial(self) -> tuple[str | None, int]:
+        """The key id the index was built under and its change serial (one snapshot)."""
+        if not self._path.exists():
+            return None, 0
+        # A connection of its own: a long-lived read-only one was seen to keep an older
+        # snapshot after another process rewrote and checkpointed the file.
+        conn = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, timeout=30)
+        try:
+            rows = dict(
+                conn.execute(
+                    "SELECT key, value FROM store_meta WHERE key IN (?, ?)",
+                    (KEY_META, SERIAL_META),
+                )
+            )
+        except sqlite3.OperationalError:
+            return None, 0  # no store_meta yet: nothing imported
+        finally:
+            conn.close()
+        key_id = rows.get(KEY_META)
+        return (None if key_id is None else str(key_id)), int(rows.get(SERIAL_META) or 0)
+
+    def filter_tags(self, dataset: str) -> tuple[int, list[tuple[bytes, str, str]]]:
+        """The serial and every tag of dataset with its record's category and nationality."""
+        if not self._path.exists():
+            return 0, []
+        conn = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, timeout=30)  # see serial
+        try:
+            conn.execute("BEGIN")  # tags and serial from one snapshot
+            row = conn.execute(
+                "SELECT value FROM store_meta WHERE key = ?", (SERIAL_META,)
+            ).fetchone()
+            serial = int(row[0]) if row else 0
+            if dataset == "persons":
+                sql = (
+                    "SELECT t.tag, p.category, p.nationality FROM identity_tokens t"
+                    " JOIN persons p ON p.record_id = t.record_id WHERE t.dataset = ?"
+                )
+            else:
+                sql = "SELECT tag, '', '' FROM identity_tokens WHERE dataset = ?"
+            rows = [
+                (bytes(t), str(c or ""), str(n or "")) for t, c, n in conn.execute(sql, (dataset,))
+            ]
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return 0, []
+            raise
+        finally:
+            conn.close()
+        return serial, rows
 
     def lookup(self, dataset: str, tags: Sequence[bytes]) -> dict[bytes, list[Match]]:
         """Every indexed record of dataset that shares one of tags, with what policy needs."""

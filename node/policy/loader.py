@@ -32,6 +32,7 @@ from rcf.node.policy.model import (
     MICRO,
     NOISE_MECHANISMS,
     PERSON_CATEGORIES,
+    PERTURBATIONS,
     PING,
     QUERY_TYPES,
     RATE_PERIODS,
@@ -42,6 +43,7 @@ from rcf.node.policy.model import (
 )
 from rcf.node.policy.sourcemap import SourceMap, build_source_map
 from rcf.trust.errors import ConfigError
+from rcf.trust.pki import MEMBER_ID_RE
 
 TOP_KEYS = ("policy", "rule")
 POLICY_KEYS = ("member", "description", "caveat", "disclose_reasons_to")
@@ -71,6 +73,7 @@ KEYS_BY_QUERY: dict[str, tuple[str, ...]] = {
         "sum_clamp",
         "min_population",
         "differencing",
+        "perturbation",
         "max_group_by",
         "reciprocity",
         "caveat",
@@ -92,7 +95,6 @@ REQUIRED_BY_QUERY: dict[str, tuple[str, ...]] = {
     ALERTS: ("categories", "fields"),
 }
 RULE_ID = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
-MEMBER_ID = re.compile(r"^[A-Z0-9][A-Z0-9\-]{1,15}$")
 LABEL = re.compile(r"^[a-z0-9][a-z0-9\-]{0,63}$")
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 _TOML_AT_END = re.compile(r"\s*\(at end of document\)\s*$")
@@ -409,7 +411,7 @@ def parse_policy(text: str, filename: str = "<policy>") -> Loaded:
                 ("policy", key), f"unknown key '{key}' in [policy].", _suggest(key, POLICY_KEYS)
             )
     member = reader.string(head, ("policy",), "member") or ""
-    if member and not MEMBER_ID.match(member):
+    if member and not MEMBER_ID_RE.fullmatch(member):
         reader.error(
             ("policy", "member"),
             f"'{member}' is not a member id.",
@@ -614,6 +616,7 @@ def _read_rule(reader: _Reader, index: int, raw: object) -> Rule | None:
         sum_clamp=sum_clamp,
         min_population=reader.positive_int(raw, path, "min_population"),
         differencing=reader.choice(raw, path, "differencing", DIFFERENCING_MODES) or "refuse",
+        perturbation=reader.choice(raw, path, "perturbation", PERTURBATIONS) or "cell_key",
         max_group_by=max_group_by,
         reciprocity=bool(reader.boolean(raw, path, "reciprocity")),
         caveat=reader.caveat(raw, path, "caveat") or "",
@@ -645,7 +648,7 @@ def requester_problem(entry: str) -> str:
         return (
             "" if LABEL.match(name) else "group and role names are lower-case, e.g. steering-group"
         )
-    return "" if MEMBER_ID.match(entry) else "member ids are upper-case codes such as TH"
+    return "" if MEMBER_ID_RE.fullmatch(entry) else "member ids are upper-case codes such as TH"
 
 
 _HINTS = {

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from rcf.protos.v1 import envelope_pb2 as rcf_dot_v1_dot_envelope__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17rcf/v1/federation.proto\x12\x06rcf.v1\x1a\x15rcf/v1/envelope.proto\"B\n\x0bPingRequest\x12%\n\x06header\x18\x01 \x01(\x0b\x32\x15.rcf.v1.RequestHeader\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"D\n\x0cPingResponse\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.rcf.v1.ResponseHeader\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x32\x87\x02\n\nFederation\x12*\n\x04Ping\x12\x10.rcf.v1.Envelope\x1a\x10.rcf.v1.Envelope\x12/\n\tAggregate\x12\x10.rcf.v1.Envelope\x1a\x10.rcf.v1.Envelope\x12\x36\n\x10IdentityEvaluate\x12\x10.rcf.v1.Envelope\x1a\x10.rcf.v1.Envelope\x12\x34\n\x0eIdentityLookup\x12\x10.rcf.v1.Envelope\x1a\x10.rcf.v1.Envelope\x12.\n\x06\x41lerts\x12\x10.rcf.v1.Envelope\x1a\x10.rcf.v1.Envelope0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17rcf/v1/federation.proto\x12\x06rcf.v1\x1a\x15rcf/v1/envelope.proto\"B\n\x0bPingRequest\x12%\n\x06header\x18\x01 \x01(\x0b\x32\x15.rcf.v1.RequestHeader\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"D\n\x0cPingResponse\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.rcf.v1.ResponseHeader\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x32\xbd\x02\n\nFederation\x12*\n\x04Ping\x12\x10.rcf.v1.Envelope\x1a\x10.rcf.v1.Envelope\x12/\n\tAggregate\x12\x10.rcf.v1.Envelope\x1a\x10.rcf.v1.Envelope\x12\x36\n\x10IdentityEvaluate\x12\x10.rcf.v1.Envelope\x1a\x10.rcf.v1.Envelope\x12\x34\n\x0eIdentityFilter\x12\x10.rcf.v1.Envelope\x1a\x10.rcf.v1.Envelope\x12\x34\n\x0eIdentityLookup\x12\x10.rcf.v1.Envelope\x1a\x10.rcf.v1.Envelope\x12.\n\x06\x41lerts\x12\x10.rcf.v1.Envelope\x1a\x10.rcf.v1.Envelope0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,5 +37,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PINGRESPONSE']._serialized_start=126
   _globals['_PINGRESPONSE']._serialized_end=194
   _globals['_FEDERATION']._serialized_start=197
-  _globals['_FEDERATION']._serialized_end=460
+  _globals['_FEDERATION']._serialized_end=514
 # @@protoc_insertion_point(module_scope)

@@ -49,6 +49,11 @@ class FederationStub:
                 request_serializer=rcf_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
                 response_deserializer=rcf_dot_v1_dot_envelope__pb2.Envelope.FromString,
                 _registered_method=True)
+        self.IdentityFilter = channel.unary_unary(
+                '/rcf.v1.Federation/IdentityFilter',
+                request_serializer=rcf_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+                response_deserializer=rcf_dot_v1_dot_envelope__pb2.Envelope.FromString,
+                _registered_method=True)
         self.IdentityLookup = channel.unary_unary(
                 '/rcf.v1.Federation/IdentityLookup',
                 request_serializer=rcf_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
@@ -82,6 +87,12 @@ class FederationServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IdentityFilter(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def IdentityLookup(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -109,6 +120,11 @@ def add_FederationServicer_to_server(servicer, server):
             ),
             'IdentityEvaluate': grpc.unary_unary_rpc_method_handler(
                     servicer.IdentityEvaluate,
+                    request_deserializer=rcf_dot_v1_dot_envelope__pb2.Envelope.FromString,
+                    response_serializer=rcf_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+            ),
+            'IdentityFilter': grpc.unary_unary_rpc_method_handler(
+                    servicer.IdentityFilter,
                     request_deserializer=rcf_dot_v1_dot_envelope__pb2.Envelope.FromString,
                     response_serializer=rcf_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
             ),
@@ -202,6 +218,33 @@ class Federation:
             request,
             target,
             '/rcf.v1.Federation/IdentityEvaluate',
+            rcf_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+            rcf_dot_v1_dot_envelope__pb2.Envelope.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IdentityFilter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rcf.v1.Federation/IdentityFilter',
             rcf_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
             rcf_dot_v1_dot_envelope__pb2.Envelope.FromString,
             options,

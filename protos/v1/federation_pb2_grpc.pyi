@@ -36,6 +36,7 @@ class FederationStub:
     Ping: _grpc.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
     Aggregate: _grpc.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
     IdentityEvaluate: _grpc.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
+    IdentityFilter: _grpc.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
     IdentityLookup: _grpc.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
     Alerts: _grpc.UnaryStreamMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
 
@@ -45,6 +46,7 @@ class FederationAsyncStub(FederationStub):
     Ping: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
     Aggregate: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
     IdentityEvaluate: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
+    IdentityFilter: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
     IdentityLookup: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
     Alerts: _aio.UnaryStreamMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
 
@@ -65,6 +67,13 @@ class FederationServicer(metaclass=_abc_1.ABCMeta):
 
     @_abc_1.abstractmethod
     def IdentityEvaluate(
+        self,
+        request: _envelope_pb2.Envelope,
+        context: _ServicerContext,
+    ) -> _typing.Union[_envelope_pb2.Envelope, _abc.Awaitable[_envelope_pb2.Envelope]]: ...
+
+    @_abc_1.abstractmethod
+    def IdentityFilter(
         self,
         request: _envelope_pb2.Envelope,
         context: _ServicerContext,

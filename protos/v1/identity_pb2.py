@@ -25,37 +25,41 @@ _sym_db = _symbol_database.Default()
 from rcf.protos.v1 import envelope_pb2 as rcf_dot_v1_dot_envelope__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15rcf/v1/identity.proto\x12\x06rcf.v1\x1a\x15rcf/v1/envelope.proto\"\xb7\x01\n\x17IdentityEvaluateRequest\x12%\n\x06header\x18\x01 \x01(\x0b\x32\x15.rcf.v1.RequestHeader\x12\x10\n\x08\x63heck_id\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x03 \x01(\t\x12\x15\n\rtotal_persons\x18\x04 \x01(\r\x12\r\n\x05\x63hunk\x18\x05 \x01(\r\x12\x12\n\nkey_counts\x18\x06 \x03(\r\x12\x18\n\x10\x62linded_elements\x18\x07 \x01(\x0c\"\xb1\x01\n\x18IdentityEvaluateResponse\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.rcf.v1.ResponseHeader\x12\x10\n\x08\x63heck_id\x18\x02 \x01(\t\x12\r\n\x05\x63hunk\x18\x03 \x01(\r\x12\x1a\n\x12\x65valuated_elements\x18\x04 \x01(\x0c\x12\x13\n\x0boprf_key_id\x18\x05 \x01(\t\x12\x1b\n\x13\x63heck_expires_at_ms\x18\x06 \x01(\x03\"\x94\x01\n\x15IdentityLookupRequest\x12%\n\x06header\x18\x01 \x01(\x0b\x32\x15.rcf.v1.RequestHeader\x12\x10\n\x08\x63heck_id\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x03 \x01(\t\x12\r\n\x05\x63hunk\x18\x04 \x01(\r\x12\x12\n\nkey_counts\x18\x05 \x03(\r\x12\x0e\n\x06tokens\x18\x06 \x01(\x0c\"\x95\x01\n\x0fIdentityContact\x12\x0e\n\x06ncp_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61gency\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\r\n\x05\x65mail\x18\x05 \x01(\t\x12\r\n\x05phone\x18\x06 \x01(\t\x12\x11\n\tlanguages\x18\x07 \x03(\t\x12\x15\n\rworking_hours\x18\x08 \x01(\t\"\xca\x01\n\x16IdentityLookupResponse\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.rcf.v1.ResponseHeader\x12\x10\n\x08\x63heck_id\x18\x02 \x01(\t\x12\r\n\x05\x63hunk\x18\x03 \x01(\r\x12)\n\x08outcomes\x18\x04 \x03(\x0e\x32\x17.rcf.v1.IdentityOutcome\x12\x12\n\nreferences\x18\x05 \x03(\t\x12(\n\x07\x63ontact\x18\x06 \x01(\x0b\x32\x17.rcf.v1.IdentityContact\"4\n\x0b\x44ocumentRef\x12\x15\n\rissuing_state\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\"p\n\x0c\x43heckSubject\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rdate_of_birth\x18\x02 \x01(\t\x12\x13\n\x0bnationality\x18\x03 \x01(\t\x12&\n\tdocuments\x18\x04 \x03(\x0b\x32\x13.rcf.v1.DocumentRef\"\x9a\x01\n\x14IdentityCheckRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12&\n\x08subjects\x18\x02 \x03(\x0b\x32\x14.rcf.v1.CheckSubject\x12\x12\n\nresponders\x18\x03 \x03(\t\x12\x10\n\x08regional\x18\x04 \x01(\x08\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12\x12\n\ntimeout_ms\x18\x06 \x01(\x05\"\x94\x02\n\x13IdentityCheckUpdate\x12\x11\n\tresponder\x18\x01 \x01(\t\x12\x14\n\x0cpersons_done\x18\x02 \x01(\r\x12\x15\n\rpersons_total\x18\x03 \x01(\r\x12\x0c\n\x04\x64one\x18\x04 \x01(\x08\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x14\n\x0c\x65rror_reason\x18\x06 \x01(\t\x12\x10\n\x08\x63heck_id\x18\x07 \x01(\t\x12)\n\x08outcomes\x18\x08 \x03(\x0e\x32\x17.rcf.v1.IdentityOutcome\x12\x12\n\nreferences\x18\t \x03(\t\x12(\n\x07\x63ontact\x18\n \x01(\x0b\x32\x17.rcf.v1.IdentityContact\x12\x0f\n\x07seconds\x18\x0b \x01(\x01\"\x16\n\x14RotateOprfKeyRequest\"z\n\x12IndexBuildResponse\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07persons\x18\x02 \x01(\x03\x12\x11\n\tdocuments\x18\x03 \x01(\x03\x12\x0e\n\x06tokens\x18\x04 \x01(\x03\x12\x0f\n\x07skipped\x18\x05 \x01(\x03\x12\x0f\n\x07seconds\x18\x06 \x01(\x01*\x8d\x01\n\x0fIdentityOutcome\x12 \n\x1cIDENTITY_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n\x17IDENTITY_OUTCOME_NO_HIT\x10\x01\x12!\n\x1dIDENTITY_OUTCOME_POSSIBLE_HIT\x10\x02\x12\x18\n\x14IDENTITY_OUTCOME_HIT\x10\x03\x32\xa3\x01\n\x10IdentityOperator\x12\x44\n\x05\x43heck\x12\x1c.rcf.v1.IdentityCheckRequest\x1a\x1b.rcf.v1.IdentityCheckUpdate0\x01\x12I\n\rRotateOprfKey\x12\x1c.rcf.v1.RotateOprfKeyRequest\x1a\x1a.rcf.v1.IndexBuildResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15rcf/v1/identity.proto\x12\x06rcf.v1\x1a\x15rcf/v1/envelope.proto\"\xb7\x01\n\x17IdentityEvaluateRequest\x12%\n\x06header\x18\x01 \x01(\x0b\x32\x15.rcf.v1.RequestHeader\x12\x10\n\x08\x63heck_id\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x03 \x01(\t\x12\x15\n\rtotal_persons\x18\x04 \x01(\r\x12\r\n\x05\x63hunk\x18\x05 \x01(\r\x12\x12\n\nkey_counts\x18\x06 \x03(\r\x12\x18\n\x10\x62linded_elements\x18\x07 \x01(\x0c\"\xc9\x01\n\x18IdentityEvaluateResponse\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.rcf.v1.ResponseHeader\x12\x10\n\x08\x63heck_id\x18\x02 \x01(\t\x12\r\n\x05\x63hunk\x18\x03 \x01(\r\x12\x1a\n\x12\x65valuated_elements\x18\x04 \x01(\x0c\x12\x13\n\x0boprf_key_id\x18\x05 \x01(\t\x12\x1b\n\x13\x63heck_expires_at_ms\x18\x06 \x01(\x03\x12\x16\n\x0e\x66ilter_version\x18\x07 \x01(\t\"n\n\x15IdentityFilterRequest\x12%\n\x06header\x18\x01 \x01(\x0b\x32\x15.rcf.v1.RequestHeader\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x0c\n\x04page\x18\x04 \x01(\r\"\xdb\x01\n\x16IdentityFilterResponse\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.rcf.v1.ResponseHeader\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x13\n\x0boprf_key_id\x18\x04 \x01(\t\x12\x13\n\x0bvalue_bytes\x18\x05 \x01(\r\x12\r\n\x05\x63ount\x18\x06 \x01(\x04\x12\x0c\n\x04page\x18\x07 \x01(\r\x12\r\n\x05pages\x18\x08 \x01(\r\x12\x0e\n\x06values\x18\t \x01(\x0c\x12\x11\n\tunchanged\x18\n \x01(\x08\"\x9c\x01\n\x15IdentityLookupRequest\x12%\n\x06header\x18\x01 \x01(\x0b\x32\x15.rcf.v1.RequestHeader\x12\x10\n\x08\x63heck_id\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x03 \x01(\t\x12\x12\n\nkey_counts\x18\x05 \x03(\r\x12\x0e\n\x06tokens\x18\x06 \x01(\x0c\x12\x0f\n\x07persons\x18\x07 \x03(\rJ\x04\x08\x04\x10\x05\"\x95\x01\n\x0fIdentityContact\x12\x0e\n\x06ncp_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61gency\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\r\n\x05\x65mail\x18\x05 \x01(\t\x12\r\n\x05phone\x18\x06 \x01(\t\x12\x11\n\tlanguages\x18\x07 \x03(\t\x12\x15\n\rworking_hours\x18\x08 \x01(\t\"\xc1\x01\n\x16IdentityLookupResponse\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.rcf.v1.ResponseHeader\x12\x10\n\x08\x63heck_id\x18\x02 \x01(\t\x12)\n\x08outcomes\x18\x04 \x03(\x0e\x32\x17.rcf.v1.IdentityOutcome\x12\x12\n\nreferences\x18\x05 \x03(\t\x12(\n\x07\x63ontact\x18\x06 \x01(\x0b\x32\x17.rcf.v1.IdentityContactJ\x04\x08\x03\x10\x04\"4\n\x0b\x44ocumentRef\x12\x15\n\rissuing_state\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\"p\n\x0c\x43heckSubject\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rdate_of_birth\x18\x02 \x01(\t\x12\x13\n\x0bnationality\x18\x03 \x01(\t\x12&\n\tdocuments\x18\x04 \x03(\x0b\x32\x13.rcf.v1.DocumentRef\"\x9a\x01\n\x14IdentityCheckRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12&\n\x08subjects\x18\x02 \x03(\x0b\x32\x14.rcf.v1.CheckSubject\x12\x12\n\nresponders\x18\x03 \x03(\t\x12\x10\n\x08regional\x18\x04 \x01(\x08\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12\x12\n\ntimeout_ms\x18\x06 \x01(\x05\"\x94\x02\n\x13IdentityCheckUpdate\x12\x11\n\tresponder\x18\x01 \x01(\t\x12\x14\n\x0cpersons_done\x18\x02 \x01(\r\x12\x15\n\rpersons_total\x18\x03 \x01(\r\x12\x0c\n\x04\x64one\x18\x04 \x01(\x08\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x14\n\x0c\x65rror_reason\x18\x06 \x01(\t\x12\x10\n\x08\x63heck_id\x18\x07 \x01(\t\x12)\n\x08outcomes\x18\x08 \x03(\x0e\x32\x17.rcf.v1.IdentityOutcome\x12\x12\n\nreferences\x18\t \x03(\t\x12(\n\x07\x63ontact\x18\n \x01(\x0b\x32\x17.rcf.v1.IdentityContact\x12\x0f\n\x07seconds\x18\x0b \x01(\x01\"\x16\n\x14RotateOprfKeyRequest\"z\n\x12IndexBuildResponse\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07persons\x18\x02 \x01(\x03\x12\x11\n\tdocuments\x18\x03 \x01(\x03\x12\x0e\n\x06tokens\x18\x04 \x01(\x03\x12\x0f\n\x07skipped\x18\x05 \x01(\x03\x12\x0f\n\x07seconds\x18\x06 \x01(\x01*\x8d\x01\n\x0fIdentityOutcome\x12 \n\x1cIDENTITY_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n\x17IDENTITY_OUTCOME_NO_HIT\x10\x01\x12!\n\x1dIDENTITY_OUTCOME_POSSIBLE_HIT\x10\x02\x12\x18\n\x14IDENTITY_OUTCOME_HIT\x10\x03\x32\xa3\x01\n\x10IdentityOperator\x12\x44\n\x05\x43heck\x12\x1c.rcf.v1.IdentityCheckRequest\x1a\x1b.rcf.v1.IdentityCheckUpdate0\x01\x12I\n\rRotateOprfKey\x12\x1c.rcf.v1.RotateOprfKeyRequest\x1a\x1a.rcf.v1.IndexBuildResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'rcf.protos.v1.identity_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_IDENTITYOUTCOME']._serialized_start=1683
-  _globals['_IDENTITYOUTCOME']._serialized_end=1824
+  _globals['_IDENTITYOUTCOME']._serialized_start=2040
+  _globals['_IDENTITYOUTCOME']._serialized_end=2181
   _globals['_IDENTITYEVALUATEREQUEST']._serialized_start=57
   _globals['_IDENTITYEVALUATEREQUEST']._serialized_end=240
   _globals['_IDENTITYEVALUATERESPONSE']._serialized_start=243
-  _globals['_IDENTITYEVALUATERESPONSE']._serialized_end=420
-  _globals['_IDENTITYLOOKUPREQUEST']._serialized_start=423
-  _globals['_IDENTITYLOOKUPREQUEST']._serialized_end=571
-  _globals['_IDENTITYCONTACT']._serialized_start=574
-  _globals['_IDENTITYCONTACT']._serialized_end=723
-  _globals['_IDENTITYLOOKUPRESPONSE']._serialized_start=726
-  _globals['_IDENTITYLOOKUPRESPONSE']._serialized_end=928
-  _globals['_DOCUMENTREF']._serialized_start=930
-  _globals['_DOCUMENTREF']._serialized_end=982
-  _globals['_CHECKSUBJECT']._serialized_start=984
-  _globals['_CHECKSUBJECT']._serialized_end=1096
-  _globals['_IDENTITYCHECKREQUEST']._serialized_start=1099
-  _globals['_IDENTITYCHECKREQUEST']._serialized_end=1253
-  _globals['_IDENTITYCHECKUPDATE']._serialized_start=1256
-  _globals['_IDENTITYCHECKUPDATE']._serialized_end=1532
-  _globals['_ROTATEOPRFKEYREQUEST']._serialized_start=1534
-  _globals['_ROTATEOPRFKEYREQUEST']._serialized_end=1556
-  _globals['_INDEXBUILDRESPONSE']._serialized_start=1558
-  _globals['_INDEXBUILDRESPONSE']._serialized_end=1680
-  _globals['_IDENTITYOPERATOR']._serialized_start=1827
-  _globals['_IDENTITYOPERATOR']._serialized_end=1990
+  _globals['_IDENTITYEVALUATERESPONSE']._serialized_end=444
+  _globals['_IDENTITYFILTERREQUEST']._serialized_start=446
+  _globals['_IDENTITYFILTERREQUEST']._serialized_end=556
+  _globals['_IDENTITYFILTERRESPONSE']._serialized_start=559
+  _globals['_IDENTITYFILTERRESPONSE']._serialized_end=778
+  _globals['_IDENTITYLOOKUPREQUEST']._serialized_start=781
+  _globals['_IDENTITYLOOKUPREQUEST']._serialized_end=937
+  _globals['_IDENTITYCONTACT']._serialized_start=940
+  _globals['_IDENTITYCONTACT']._serialized_end=1089
+  _globals['_IDENTITYLOOKUPRESPONSE']._serialized_start=1092
+  _globals['_IDENTITYLOOKUPRESPONSE']._serialized_end=1285
+  _globals['_DOCUMENTREF']._serialized_start=1287
+  _globals['_DOCUMENTREF']._serialized_end=1339
+  _globals['_CHECKSUBJECT']._serialized_start=1341
+  _globals['_CHECKSUBJECT']._serialized_end=1453
+  _globals['_IDENTITYCHECKREQUEST']._serialized_start=1456
+  _globals['_IDENTITYCHECKREQUEST']._serialized_end=1610
+  _globals['_IDENTITYCHECKUPDATE']._serialized_start=1613
+  _globals['_IDENTITYCHECKUPDATE']._serialized_end=1889
+  _globals['_ROTATEOPRFKEYREQUEST']._serialized_start=1891
+  _globals['_ROTATEOPRFKEYREQUEST']._serialized_end=1913
+  _globals['_INDEXBUILDRESPONSE']._serialized_start=1915
+  _globals['_INDEXBUILDRESPONSE']._serialized_end=2037
+  _globals['_IDENTITYOPERATOR']._serialized_start=2184
+  _globals['_IDENTITYOPERATOR']._serialized_end=2347
 # @@protoc_insertion_point(module_scope)

@@ -3,12 +3,15 @@
 isort:skip_file
 Hit/no-hit identity and document checks (protos/PROTOCOL-identity.md).
 Round 1 (IdentityEvaluate): blinded OPRF elements in, evaluated elements out.
-Round 2 (IdentityLookup): finalised tokens in, one outcome per person out.
-Both rounds are signed Envelopes through the Federation pipeline and are
+IdentityFilter: the responder's signed membership structure over its token
+tags; the requester finalises round 1 and matches locally against it.
+Round 2 (IdentityLookup): only for persons that matched, their matching
+tokens in, one outcome per listed person out. A no hit has no round 2.
+All are signed Envelopes through the Federation pipeline; both rounds are
 bound to one check id, which the responder remembers in memory until it
-expires. A check is sent in chunks; chunk i of round 2 answers chunk i of
-round 1. Identifiers never appear in these messages: only group elements
-(random-looking) and OPRF outputs.
+expires. Round 1 is sent in chunks. Identifiers never appear in these
+messages: only group elements (random-looking), OPRF outputs of records
+the responder holds, and hashes of its own tags.
 """
 
 from collections import abc as _abc
@@ -103,6 +106,7 @@ class IdentityEvaluateResponse(_message.Message):
     EVALUATED_ELEMENTS_FIELD_NUMBER: _builtins.int
     OPRF_KEY_ID_FIELD_NUMBER: _builtins.int
     CHECK_EXPIRES_AT_MS_FIELD_NUMBER: _builtins.int
+    FILTER_VERSION_FIELD_NUMBER: _builtins.int
     check_id: _builtins.str
     chunk: _builtins.int
     evaluated_elements: _builtins.bytes
@@ -111,6 +115,10 @@ class IdentityEvaluateResponse(_message.Message):
     """SHA-256(pkS)[:8] hex: which OPRF key evaluated (changes on rotation)."""
     check_expires_at_ms: _builtins.int
     """When the responder forgets the check."""
+    filter_version: _builtins.str
+    """The current version of this requester's filter for the dataset
+    (IdentityFilterResponse.version): an asker holding it needs no filter call.
+    """
     @_builtins.property
     def header(self) -> _envelope_pb2.ResponseHeader: ...
     def __init__(
@@ -122,35 +130,136 @@ class IdentityEvaluateResponse(_message.Message):
         evaluated_elements: _builtins.bytes = ...,
         oprf_key_id: _builtins.str = ...,
         check_expires_at_ms: _builtins.int = ...,
+        filter_version: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["check_expires_at_ms", b"check_expires_at_ms", "check_id", b"check_id", "chunk", b"chunk", "evaluated_elements", b"evaluated_elements", "header", b"header", "oprf_key_id", b"oprf_key_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["check_expires_at_ms", b"check_expires_at_ms", "check_id", b"check_id", "chunk", b"chunk", "evaluated_elements", b"evaluated_elements", "filter_version", b"filter_version", "header", b"header", "oprf_key_id", b"oprf_key_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___IdentityEvaluateResponse: _TypeAlias = IdentityEvaluateResponse  # noqa: Y015
 
 @_typing.final
+class IdentityFilterRequest(_message.Message):
+    """The responder's membership structure (its "filter") for one dataset, as the
+    granting rule lets this requester see it: SHA-256("rcf-identity-filter-v1" ||
+    tag)[:8] of every token tag it holds, distinct, sorted ascending, in pages.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    DATASET_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    dataset: _builtins.str
+    """"persons" or "documents"."""
+    version: _builtins.str
+    """Page 0: the version the requester holds ("" for none); the answer is then
+    `unchanged` when it is still current. Page > 0: the version being fetched.
+    """
+    page: _builtins.int
+    @_builtins.property
+    def header(self) -> _envelope_pb2.RequestHeader: ...
+    def __init__(
+        self,
+        *,
+        header: _envelope_pb2.RequestHeader | None = ...,
+        dataset: _builtins.str = ...,
+        version: _builtins.str = ...,
+        page: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "header", b"header", "page", b"page", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IdentityFilterRequest: _TypeAlias = IdentityFilterRequest  # noqa: Y015
+
+@_typing.final
+class IdentityFilterResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    DATASET_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    OPRF_KEY_ID_FIELD_NUMBER: _builtins.int
+    VALUE_BYTES_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    PAGES_FIELD_NUMBER: _builtins.int
+    VALUES_FIELD_NUMBER: _builtins.int
+    UNCHANGED_FIELD_NUMBER: _builtins.int
+    dataset: _builtins.str
+    version: _builtins.str
+    """Opaque, 32 lower-case hex characters; changes with every import, purge,
+    key rotation and change of what the policy lets this requester see.
+    """
+    oprf_key_id: _builtins.str
+    """The OPRF key the tags were made with (IdentityEvaluateResponse.oprf_key_id)."""
+    value_bytes: _builtins.int
+    """Bytes per value (8 in this version)."""
+    count: _builtins.int
+    """Distinct values in the whole structure."""
+    page: _builtins.int
+    pages: _builtins.int
+    values: _builtins.bytes
+    """This page's values, value_bytes each, concatenated, ascending."""
+    unchanged: _builtins.bool
+    """Page 0 only: the requester's version is current; no values follow."""
+    @_builtins.property
+    def header(self) -> _envelope_pb2.ResponseHeader: ...
+    def __init__(
+        self,
+        *,
+        header: _envelope_pb2.ResponseHeader | None = ...,
+        dataset: _builtins.str = ...,
+        version: _builtins.str = ...,
+        oprf_key_id: _builtins.str = ...,
+        value_bytes: _builtins.int = ...,
+        count: _builtins.int = ...,
+        page: _builtins.int = ...,
+        pages: _builtins.int = ...,
+        values: _builtins.bytes = ...,
+        unchanged: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "dataset", b"dataset", "header", b"header", "oprf_key_id", b"oprf_key_id", "page", b"page", "pages", b"pages", "unchanged", b"unchanged", "value_bytes", b"value_bytes", "values", b"values", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IdentityFilterResponse: _TypeAlias = IdentityFilterResponse  # noqa: Y015
+
+@_typing.final
 class IdentityLookupRequest(_message.Message):
+    """Round 2, sent only for persons with at least one token in the filter."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     HEADER_FIELD_NUMBER: _builtins.int
     CHECK_ID_FIELD_NUMBER: _builtins.int
     DATASET_FIELD_NUMBER: _builtins.int
-    CHUNK_FIELD_NUMBER: _builtins.int
     KEY_COUNTS_FIELD_NUMBER: _builtins.int
     TOKENS_FIELD_NUMBER: _builtins.int
+    PERSONS_FIELD_NUMBER: _builtins.int
     check_id: _builtins.str
     dataset: _builtins.str
-    chunk: _builtins.int
     tokens: _builtins.bytes
-    """sum(key_counts) OPRF outputs (RFC 9497 Finalize), 64 bytes each, concatenated."""
+    """sum(key_counts) OPRF outputs (RFC 9497 Finalize), 64 bytes each, concatenated:
+    only the tokens whose filter value the requester found in the filter.
+    """
     @_builtins.property
     def header(self) -> _envelope_pb2.RequestHeader: ...
     @_builtins.property
     def key_counts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
-        """Must equal round 1's key_counts for this chunk."""
+        """Tokens per listed person (each 1..that person's round 1 key count)."""
+
+    @_builtins.property
+    def persons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Positions of the listed persons in the check (0-based), strictly increasing."""
 
     def __init__(
         self,
@@ -158,13 +267,13 @@ class IdentityLookupRequest(_message.Message):
         header: _envelope_pb2.RequestHeader | None = ...,
         check_id: _builtins.str = ...,
         dataset: _builtins.str = ...,
-        chunk: _builtins.int = ...,
         key_counts: _abc.Iterable[_builtins.int] | None = ...,
         tokens: _builtins.bytes = ...,
+        persons: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["check_id", b"check_id", "chunk", b"chunk", "dataset", b"dataset", "header", b"header", "key_counts", b"key_counts", "tokens", b"tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["check_id", b"check_id", "dataset", b"dataset", "header", b"header", "key_counts", b"key_counts", "persons", b"persons", "tokens", b"tokens"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -219,17 +328,15 @@ class IdentityLookupResponse(_message.Message):
 
     HEADER_FIELD_NUMBER: _builtins.int
     CHECK_ID_FIELD_NUMBER: _builtins.int
-    CHUNK_FIELD_NUMBER: _builtins.int
     OUTCOMES_FIELD_NUMBER: _builtins.int
     REFERENCES_FIELD_NUMBER: _builtins.int
     CONTACT_FIELD_NUMBER: _builtins.int
     check_id: _builtins.str
-    chunk: _builtins.int
     @_builtins.property
     def header(self) -> _envelope_pb2.ResponseHeader: ...
     @_builtins.property
     def outcomes(self) -> _containers.RepeatedScalarFieldContainer[Global___IdentityOutcome.ValueType]:
-        """One per person of the chunk, in order."""
+        """One per listed person, in order."""
 
     @_builtins.property
     def references(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -246,14 +353,13 @@ class IdentityLookupResponse(_message.Message):
         *,
         header: _envelope_pb2.ResponseHeader | None = ...,
         check_id: _builtins.str = ...,
-        chunk: _builtins.int = ...,
         outcomes: _abc.Iterable[Global___IdentityOutcome.ValueType] | None = ...,
         references: _abc.Iterable[_builtins.str] | None = ...,
         contact: Global___IdentityContact | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["contact", b"contact", "header", b"header"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["check_id", b"check_id", "chunk", b"chunk", "contact", b"contact", "header", b"header", "outcomes", b"outcomes", "references", b"references"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["check_id", b"check_id", "contact", b"contact", "header", b"header", "outcomes", b"outcomes", "references", b"references"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

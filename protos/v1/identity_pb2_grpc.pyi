@@ -3,12 +3,15 @@
 isort:skip_file
 Hit/no-hit identity and document checks (protos/PROTOCOL-identity.md).
 Round 1 (IdentityEvaluate): blinded OPRF elements in, evaluated elements out.
-Round 2 (IdentityLookup): finalised tokens in, one outcome per person out.
-Both rounds are signed Envelopes through the Federation pipeline and are
+IdentityFilter: the responder's signed membership structure over its token
+tags; the requester finalises round 1 and matches locally against it.
+Round 2 (IdentityLookup): only for persons that matched, their matching
+tokens in, one outcome per listed person out. A no hit has no round 2.
+All are signed Envelopes through the Federation pipeline; both rounds are
 bound to one check id, which the responder remembers in memory until it
-expires. A check is sent in chunks; chunk i of round 2 answers chunk i of
-round 1. Identifiers never appear in these messages: only group elements
-(random-looking) and OPRF outputs.
+expires. Round 1 is sent in chunks. Identifiers never appear in these
+messages: only group elements (random-looking), OPRF outputs of records
+the responder holds, and hashes of its own tags.
 """
 
 from collections import abc as _abc
