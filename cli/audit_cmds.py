@@ -280,13 +280,19 @@ def audit_crosscheck(node_dirs: tuple[Path, ...], as_json: bool) -> None:
     """Check that every query appears at requester and responder with matching digests."""
     views = _views(node_dirs)
     try:
-        matched, mismatches = crosscheck(views)
+        result = crosscheck(views)
     finally:
         for v in views:
             v.close()
-    failing = [m for m in mismatches if m.failing]
+    mismatches, failing, early = result.mismatches, result.failing, result.refused_early
     if as_json:
-        emit_json({"matched": matched, "mismatches": [asdict(m) for m in mismatches]})
+        emit_json(
+            {
+                "matched": result.matched,
+                "mismatches": [asdict(m) for m in mismatches],
+                "refused_early": [asdict(r) for r in early],
+            }
+        )
     else:
         if mismatches:
             table(
@@ -296,8 +302,15 @@ def audit_crosscheck(node_dirs: tuple[Path, ...], as_json: bool) -> None:
                   "yes" if m.failing else "no (never reached the responder)"]
                  for m in mismatches],
             )  # fmt: skip
+        if early:
+            table(
+                "refused before the responder's application (logged there without a query id)",
+                ["query id", "requester", "responder", "reason"],
+                [[r.query_id, r.requester, r.responder, r.reason] for r in early],
+            )
         click.echo(
-            f"{matched} queries logged on both sides with matching digests; "
+            f"{result.matched} queries logged on both sides with matching digests; "
+            f"{len(early)} refused before the responder's application; "
             f"{len(failing)} mismatches"
         )
     if failing:

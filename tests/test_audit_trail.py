@@ -133,7 +133,10 @@ def test_shipped_logs_verify_crosscheck_and_prove(
     assert all(n["anchored"] == n["records"] for n in verdict["nodes"])
 
     cross = ok("audit", "crosscheck", *node_args(root))
-    assert "6 queries logged on both sides with matching digests; 0 mismatches" in cross
+    assert (
+        "6 queries logged on both sides with matching digests; 0 refused before the "
+        "responder's application; 0 mismatches"
+    ) in cross
 
     rows = json.loads(ok("audit", "log", *node_args(root), "--member", "th", "--type", "ping",
                          "--since", "2000-01-01", "--json"))  # fmt: skip
@@ -147,6 +150,30 @@ def test_shipped_logs_verify_crosscheck_and_prove(
     checked = json.loads(ok("audit", "check-bundle", str(bundle), "--keys", str(keys), "--json"))
     sides = {(r["log"], r["side"]) for r in checked["records"]}
     assert sides == {("AU", "requester"), ("TH", "responder")}
+
+
+def test_a_refusal_before_the_responders_application_is_no_mismatch(tmp_path: Path) -> None:
+    """A node that joined a moment ago asks a peer whose directory lacks its key yet:
+    the peer refuses (unknown_key) before reading the query id, the asker retries once
+    the peer caught up; the auditor reports that refusal apart and cross-checks clean."""
+    net = start(tmp_path / "net")
+    try:
+        idn = net.add_node("ID")
+        idn.refresh_directory()
+        ping(idn, "TH")
+    finally:
+        net.close()
+    args = [a for m in (*MEMBERS, "ID") for a in ("--node-dir", str(tmp_path / "net" / m))]
+    cross = ok("audit", "crosscheck", *args)
+    assert "1 queries logged on both sides" in cross
+    assert "1 refused before the responder's application; 0 mismatches" in cross
+    verdict = json.loads(ok("audit", "crosscheck", *args, "--json"))
+    assert [(r["requester"], r["responder"], r["reason"]) for r in verdict["refused_early"]] == [
+        ("ID", "TH", "unknown_key")
+    ]
+    # Without the responder's record of its early refusal, the same query is a mismatch.
+    tamper(tmp_path / "net" / "TH" / "state.db", "DELETE FROM audit WHERE query_id = ''")
+    assert "1 queries are not logged on both sides" in fails("audit", "crosscheck", *args)
 
 
 # -- tampering with a node's store -------------------------------------------------
