@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rcf.hub.audit_log import AuditLogReader
+from rcf.hub.layout import HubLayout
 from rcf.node.audit.anchor import AnchorStore, ShippedBatch
 from rcf.node.audit.archive import iter_all_records, segment_batches
 from rcf.node.audit.chain import AuditLog
@@ -418,6 +419,31 @@ def crosscheck(views: list[NodeView]) -> CrossCheck:
             continue
         matched += 1
     return CrossCheck(matched, found, refused_early)
+
+
+# -- the auditor's trust anchor ------------------------------------------------------
+
+
+def hub_verifier_key(hub_dir: Path) -> tuple[cp.VerifierKey, str]:
+    """The hub's checkpoint key (as a vkey) and its final cosigned checkpoint note, read
+    from the hub folder: what the hub operator hands an auditor out of band."""
+    layout = HubLayout(hub_dir)
+    config = layout.load_config()
+    key = cp.VerifierKey(log_origin(config.network), layout.load_signing_key().public_key)
+    note = AuditLogReader(layout.audit_log_db).final_note(config.audit_quorum)
+    if not note:
+        raise ConfigError("The hub log has no cosigned checkpoint yet; try after nodes shipped.")
+    return key, note
+
+
+def first_trusted(note_text: str, hub_key: cp.VerifierKey) -> cp.Checkpoint:
+    """Check a checkpoint obtained out of band against the hub's published key."""
+    try:
+        return cp.open_checkpoint(note_text, hub_key.name, hub_key.public_key)
+    except (VerificationError, ConfigError) as exc:
+        raise VerificationError(
+            f"The checkpoint is not signed by the hub key given: {exc}", reason="untrusted"
+        ) from exc
 
 
 # -- proof bundles -----------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 from collections import deque
@@ -20,6 +21,8 @@ from rcf.auditor.checks import (
     bundle_keys_text,
     check_bundle,
     crosscheck,
+    first_trusted,
+    hub_verifier_key,
     make_bundle,
     open_node,
     parse_keys,
@@ -38,6 +41,7 @@ from rcf.node.audit.chain import AuditLog
 from rcf.node.federation.directory_cache import DirectoryCache
 from rcf.node.ops.config import NodeLayout
 from rcf.node.ops.state import StateDB
+from rcf.trust import checkpoint as cp
 from rcf.trust.audit_leaf import log_origin
 from rcf.trust.errors import ConfigError, VerificationError
 from rcf.trust.files import write_private
@@ -270,6 +274,53 @@ def _report_json(report: VerifyReport) -> dict[str, Any]:
             "trusted_size": report.hub.trusted_size,
         },
     }
+
+
+@audit.command("trust")
+@click.option(
+    "--from",
+    "source",
+    type=click.Path(exists=True, path_type=Path),
+    required=True,
+    help="A checkpoint note from the hub operator, or (the hub operator) the hub folder.",
+)
+@click.option(
+    "--hub-key",
+    default=None,
+    help="The hub's published checkpoint key (name+id+key), obtained out of band.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to keep the trusted checkpoint (then: rcf audit verify --trusted FILE).",
+)
+@guarded
+def audit_trust(source: Path, hub_key: str | None, out: Path) -> None:
+    """Adopt the first trusted checkpoint, checked against the hub's published key.
+
+    The hub operator runs it on the hub folder to export the newest cosigned
+    checkpoint and print the hub key; the auditor runs it on that file with the
+    hub key obtained by another channel, and keeps the result.
+    """
+    if source.is_dir():
+        key, note = hub_verifier_key(source)
+        if hub_key is not None and hub_key.strip() != key.encode():
+            raise VerificationError("This hub folder's key is not the --hub-key given.")
+    else:
+        if hub_key is None:
+            raise click.UsageError("Give --hub-key: the key the hub operator published.")
+        key, note = cp.parse_verifier_key(hub_key.strip()), source.read_text()
+    checkpoint = first_trusted(note, key)
+    if out.exists():
+        raise ConfigError(
+            f"{out} already holds a trusted checkpoint; rcf audit verify --trusted advances it."
+        )
+    write_private(out, note)
+    click.echo(f"hub key    {key.encode()}")
+    click.echo(f"checkpoint {checkpoint.origin}, size {checkpoint.size}, root "
+               f"{base64.b64encode(checkpoint.root_hash).decode()}")  # fmt: skip
+    click.echo(f"kept in {out}: compare the key and root with the hub operator's, by phone.")
 
 
 @audit.command("crosscheck")

@@ -242,6 +242,12 @@ def hub_status_cmd(hub_dir: Path, as_json: bool) -> None:
         console.print(f"{k:>18}  {v}", highlight=False, markup=False)
     for warning in s.file_mode_warnings:
         click.echo(f"warning: {warning}", err=True)
+    if s.members_without_ncp:
+        click.echo(
+            f"warning: no National Contact Point for {', '.join(s.members_without_ncp)}: "
+            "their hits reach the asker with no one to call (rcf hub ncp add MEMBER …).",
+            err=True,
+        )
 
 
 @hub.group("member")

@@ -14,6 +14,7 @@ from rcf.cli.errors import (
     exit_code_for_rpc,
     guarded,
 )
+from rcf.cli.hub_cmds import ncp_dict
 from rcf.cli.operator_client import node_running, operator_stub, record_operations
 from rcf.cli.options import (
     MEMBER_ID,
@@ -26,6 +27,7 @@ from rcf.cli.options import (
 )
 from rcf.cli.output import console, emit_json, json_option, table, utc_time
 from rcf.node.data.dictionary import load_dictionary
+from rcf.node.federation.directory_cache import DirectoryCache
 from rcf.node.federation.server import NodeServer
 from rcf.node.identity.maintenance import rotate as rotate_oprf
 from rcf.node.ops.assembly import offline
@@ -373,6 +375,47 @@ def ping(
         raise SystemExit(EXIT_UNAVAILABLE if codes == {EXIT_UNAVAILABLE} else EXIT_ERROR)
 
 
+@click.group("ncp")
+def ncp() -> None:
+    """National Contact Points, from this node's cached directory (no hub needed)."""
+
+
+@ncp.command("list")
+@node_dir_option
+@click.option("--member", "member_id", type=MEMBER_ID, default=None, help="Only this member.")
+@json_option
+@guarded
+def ncp_list(node_dir: Path, member_id: str | None, as_json: bool) -> None:
+    """Whom to call after a hit: every member's NCPs as the signed directory lists them."""
+    layout = NodeLayout(node_dir)
+    config = layout.load_config()
+    directory = DirectoryCache(layout.directory_cache, hub_public_key=config.hub_public_key).peek()
+    if member_id is not None and directory.member(member_id) is None:
+        raise ConfigError(f"{member_id} is not a member of this network.")
+    rows = [
+        ncp_dict(m.member_id, c)
+        for m in directory.members
+        if member_id in (None, m.member_id)
+        for c in m.ncps
+    ]
+    if as_json:
+        emit_json({"directory_serial": directory.serial, "ncps": rows})
+        return
+    table(
+        f"national contact points (directory serial {directory.serial})",
+        ["member", "agency", "role", "name", "email", "phone", "languages", "hours"],
+        [
+            [r["member_id"], r["agency"], r["role"], r["name"], r["email"], r["phone"],
+             ",".join(r["languages"]), r["working_hours"]]
+            for r in rows
+        ],
+    )  # fmt: skip
+    if not rows:
+        who = member_id or "any member"
+        click.echo(f"The directory lists no NCP for {who}; the hub admin adds them.", err=True)
+
+
 def register(root: click.Group) -> None:
     root.add_command(node)
     root.add_command(ping)
+    root.add_command(ncp)
