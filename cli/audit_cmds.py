@@ -30,7 +30,7 @@ from rcf.auditor.checks import (
     verify_node,
     write_bundle,
 )
-from rcf.cli.errors import guarded
+from rcf.cli.errors import BAD_OPTION, guarded
 from rcf.cli.options import MEMBER_ID, node_dir_option
 from rcf.cli.output import emit_json, json_option, table
 from rcf.hub.audit_log import AuditLogReader
@@ -454,7 +454,9 @@ def audit_prove(
     """Write an offline proof bundle: the query's records and their inclusion proofs in
     the hub log's final checkpoint (hub-signed, cosigned by a quorum of witnesses)."""
     if hub_dir is None:
-        raise ConfigError("Give --hub-dir: the proofs come from the hub's audit log.")
+        raise ConfigError(
+            "Give --hub-dir: the proofs come from the hub's audit log.", reason=BAD_OPTION
+        )
     views = _views(node_dirs[:1])
     reader, hub_quorum = _hub(hub_dir)
     assert reader is not None

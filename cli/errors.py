@@ -21,7 +21,7 @@ import click
 import grpc
 
 from rcf.trust.errors import RcfError
-from rcf.trust.status import read_refusal
+from rcf.trust.status import read_refusal, transport_failure
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -45,6 +45,17 @@ EXIT_CODES = {
 UNAVAILABLE_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
+# An option value of the wrong form (a month that is not YYYY-MM): usage, like Click's own.
+BAD_OPTION = "bad_option"
+
+
+def exit_code_for(exc: RcfError) -> int:
+    """The README's class for one of our errors."""
+    if exc.reason == BAD_OPTION:
+        return EXIT_USAGE
+    return EXIT_UNAVAILABLE if exc.status == "UNAVAILABLE" else EXIT_ERROR
+
+
 def exit_code_for_rpc(exc: grpc.RpcError) -> int:
     if isinstance(exc, grpc.Call) and exc.code() in UNAVAILABLE_CODES:
         return EXIT_UNAVAILABLE
@@ -54,7 +65,7 @@ def exit_code_for_rpc(exc: grpc.RpcError) -> int:
 def describe_rpc_error(exc: grpc.RpcError) -> str:
     refusal = read_refusal(exc)
     if refusal.code == grpc.StatusCode.UNAVAILABLE and not refusal.reason:
-        return f"The node is not reachable ({refusal.message})."
+        return f"The node is not reachable ({transport_failure(refusal.message)})."
     reason = f": {refusal.reason}" if refusal.reason else ""
     return f"{refusal.message} [{refusal.code.name.lower()}{reason}]"
 
@@ -65,7 +76,7 @@ def run_guarded(fn: Callable[[], T]) -> T:
         return fn()
     except RcfError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_UNAVAILABLE if exc.status == "UNAVAILABLE" else EXIT_ERROR)
+        sys.exit(exit_code_for(exc))
     except grpc.RpcError as exc:
         click.echo(f"error: {describe_rpc_error(exc)}", err=True)
         sys.exit(exit_code_for_rpc(exc))

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from rcf.cli.errors import guarded
+from rcf.cli.errors import BAD_OPTION, guarded
 from rcf.cli.options import (
     MEMBER_ID,
     StopSignal,
@@ -135,7 +135,8 @@ def hub_init(
     if not public_address and not local:
         raise ConfigError(
             "Give --public-address (the name or IP nodes reach the hub at, e.g. "
-            "hub.rso.example), or --local for a network on this one machine."
+            "hub.rso.example), or --local for a network on this one machine.",
+            reason=BAD_OPTION,
         )
     if public_address:
         public_address = _public(

@@ -8,6 +8,7 @@ import click
 import grpc
 
 from rcf.cli.errors import (
+    BAD_OPTION,
     EXIT_ERROR,
     EXIT_UNAVAILABLE,
     describe_rpc_error,
@@ -71,7 +72,8 @@ def node_addresses(listen: str | None, public_address: str | None, local: bool) 
     if not local:
         raise ConfigError(
             "Give --public-address (the name or IP other nodes reach this node at, e.g. "
-            "th-node.example.org), or --local for a network on this one machine."
+            "th-node.example.org), or --local for a network on this one machine.",
+            reason=BAD_OPTION,
         )
     if unreachable_kind(listen) == "a wildcard address":
         raise ConfigError(
@@ -129,7 +131,9 @@ def node_init(
     if join_token_file is not None:
         join_token = join_token_file.read_text()
     if offline == bool(join_token):
-        raise ConfigError("Give either --join-token (or --join-token-file) or --offline.")
+        raise ConfigError(
+            "Give either --join-token (or --join-token-file) or --offline.", reason=BAD_OPTION
+        )
     token = None if offline else JoinToken.decode(join_token or "")
     addresses = node_addresses(listen, public_address, local)
     if token is None:
@@ -175,7 +179,9 @@ def node_rotate_keys(node_dir: Path, join_token: str | None, join_token_file: Pa
     if join_token_file is not None:
         join_token = join_token_file.read_text()
     if not join_token:
-        raise ConfigError("Give --join-token or --join-token-file (ask the hub admin for one).")
+        raise ConfigError(
+            "Give --join-token or --join-token-file (ask the hub admin for one).", reason=BAD_OPTION
+        )
     key_id = rotate_keys(node_dir, token_text=join_token)
     click.echo(f"new signing key {key_id}; the old one stays listed for verification")
 

@@ -90,7 +90,7 @@ def test_generate_import_stats_purge(node_dir: Path, tmp_path: Path) -> None:
     assert imports[-1]["reason"].startswith("inserted=0 updated=0 unchanged=500")
     assert rcf(node_dir, "audit", "verify").returncode == 0
     bad = rcf(node_dir, "data", "purge", "--older-than", "soon")
-    assert bad.returncode == 1 and "not an age like" in bad.stderr
+    assert bad.returncode == 2 and "not an age like" in bad.stderr  # usage
 
 
 def test_bad_rows_one_clear_message(node_dir: Path, tmp_path: Path) -> None:
