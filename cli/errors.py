@@ -4,7 +4,7 @@ Exit codes (the README's table; every command follows it):
 
     0    done
     1    failed: bad input or file, refused, a check found a problem, not confirmed
-    2    usage: unknown command or option, missing argument (Click's own)
+    2    usage: unknown command or option, missing argument (Click's own), malformed option value
     3    unavailable: the hub, this node or a peer is not running or not reachable,
          or the directory has expired; the same command may work later
     130  interrupted (Ctrl-C)
@@ -35,7 +35,7 @@ EXIT_INTERRUPTED = 130
 EXIT_CODES = {
     EXIT_OK: "done",
     EXIT_ERROR: "failed: bad input or file, refused, a check found a problem, not confirmed",
-    EXIT_USAGE: "usage: unknown command or option, missing argument",
+    EXIT_USAGE: "usage: unknown command or option, missing argument, malformed option value",
     EXIT_UNAVAILABLE: "unavailable: the hub, this node or a peer is not running or not "
     "reachable, or the directory has expired; the same command may work later",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C)",

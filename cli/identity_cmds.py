@@ -24,7 +24,7 @@ from rcf.cli.errors import (
 )
 from rcf.cli.operator_client import operator_stub
 from rcf.cli.options import node_dir_option
-from rcf.cli.output import console, emit_json, json_option, table, utc_time
+from rcf.cli.output import console, emit_json, failure_words, json_option, table, utc_time
 from rcf.cli.query_cmds import query
 from rcf.node.identity.errors import InvalidIdentifier
 from rcf.node.identity.mrz import parse_mrz
@@ -224,7 +224,8 @@ def _report(
                 )
         for f in finals:
             if f.error:
-                console.print(f"{f.responder}: FAILED: {f.error}", highlight=False)
+                console.print(f"{f.responder}: {failure_words(f.error, f.error_reason)}",
+                              highlight=False)  # fmt: skip
         console.print(f"{hits:,} hit(s) or possible hit(s); answered by "
                       f"{len(ok)}/{len(finals)} members", highlight=False)  # fmt: skip
     # Members that refuse or are down are reported above; the command fails only when

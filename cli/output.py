@@ -50,3 +50,18 @@ def utc_time(ms: int) -> str:
 def plural(count: int, noun: str) -> str:
     """'1 error', '2 errors', '0 errors'."""
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+POLICY_REFUSALS = ("not_permitted", "limit_reached")
+
+
+def failure_words(error: str, reason: str) -> str:
+    """How a member's failure reads: a policy refusal is the member's choice, not a fault."""
+    code = reason.removeprefix("refused:")
+    if code in POLICY_REFUSALS:
+        return f"refused by policy ({code})"
+    if reason.startswith("refused"):
+        return f"refused ({code})" if code != reason else "refused"
+    if reason in ("unreachable", "timeout"):
+        return error
+    return f"FAILED: {error}"
