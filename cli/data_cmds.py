@@ -115,8 +115,14 @@ def data_generate(
     table(
         f"synthetic data (seed {seed}, {rows} rows per dataset)",
         ["member", "dataset", "file"],
-        [[m, d, p] for m, files in written.items() for d, p in files.items()],
+        [[m, _generated_label(d), p] for m, files in written.items() for d, p in files.items()],
     )
+
+
+def _generated_label(key: str) -> str:
+    if key == "persons_mrz":
+        return "(MRZ lines of the persons' documents, for rcf query document --mrz; not imported)"
+    return key
 
 
 def _print_result(result: ImportResult) -> None:
