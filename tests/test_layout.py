@@ -77,6 +77,46 @@ def test_the_cli_reaches_benchmarks_only_through_rcf_bench() -> None:
     assert bad == []
 
 
+def _module_graph() -> dict[str, set[str]]:
+    """Our modules and, for each, the modules of ours it imports (anywhere in the file,
+    TYPE_CHECKING blocks included: a circle there is still a circle to a reader)."""
+    modules: dict[str, Path] = {}
+    for room in ROOMS:
+        for path in _sources(room):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            modules["rcf." + ".".join(parts)] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                edges |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                base = node.module
+                edges |= {f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
+                          for a in node.names}  # fmt: skip
+        graph[name] = {e for e in edges if e in modules and e != name}
+    return graph
+
+
+def test_no_import_circles() -> None:
+    graph = _module_graph()
+    circles: list[list[str]] = []
+    for start in graph:
+        # a path back to start through modules sorted after it: each circle found once
+        stack = [(start, [start])]
+        while stack:
+            here, path = stack.pop()
+            for nxt in graph[here]:
+                if nxt == start:
+                    circles.append(path)
+                elif nxt > start and nxt not in path and len(path) < 8:
+                    stack.append((nxt, [*path, nxt]))
+    assert circles == []
+
+
 def test_the_distribution_names_one_top_level_package() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert project["project"]["license"] == "Apache-2.0"

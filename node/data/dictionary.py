@@ -9,7 +9,11 @@ nothing is trusted that the installed code does not already contain.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
 
 from rcf.node.federation.hub_client import HubClient
 from rcf.node.ops.config import NodeLayout
@@ -22,8 +26,13 @@ from rcf.trust.dictionary import (
 )
 from rcf.trust.signed import read_envelope, store_envelope
 
-if TYPE_CHECKING:
-    from rcf.node.ops.rollback import RollbackFloor
+
+class DictionaryFloor(Protocol):
+    """The oldest dictionary version the node may accept (rcf.node.ops.rollback keeps it)."""
+
+    def refuse_older_dictionary(self, version: str) -> None: ...
+
+    def accept_dictionary(self, version: str) -> None: ...
 
 
 def read_cached_dictionary(layout: NodeLayout, hub_public_key: bytes) -> DataDictionary | None:
@@ -47,7 +56,7 @@ def sync_dictionary(
     *,
     hub_public_key: bytes,
     version: str,
-    floor: RollbackFloor | None = None,
+    floor: DictionaryFloor | None = None,
 ) -> bool:
     """Fetch and cache dictionary version (named by the directory) if not held; True if new.
 
@@ -77,3 +86,31 @@ def sync_dictionary(
     if floor is not None:
         floor.accept_dictionary(version)
     return True
+
+
+def dictionary_loader(
+    path: Path, load: Callable[[], DataDictionary]
+) -> Callable[[], DataDictionary]:
+    """load(), re-read only when the cached dictionary file changes (verified on each read)."""
+    cache: dict[str, object] = {}
+    lock = threading.Lock()
+
+    def current() -> DataDictionary:
+        try:
+            stamp: object = os.stat(path).st_mtime_ns
+        except FileNotFoundError:
+            stamp = None
+        with lock:
+            if cache.get("stamp", ...) != stamp or "dictionary" not in cache:
+                cache["dictionary"] = load()
+                cache["stamp"] = stamp
+            held = cache["dictionary"]
+        assert isinstance(held, DataDictionary)
+        return held
+
+    return current
+
+
+def cached_dictionary(layout: NodeLayout) -> Callable[[], DataDictionary]:
+    """load_dictionary(layout), re-read only when the hub's newer dictionary lands."""
+    return dictionary_loader(layout.dictionary_cache, lambda: load_dictionary(layout))

@@ -9,7 +9,6 @@ never a mixture. ``PolicyAdmin`` validates, signs, stores, audits and then swaps
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import re
 import threading
@@ -19,6 +18,7 @@ from dataclasses import dataclass, replace
 import structlog
 
 from rcf.node.audit.chain import AuditLog, local_event
+from rcf.node.data.dictionary import load_dictionary
 from rcf.node.ops.config import NodeLayout
 from rcf.node.ops.state import StateDB
 from rcf.node.policy.engine import decide
@@ -34,7 +34,7 @@ from rcf.node.policy.store import (
 )
 from rcf.node.policy.validate import Context, check_policy
 from rcf.trust.clock import now_ms
-from rcf.trust.dictionary import DataDictionary, default_dictionary
+from rcf.trust.dictionary import DataDictionary
 from rcf.trust.directory import Directory, Member
 from rcf.trust.dsse import verify_envelope
 from rcf.trust.errors import ConfigError, RequestRejected, VerificationError
@@ -140,13 +140,7 @@ def seed_source(allow: Mapping[str, tuple[str, ...] | list[str]], member_id: str
 
 def node_dictionary(layout: NodeLayout) -> DataDictionary:
     """The dictionary the node holds, or the v1 defaults the software ships."""
-    try:
-        module = importlib.import_module("rcf.node.data.dictionary")
-    except ImportError:
-        return default_dictionary()
-    loaded = module.load_dictionary(layout)
-    assert isinstance(loaded, DataDictionary)
-    return loaded
+    return load_dictionary(layout)
 
 
 @dataclass(frozen=True)
