@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rcf.hub.audit_log import AuditLogReader
+from rcf.hub.layout import HubLayout
 from rcf.node.audit.anchor import AnchorStore, ShippedBatch
 from rcf.node.audit.archive import iter_all_records, segment_batches
 from rcf.node.audit.chain import AuditLog
@@ -334,29 +335,66 @@ class Mismatch:
     failing: bool
 
 
+@dataclass(frozen=True)
+class EarlyRefusal:
+    """A request the responder refused before its application saw it (say, signed by a
+    key its directory did not list yet): the responder logged it without a query id, so
+    it is matched by requester and request digest, and it is no mismatch."""
+
+    query_id: str
+    requester: str
+    responder: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class CrossCheck:
+    matched: int
+    mismatches: list[Mismatch]
+    refused_early: list[EarlyRefusal]
+
+    @property
+    def failing(self) -> list[Mismatch]:
+        return [m for m in self.mismatches if m.failing]
+
+
 def _should_reach(decision: str, reason: str) -> bool:
-    """Whether a requester-side record means the responder saw (and logged) the request."""
-    return decision == "answered" or reason.startswith("refused")
+    """Whether a requester-side record means the responder saw (and logged) the request.
+
+    A refusal with a reason code came from the responder's pipeline, which logs it; one
+    without (a bare ``refused``: cancelled, a server shutting down) came from its gRPC
+    layer before any of our code saw the request."""
+    return decision == "answered" or reason.startswith("refused:")
 
 
-def crosscheck(views: list[NodeView]) -> tuple[int, list[Mismatch]]:
-    """Match requester and responder records by query id; (queries matched, mismatches)."""
+def crosscheck(views: list[NodeView]) -> CrossCheck:
+    """Match requester and responder records by query id (or, for a request refused
+    before its query id was read, by requester and request digest)."""
     reachable = {v.member_id for v in views}
     sides: dict[tuple[str, str], dict[str, list[AuditRecord]]] = {}
+    # Responder records of requests refused before the query id was checked.
+    early: dict[tuple[str, str, str], str] = {}
     for view in views:
         for rec in view.records():
             e = rec.event
+            if e.side == "responder" and not e.query_id and e.requester and e.request_sha256:
+                early[(e.responder, e.requester, e.request_sha256)] = e.reason
             if e.side not in ("requester", "responder") or not e.query_id or not e.requester:
                 continue
             key = (e.query_id, e.requester)
             sides.setdefault(key, {}).setdefault(e.side, []).append(rec)
     matched = 0
     found: list[Mismatch] = []
+    refused_early: list[EarlyRefusal] = []
     for (query_id, requester), by_side in sorted(sides.items()):
         req, resp = by_side.get("requester", []), by_side.get("responder", [])
         responder = (req or resp)[0].event.responder
         if req and not resp:
             if responder not in reachable:
+                continue
+            reasons = [early.get((responder, requester, r.event.request_sha256)) for r in req]
+            if all(reasons):
+                refused_early.append(EarlyRefusal(query_id, requester, responder, str(reasons[0])))
                 continue
             should = any(_should_reach(r.event.decision, r.event.reason) for r in req)
             found.append(Mismatch(query_id, requester, responder,
@@ -380,7 +418,32 @@ def crosscheck(views: list[NodeView]) -> tuple[int, list[Mismatch]]:
                                   "response digests differ", True))  # fmt: skip
             continue
         matched += 1
-    return matched, found
+    return CrossCheck(matched, found, refused_early)
+
+
+# -- the auditor's trust anchor ------------------------------------------------------
+
+
+def hub_verifier_key(hub_dir: Path) -> tuple[cp.VerifierKey, str]:
+    """The hub's checkpoint key (as a vkey) and its final cosigned checkpoint note, read
+    from the hub folder: what the hub operator hands an auditor out of band."""
+    layout = HubLayout(hub_dir)
+    config = layout.load_config()
+    key = cp.VerifierKey(log_origin(config.network), layout.load_signing_key().public_key)
+    note = AuditLogReader(layout.audit_log_db).final_note(config.audit_quorum)
+    if not note:
+        raise ConfigError("The hub log has no cosigned checkpoint yet; try after nodes shipped.")
+    return key, note
+
+
+def first_trusted(note_text: str, hub_key: cp.VerifierKey) -> cp.Checkpoint:
+    """Check a checkpoint obtained out of band against the hub's published key."""
+    try:
+        return cp.open_checkpoint(note_text, hub_key.name, hub_key.public_key)
+    except (VerificationError, ConfigError) as exc:
+        raise VerificationError(
+            f"The checkpoint is not signed by the hub key given: {exc}", reason="untrusted"
+        ) from exc
 
 
 # -- proof bundles -----------------------------------------------------------------

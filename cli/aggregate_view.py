@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from rcf.cli.errors import BAD_OPTION
 from rcf.protos.v1 import aggregate_pb2
 from rcf.trust.errors import ConfigError
 
@@ -77,9 +78,11 @@ def build_query(
     )
     for bound, name in ((period_from, "--from"), (period_to, "--to")):
         if bound is not None and not _MONTH_RE.match(bound):
-            raise ConfigError(f"{name} {bound!r} is not a month of the form YYYY-MM.")
+            raise ConfigError(
+                f"{name} {bound!r} is not a month of the form YYYY-MM.", reason=BAD_OPTION
+            )
     if period_from and period_to and period_from > period_to:
-        raise ConfigError(f"--from {period_from} is after --to {period_to}.")
+        raise ConfigError(f"--from {period_from} is after --to {period_to}.", reason=BAD_OPTION)
     if period_from or period_to:
         query.filters.add(
             dimension=MONTH,

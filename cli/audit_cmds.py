@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 from collections import deque
@@ -20,6 +21,8 @@ from rcf.auditor.checks import (
     bundle_keys_text,
     check_bundle,
     crosscheck,
+    first_trusted,
+    hub_verifier_key,
     make_bundle,
     open_node,
     parse_keys,
@@ -27,7 +30,7 @@ from rcf.auditor.checks import (
     verify_node,
     write_bundle,
 )
-from rcf.cli.errors import guarded
+from rcf.cli.errors import BAD_OPTION, guarded
 from rcf.cli.options import MEMBER_ID, node_dir_option
 from rcf.cli.output import emit_json, json_option, table
 from rcf.hub.audit_log import AuditLogReader
@@ -39,6 +42,7 @@ from rcf.node.audit.chain import AuditLog
 from rcf.node.federation.directory_cache import DirectoryCache
 from rcf.node.ops.config import NodeLayout
 from rcf.node.ops.state import StateDB
+from rcf.trust import checkpoint as cp
 from rcf.trust.audit_leaf import log_origin
 from rcf.trust.clock import now_ms
 from rcf.trust.errors import ConfigError, VerificationError
@@ -298,6 +302,53 @@ def _report_json(report: VerifyReport) -> dict[str, Any]:
     }
 
 
+@audit.command("trust")
+@click.option(
+    "--from",
+    "source",
+    type=click.Path(exists=True, path_type=Path),
+    required=True,
+    help="A checkpoint note from the hub operator, or (the hub operator) the hub folder.",
+)
+@click.option(
+    "--hub-key",
+    default=None,
+    help="The hub's published checkpoint key (name+id+key), obtained out of band.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to keep the trusted checkpoint (then: rcf audit verify --trusted FILE).",
+)
+@guarded
+def audit_trust(source: Path, hub_key: str | None, out: Path) -> None:
+    """Adopt the first trusted checkpoint, checked against the hub's published key.
+
+    The hub operator runs it on the hub folder to export the newest cosigned
+    checkpoint and print the hub key; the auditor runs it on that file with the
+    hub key obtained by another channel, and keeps the result.
+    """
+    if source.is_dir():
+        key, note = hub_verifier_key(source)
+        if hub_key is not None and hub_key.strip() != key.encode():
+            raise VerificationError("This hub folder's key is not the --hub-key given.")
+    else:
+        if hub_key is None:
+            raise click.UsageError("Give --hub-key: the key the hub operator published.")
+        key, note = cp.parse_verifier_key(hub_key.strip()), source.read_text()
+    checkpoint = first_trusted(note, key)
+    if out.exists():
+        raise ConfigError(
+            f"{out} already holds a trusted checkpoint; rcf audit verify --trusted advances it."
+        )
+    write_private(out, note)
+    click.echo(f"hub key    {key.encode()}")
+    click.echo(f"checkpoint {checkpoint.origin}, size {checkpoint.size}, root "
+               f"{base64.b64encode(checkpoint.root_hash).decode()}")  # fmt: skip
+    click.echo(f"kept in {out}: compare the key and root with the hub operator's, by phone.")
+
+
 @audit.command("crosscheck")
 @node_dirs_option
 @json_option
@@ -306,13 +357,19 @@ def audit_crosscheck(node_dirs: tuple[Path, ...], as_json: bool) -> None:
     """Check that every query appears at requester and responder with matching digests."""
     views = _views(node_dirs)
     try:
-        matched, mismatches = crosscheck(views)
+        result = crosscheck(views)
     finally:
         for v in views:
             v.close()
-    failing = [m for m in mismatches if m.failing]
+    mismatches, failing, early = result.mismatches, result.failing, result.refused_early
     if as_json:
-        emit_json({"matched": matched, "mismatches": [asdict(m) for m in mismatches]})
+        emit_json(
+            {
+                "matched": result.matched,
+                "mismatches": [asdict(m) for m in mismatches],
+                "refused_early": [asdict(r) for r in early],
+            }
+        )
     else:
         if mismatches:
             table(
@@ -322,8 +379,15 @@ def audit_crosscheck(node_dirs: tuple[Path, ...], as_json: bool) -> None:
                   "yes" if m.failing else "no (never reached the responder)"]
                  for m in mismatches],
             )  # fmt: skip
+        if early:
+            table(
+                "refused before the responder's application (logged there without a query id)",
+                ["query id", "requester", "responder", "reason"],
+                [[r.query_id, r.requester, r.responder, r.reason] for r in early],
+            )
         click.echo(
-            f"{matched} queries logged on both sides with matching digests; "
+            f"{result.matched} queries logged on both sides with matching digests; "
+            f"{len(early)} refused before the responder's application; "
             f"{len(failing)} mismatches"
         )
     if failing:
@@ -416,7 +480,9 @@ def audit_prove(
     """Write an offline proof bundle: the query's records and their inclusion proofs in
     the hub log's final checkpoint (hub-signed, cosigned by a quorum of witnesses)."""
     if hub_dir is None:
-        raise ConfigError("Give --hub-dir: the proofs come from the hub's audit log.")
+        raise ConfigError(
+            "Give --hub-dir: the proofs come from the hub's audit log.", reason=BAD_OPTION
+        )
     views = _views(node_dirs[:1])
     reader, hub_quorum = _hub(hub_dir)
     assert reader is not None

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from rcf.cli.errors import EXIT_ERROR, guarded
+from rcf.cli.errors import BAD_OPTION, EXIT_ERROR, guarded
 from rcf.cli.operator_client import record_operations
 from rcf.cli.options import confirm, node_dir_option, yes_option
 from rcf.cli.output import console, emit_json, json_option, table
@@ -51,7 +51,10 @@ def cutoff_for(older_than: str, today: dt.date) -> dt.date:
     """The first date kept by ``--older-than`` (e.g. 90d, 12w, 18m, 2y)."""
     m = _AGE.match(older_than.strip().lower())
     if not m or int(m.group(1)) == 0:
-        raise ConfigError(f"--older-than {older_than!r} is not an age like 90d, 12w, 18m or 2y.")
+        raise ConfigError(
+            f"--older-than {older_than!r} is not an age like 90d, 12w, 18m or 2y.",
+            reason=BAD_OPTION,
+        )
     n, unit = int(m.group(1)), m.group(2)
     if unit in ("d", "w"):
         return today - dt.timedelta(days=n * (7 if unit == "w" else 1))
@@ -112,8 +115,14 @@ def data_generate(
     table(
         f"synthetic data (seed {seed}, {rows} rows per dataset)",
         ["member", "dataset", "file"],
-        [[m, d, p] for m, files in written.items() for d, p in files.items()],
+        [[m, _generated_label(d), p] for m, files in written.items() for d, p in files.items()],
     )
+
+
+def _generated_label(key: str) -> str:
+    if key == "persons_mrz":
+        return "(MRZ lines of the persons' documents, for rcf query document --mrz; not imported)"
+    return key
 
 
 def _print_result(result: ImportResult) -> None:

@@ -4,7 +4,7 @@ Exit codes (the README's table; every command follows it):
 
     0    done
     1    failed: bad input or file, refused, a check found a problem, not confirmed
-    2    usage: unknown command or option, missing argument (Click's own)
+    2    usage: unknown command or option, missing argument (Click's own), malformed option value
     3    unavailable: the hub, this node or a peer is not running or not reachable,
          or the directory has expired; the same command may work later
     130  interrupted (Ctrl-C)
@@ -21,7 +21,7 @@ import click
 import grpc
 
 from rcf.trust.errors import RcfError
-from rcf.trust.status import read_refusal
+from rcf.trust.status import read_refusal, transport_failure
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -35,7 +35,7 @@ EXIT_INTERRUPTED = 130
 EXIT_CODES = {
     EXIT_OK: "done",
     EXIT_ERROR: "failed: bad input or file, refused, a check found a problem, not confirmed",
-    EXIT_USAGE: "usage: unknown command or option, missing argument",
+    EXIT_USAGE: "usage: unknown command or option, missing argument, malformed option value",
     EXIT_UNAVAILABLE: "unavailable: the hub, this node or a peer is not running or not "
     "reachable, or the directory has expired; the same command may work later",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
@@ -43,6 +43,17 @@ EXIT_CODES = {
 
 # Status codes that mean "try again later", whoever reports them.
 UNAVAILABLE_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+# An option value of the wrong form (a month that is not YYYY-MM): usage, like Click's own.
+BAD_OPTION = "bad_option"
+
+
+def exit_code_for(exc: RcfError) -> int:
+    """The README's class for one of our errors."""
+    if exc.reason == BAD_OPTION:
+        return EXIT_USAGE
+    return EXIT_UNAVAILABLE if exc.status == "UNAVAILABLE" else EXIT_ERROR
 
 
 def exit_code_for_rpc(exc: grpc.RpcError) -> int:
@@ -54,7 +65,7 @@ def exit_code_for_rpc(exc: grpc.RpcError) -> int:
 def describe_rpc_error(exc: grpc.RpcError) -> str:
     refusal = read_refusal(exc)
     if refusal.code == grpc.StatusCode.UNAVAILABLE and not refusal.reason:
-        return f"The node is not reachable ({refusal.message})."
+        return f"The node is not reachable ({transport_failure(refusal.message)})."
     reason = f": {refusal.reason}" if refusal.reason else ""
     return f"{refusal.message} [{refusal.code.name.lower()}{reason}]"
 
@@ -65,7 +76,7 @@ def run_guarded(fn: Callable[[], T]) -> T:
         return fn()
     except RcfError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_UNAVAILABLE if exc.status == "UNAVAILABLE" else EXIT_ERROR)
+        sys.exit(exit_code_for(exc))
     except grpc.RpcError as exc:
         click.echo(f"error: {describe_rpc_error(exc)}", err=True)
         sys.exit(exit_code_for_rpc(exc))

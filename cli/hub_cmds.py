@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from rcf.cli.errors import guarded
+from rcf.cli.errors import BAD_OPTION, guarded
 from rcf.cli.options import (
     MEMBER_ID,
     StopSignal,
@@ -139,7 +139,8 @@ def hub_init(
     if not public_address and not local:
         raise ConfigError(
             "Give --public-address (the name or IP nodes reach the hub at, e.g. "
-            "hub.rso.example), or --local for a network on this one machine."
+            "hub.rso.example), or --local for a network on this one machine.",
+            reason=BAD_OPTION,
         )
     if public_address:
         public_address = _public(
@@ -246,6 +247,12 @@ def hub_status_cmd(hub_dir: Path, as_json: bool) -> None:
         console.print(f"{k:>18}  {v}", highlight=False, markup=False)
     for warning in s.file_mode_warnings:
         click.echo(f"warning: {warning}", err=True)
+    if s.members_without_ncp:
+        click.echo(
+            f"warning: no National Contact Point for {', '.join(s.members_without_ncp)}: "
+            "their hits reach the asker with no one to call (rcf hub ncp add MEMBER …).",
+            err=True,
+        )
 
 
 @hub.group("member")

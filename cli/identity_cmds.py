@@ -15,6 +15,7 @@ import grpc
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
 from rcf.cli.errors import (
+    BAD_OPTION,
     EXIT_ERROR,
     EXIT_UNAVAILABLE,
     describe_rpc_error,
@@ -23,7 +24,7 @@ from rcf.cli.errors import (
 )
 from rcf.cli.operator_client import operator_stub
 from rcf.cli.options import node_dir_option
-from rcf.cli.output import console, emit_json, json_option, table, utc_time
+from rcf.cli.output import console, emit_json, failure_words, json_option, table, utc_time
 from rcf.cli.query_cmds import query
 from rcf.node.identity.errors import InvalidIdentifier
 from rcf.node.identity.mrz import parse_mrz
@@ -64,7 +65,9 @@ def _subject(name: str, dob: str, nationality: str, number: str, issuer: str
     )
     if number.strip() or issuer.strip():
         if not (number.strip() and issuer.strip()):
-            raise ConfigError("Give a document number together with its issuing state.")
+            raise ConfigError(
+                "Give a document number together with its issuing state.", reason=BAD_OPTION
+            )
         subject.documents.append(
             identity_pb2.DocumentRef(issuing_state=issuer.strip().upper(), number=number.strip())
         )
@@ -106,7 +109,9 @@ def read_manifest(path: Path) -> list[identity_pb2.CheckSubject]:
 def _responders(to: str, regional: bool) -> list[str]:
     members = [m.strip().upper() for m in to.split(",") if m.strip()]
     if bool(members) == regional:
-        raise ConfigError("Give either --to MEMBERS (e.g. --to TH,ID) or --regional.")
+        raise ConfigError(
+            "Give either --to MEMBERS (e.g. --to TH,ID) or --regional.", reason=BAD_OPTION
+        )
     return members
 
 
@@ -219,7 +224,8 @@ def _report(
                 )
         for f in finals:
             if f.error:
-                console.print(f"{f.responder}: FAILED: {f.error}", highlight=False)
+                console.print(f"{f.responder}: {failure_words(f.error, f.error_reason)}",
+                              highlight=False)  # fmt: skip
         console.print(f"{hits:,} hit(s) or possible hit(s); answered by "
                       f"{len(ok)}/{len(finals)} members", highlight=False)  # fmt: skip
     # Members that refuse or are down are reported above; the command fails only when
@@ -267,11 +273,15 @@ def query_identity(name: str, dob: str, nationality: str, number: str, issuer: s
     """Check a person (or a whole manifest) against other members' persons records."""
     if manifest is not None:
         if name or dob or nationality or number or issuer:
-            raise ConfigError("Give either --manifest or --name/--dob/…, not both.")
+            raise ConfigError(
+                "Give either --manifest or --name/--dob/…, not both.", reason=BAD_OPTION
+            )
         subjects = read_manifest(manifest)
     else:
         if not name.strip():
-            raise ConfigError("Give --name (with --dob and --nationality), or --manifest FILE.")
+            raise ConfigError(
+                "Give --name (with --dob and --nationality), or --manifest FILE.", reason=BAD_OPTION
+            )
         subjects = [_subject(name, dob, nationality, number, issuer)]
     _call(node_dir, "persons", subjects, to, regional, purpose, as_json, csv_out,
           "identity check")  # fmt: skip
@@ -293,7 +303,9 @@ def query_document(mrz: str, number: str, issuer: str, to: str, regional: bool, 
     """Check a travel document against other members' lost, stolen and revoked documents."""
     if mrz.strip():
         if number or issuer:
-            raise ConfigError("Give either --mrz or --number and --issuer, not both.")
+            raise ConfigError(
+                "Give either --mrz or --number and --issuer, not both.", reason=BAD_OPTION
+            )
         lines = [line for line in mrz.replace("\\n", "\n").splitlines() if line.strip()]
         try:
             doc = parse_mrz(lines)
@@ -301,7 +313,7 @@ def query_document(mrz: str, number: str, issuer: str, to: str, regional: bool, 
             raise ConfigError(f"The MRZ cannot be used: {exc}") from None
         number, issuer = doc.document_number, doc.issuing_state
     elif not (number.strip() and issuer.strip()):
-        raise ConfigError("Give --mrz, or --number and --issuer.")
+        raise ConfigError("Give --mrz, or --number and --issuer.", reason=BAD_OPTION)
     subjects = [_subject("", "", "", number, issuer)]
     _call(node_dir, "documents", subjects, to, regional, purpose, as_json, csv_out,
           "document check")  # fmt: skip

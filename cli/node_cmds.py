@@ -8,12 +8,14 @@ import click
 import grpc
 
 from rcf.cli.errors import (
+    BAD_OPTION,
     EXIT_ERROR,
     EXIT_UNAVAILABLE,
     describe_rpc_error,
     exit_code_for_rpc,
     guarded,
 )
+from rcf.cli.hub_cmds import ncp_dict
 from rcf.cli.operator_client import node_running, operator_stub, record_operations
 from rcf.cli.options import (
     MEMBER_ID,
@@ -27,6 +29,7 @@ from rcf.cli.options import (
 from rcf.cli.output import console, emit_json, json_option, table, utc_time
 from rcf.cli.service_units import service_unit_command
 from rcf.node.data.dictionary import load_dictionary
+from rcf.node.federation.directory_cache import DirectoryCache
 from rcf.node.federation.server import NodeServer
 from rcf.node.identity.maintenance import rotate as rotate_oprf
 from rcf.node.ops.assembly import offline
@@ -70,7 +73,8 @@ def node_addresses(listen: str | None, public_address: str | None, local: bool) 
     if not local:
         raise ConfigError(
             "Give --public-address (the name or IP other nodes reach this node at, e.g. "
-            "th-node.example.org), or --local for a network on this one machine."
+            "th-node.example.org), or --local for a network on this one machine.",
+            reason=BAD_OPTION,
         )
     if unreachable_kind(listen) == "a wildcard address":
         raise ConfigError(
@@ -131,7 +135,9 @@ def node_init(
     if join_token_file is not None:
         join_token = join_token_file.read_text()
     if offline == bool(join_token):
-        raise ConfigError("Give either --join-token (or --join-token-file) or --offline.")
+        raise ConfigError(
+            "Give either --join-token (or --join-token-file) or --offline.", reason=BAD_OPTION
+        )
     token = None if offline else JoinToken.decode(join_token or "")
     addresses = node_addresses(listen, public_address, local)
     if token is None:
@@ -177,7 +183,9 @@ def node_rotate_keys(node_dir: Path, join_token: str | None, join_token_file: Pa
     if join_token_file is not None:
         join_token = join_token_file.read_text()
     if not join_token:
-        raise ConfigError("Give --join-token or --join-token-file (ask the hub admin for one).")
+        raise ConfigError(
+            "Give --join-token or --join-token-file (ask the hub admin for one).", reason=BAD_OPTION
+        )
     key_id = rotate_keys(node_dir, token_text=join_token)
     click.echo(f"new signing key {key_id}; the old one stays listed for verification")
 
@@ -390,6 +398,47 @@ def ping(
         raise SystemExit(EXIT_UNAVAILABLE if codes == {EXIT_UNAVAILABLE} else EXIT_ERROR)
 
 
+@click.group("ncp")
+def ncp() -> None:
+    """National Contact Points, from this node's cached directory (no hub needed)."""
+
+
+@ncp.command("list")
+@node_dir_option
+@click.option("--member", "member_id", type=MEMBER_ID, default=None, help="Only this member.")
+@json_option
+@guarded
+def ncp_list(node_dir: Path, member_id: str | None, as_json: bool) -> None:
+    """Whom to call after a hit: every member's NCPs as the signed directory lists them."""
+    layout = NodeLayout(node_dir)
+    config = layout.load_config()
+    directory = DirectoryCache(layout.directory_cache, hub_public_key=config.hub_public_key).peek()
+    if member_id is not None and directory.member(member_id) is None:
+        raise ConfigError(f"{member_id} is not a member of this network.")
+    rows = [
+        ncp_dict(m.member_id, c)
+        for m in directory.members
+        if member_id in (None, m.member_id)
+        for c in m.ncps
+    ]
+    if as_json:
+        emit_json({"directory_serial": directory.serial, "ncps": rows})
+        return
+    table(
+        f"national contact points (directory serial {directory.serial})",
+        ["member", "agency", "role", "name", "email", "phone", "languages", "hours"],
+        [
+            [r["member_id"], r["agency"], r["role"], r["name"], r["email"], r["phone"],
+             ",".join(r["languages"]), r["working_hours"]]
+            for r in rows
+        ],
+    )  # fmt: skip
+    if not rows:
+        who = member_id or "any member"
+        click.echo(f"The directory lists no NCP for {who}; the hub admin adds them.", err=True)
+
+
 def register(root: click.Group) -> None:
     root.add_command(node)
     root.add_command(ping)
+    root.add_command(ncp)

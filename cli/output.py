@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,7 +29,7 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
 
     Cells wrap at spaces and fold long words onto the next line; they are never
     cut with an ellipsis, because ids and times in them are what people copy
-    into the next command. Piped output is as wide as it needs to be.
+    into the next command. Piped output fits COLUMNS (100 if unset).
     """
     t = Table(title=escape(title))
     for c in columns:
@@ -37,9 +39,22 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
     if console.is_terminal:
         console.print(t)
     else:
-        # A pipe or file has no width; measure the table at its natural width.
-        natural = Measurement.get(console, console.options.update(width=10_000), t).maximum
-        Console(width=max(console.width, natural)).print(t)
+        # A pipe or file has no width: COLUMNS if set, else 100 (logs, tickets, less),
+        # but never so narrow that a word (an id, a time) would be broken.
+        wanted = int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else 100
+        measured = Measurement.get(console, console.options.update(width=10_000), t)
+        width = max(min(wanted, measured.maximum), measured.minimum)
+        text = _rendered(t, width)
+        words = {w for r in rows for x in r for w in str(x).split()}
+        if not all(w in text for w in words):
+            text = _rendered(t, measured.maximum)  # too narrow for some word: natural width
+        click.echo(text, nl=False)
+
+
+def _rendered(t: Table, width: int) -> str:
+    buffer = io.StringIO()
+    Console(file=buffer, width=width, color_system=None).print(t)
+    return buffer.getvalue()
 
 
 def utc_time(ms: int) -> str:
@@ -50,3 +65,18 @@ def utc_time(ms: int) -> str:
 def plural(count: int, noun: str) -> str:
     """'1 error', '2 errors', '0 errors'."""
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+POLICY_REFUSALS = ("not_permitted", "limit_reached")
+
+
+def failure_words(error: str, reason: str) -> str:
+    """How a member's failure reads: a policy refusal is the member's choice, not a fault."""
+    code = reason.removeprefix("refused:")
+    if code in POLICY_REFUSALS:
+        return f"refused by policy ({code})"
+    if reason.startswith("refused"):
+        return f"refused ({code})" if code != reason else "refused"
+    if reason in ("unreachable", "timeout"):
+        return error
+    return f"FAILED: {error}"

@@ -25,7 +25,7 @@ from rcf.cli.output import console, emit_json, json_option, plural, table, utc_t
 from rcf.node.ops.assembly import offline, read_only
 from rcf.node.ops.config import NodeConfig, NodeLayout
 from rcf.node.policy.admin import PolicyAdmin, PolicyGate, refusal
-from rcf.node.policy.diff import access_changes, rule_changes, terms
+from rcf.node.policy.diff import access_changes, delta, rule_changes, terms
 from rcf.node.policy.engine import describe_usage
 from rcf.node.policy.loader import Issue, Loaded
 from rcf.node.policy.model import QUERY_TYPES, Constraints, Decision, Policy, QueryDescription
@@ -297,7 +297,7 @@ def policy_diff(file: Path, node_dir: Path, as_json: bool) -> None:
     table(
         "what changes for whom (today)",
         ["member", "query", "dataset", "before", "after"],
-        [[a.member, a.query, a.dataset or "-", a.before, a.after] for a in access],
+        [[a.member, a.query, a.dataset or "-", *delta(a.before, a.after)] for a in access],
     )
 
 

@@ -22,7 +22,7 @@ from rcf.cli.aggregate_view import (
     to_json,
 )
 from rcf.cli.charts import has_figures, write_chart
-from rcf.cli.errors import EXIT_UNAVAILABLE, guarded
+from rcf.cli.errors import BAD_OPTION, EXIT_UNAVAILABLE, guarded
 from rcf.cli.operator_client import aggregate_stub
 from rcf.cli.options import node_dir_option
 from rcf.cli.output import console, emit_json, table
@@ -104,9 +104,9 @@ def query_aggregate(
     suppressed its part); ~ marks noised or rounded parts.
     """
     if regional == bool(members):
-        raise ConfigError("Give --regional or --members AU,TH (one of them).")
+        raise ConfigError("Give --regional or --members AU,TH (one of them).", reason=BAD_OPTION)
     if as_csv and as_json:
-        raise ConfigError("Give --csv or --json, not both.")
+        raise ConfigError("Give --csv or --json, not both.", reason=BAD_OPTION)
     request = aggregate_pb2.AggregateOperatorRequest(
         query=build_query(
             dataset=dataset,

@@ -22,6 +22,7 @@ import grpc
 
 from rcf.cli.aggregate_view import OUTCOME_LABELS, no_node
 from rcf.cli.charts import chart_png
+from rcf.cli.errors import BAD_OPTION
 from rcf.protos.v1 import aggregate_pb2
 from rcf.trust.dictionary import DataDictionary, Dataset
 from rcf.trust.errors import ConfigError
@@ -69,7 +70,10 @@ def parse_period(text: str) -> Period:
         return Period(text, _month_list(int(m.group(1)), int(m.group(2)), 1))
     if m := _YEAR.match(text):
         return Period(text, _month_list(int(m.group(1)), 1, 12))
-    raise ConfigError(f"--period {text!r} is not a quarter (2025-Q3), a month (2025-07) or a year.")
+    raise ConfigError(
+        f"--period {text!r} is not a quarter (2025-Q3), a month (2025-07) or a year.",
+        reason=BAD_OPTION,
+    )
 
 
 def previous(period: Period) -> Period:

@@ -44,6 +44,7 @@ from rcf.trust.dictionary import (
     state_alpha3,
 )
 from rcf.trust.errors import ConfigError
+from rcf.trust.files import open_private, private_dir
 
 PERIOD_START = dt.date(2022, 1, 1)
 PERIOD_END = dt.date(2025, 12, 31)
@@ -652,7 +653,10 @@ def generate_member_data(
     state = alpha3(member_id)  # fail early for non-state members
     del state
     member = member_id.upper()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # Names and dates of birth, synthetic or not, are kept like real ones: 0600 files,
+    # in a 0700 folder when we create it (an existing folder is the user's to set).
+    if not out_dir.exists():
+        private_dir(out_dir)
     paths: dict[str, Path] = {}
     for name in datasets or list(DATASET_CODES):
         ds = dictionary.dataset(name)
@@ -661,7 +665,7 @@ def generate_member_data(
         path = out_dir / f"{member}-{name}.csv"
         tmp = path.with_name(path.name + ".tmp")
         mrz: list[list[str]] = []
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        with open_private(tmp) as fh:
             writer = csv.writer(fh)
             writer.writerow(ds.columns)
             rows_iter = (
@@ -675,7 +679,9 @@ def generate_member_data(
         paths[name] = path
         if name == "persons":
             mrz_path = out_dir / f"{member}-persons.mrz.csv"
-            with open(mrz_path, "w", encoding="utf-8", newline="") as fh:
+            # Not a dataset: the documents' machine-readable zones, for trying
+            # `rcf query document --mrz` and `rcf alert check --mrz` on the persons file.
+            with open_private(mrz_path) as fh:
                 writer = csv.writer(fh)
                 writer.writerow(["record_id", "document", "mrz_line1", "mrz_line2"])
                 writer.writerows(mrz)

@@ -32,6 +32,8 @@ class HubStatus:
     nodes_enrolled: int
     open_join_tokens: int
     running: dict[str, Any] | None  # addresses and pid while `rcf hub serve` runs
+    # Active members no one can call after a hit on their data.
+    members_without_ncp: list[str] = field(default_factory=list)
     file_mode_warnings: list[str] = field(default_factory=list)
 
 
@@ -66,6 +68,13 @@ def hub_status(layout: HubLayout) -> HubStatus:
             "SELECT COUNT(*) FROM join_tokens WHERE used_at_ms IS NULL AND expires_at_ms > ?",
             (now_ms(),),
         ).fetchone()
+        without_ncp = [
+            str(r[0])
+            for r in conn.execute(
+                "SELECT member_id FROM members WHERE status = 'active' AND member_id NOT IN"
+                " (SELECT member_id FROM ncps) ORDER BY member_id"
+            )
+        ]
         row = conn.execute(
             "SELECT envelope FROM directories ORDER BY serial DESC LIMIT 1"
         ).fetchone()
@@ -92,5 +101,6 @@ def hub_status(layout: HubLayout) -> HubStatus:
         nodes_enrolled=int(nodes),
         open_join_tokens=int(tokens),
         running=_running(layout),
+        members_without_ncp=without_ncp,
         file_mode_warnings=loose_modes(layout.root),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +20,7 @@ from rcf.node.federation.server import NodeServer
 from rcf.protos.v1 import alerts_pb2, alerts_pb2_grpc
 from rcf.trust.clock import now_ms
 from rcf.trust.signed import sign_document
-from tests.cli_helpers import rcf
+from tests.cli_helpers import ok, rcf
 from tests.network import NetNode, Network, reason_of, set_node_config
 
 ALL_FIELDS = (
@@ -445,3 +446,25 @@ def test_cli_raise_check_show_and_malformed_mrz(alert_net: Network) -> None:
     assert unknown.returncode == 2 and "photocopied" in unknown.stderr
     listed = rcf("alert", "list", "--node-dir", au_dir, "--json")
     assert listed.returncode == 0 and '"verified": true' in listed.stdout
+
+
+def test_a_subscription_refused_by_a_lagging_directory_connects_and_crosschecks_clean(
+    alert_net: Network,
+) -> None:
+    """ID joins; TH's directory does not list ID's key yet, so ID's first subscription is
+    refused (unknown_key) before TH's application sees it. ID retries after a directory
+    refresh and connects; the auditor finds no mismatch in it."""
+    idn = alert_net.add_node("ID", groups=("steering-group",))
+    wait_until(connected(idn, "TH"))
+    th_refusals = [
+        r.event
+        for r in alert_net.nodes["TH"].audit.records()
+        if r.event.requester == "ID" and r.event.decision == "refused"
+    ]
+    assert "unknown_key" in {e.reason for e in th_refusals}
+    alert_net.close()
+    args = [a for m in ("AU", "TH", "NZ", "ID") for a in ("--node-dir", str(alert_net.root / m))]
+    verdict = json.loads(ok("audit", "crosscheck", *args, "--json"))
+    assert not [m for m in verdict["mismatches"] if m["failing"]]
+    early = [(r["requester"], r["responder"]) for r in verdict["refused_early"]]
+    assert early.count(("ID", "TH")) == [e.reason for e in th_refusals].count("unknown_key")

@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 import pytest
 
+from rcf.hub.layout import HubLayout
 from rcf.node.federation.ping import PING
 from rcf.node.federation.server import NodeServer
 from rcf.protos.v1 import audit_pb2, audit_pb2_grpc
@@ -25,7 +26,7 @@ from rcf.trust.errors import PeerError, VerificationError
 from rcf.trust.keys import SigningKey
 from rcf.trust.signed import sign_document
 from rcf.trust.tls import secure_channel
-from tests.cli_helpers import fails, ok
+from tests.cli_helpers import fails, ok, rcf
 from tests.network import Network, reason_of
 
 MEMBERS = ("AU", "TH", "NZ")
@@ -133,7 +134,10 @@ def test_shipped_logs_verify_crosscheck_and_prove(
     assert all(n["anchored"] == n["records"] for n in verdict["nodes"])
 
     cross = ok("audit", "crosscheck", *node_args(root))
-    assert "6 queries logged on both sides with matching digests; 0 mismatches" in cross
+    assert (
+        "6 queries logged on both sides with matching digests; 0 refused before the "
+        "responder's application; 0 mismatches"
+    ) in cross
 
     rows = json.loads(ok("audit", "log", *node_args(root), "--member", "th", "--type", "ping",
                          "--since", "2000-01-01", "--json"))  # fmt: skip
@@ -147,6 +151,56 @@ def test_shipped_logs_verify_crosscheck_and_prove(
     checked = json.loads(ok("audit", "check-bundle", str(bundle), "--keys", str(keys), "--json"))
     sides = {(r["log"], r["side"]) for r in checked["records"]}
     assert sides == {("AU", "requester"), ("TH", "responder")}
+
+
+def test_a_refusal_before_the_responders_application_is_no_mismatch(tmp_path: Path) -> None:
+    """A node that joined a moment ago asks a peer whose directory lacks its key yet:
+    the peer refuses (unknown_key) before reading the query id, the asker retries once
+    the peer caught up; the auditor reports that refusal apart and cross-checks clean."""
+    net = start(tmp_path / "net")
+    try:
+        idn = net.add_node("ID")
+        idn.refresh_directory()
+        ping(idn, "TH")
+    finally:
+        net.close()
+    args = [a for m in (*MEMBERS, "ID") for a in ("--node-dir", str(tmp_path / "net" / m))]
+    cross = ok("audit", "crosscheck", *args)
+    assert "1 queries logged on both sides" in cross
+    assert "1 refused before the responder's application; 0 mismatches" in cross
+    verdict = json.loads(ok("audit", "crosscheck", *args, "--json"))
+    assert [(r["requester"], r["responder"], r["reason"]) for r in verdict["refused_early"]] == [
+        ("ID", "TH", "unknown_key")
+    ]
+    # Without the responder's record of its early refusal, the same query is a mismatch.
+    tamper(tmp_path / "net" / "TH" / "state.db", "DELETE FROM audit WHERE query_id = ''")
+    assert "1 queries are not logged on both sides" in fails("audit", "crosscheck", *args)
+
+
+def test_the_first_trusted_checkpoint_comes_out_of_band(
+    built: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    root = copy(built, tmp_path)
+    exported, trusted = tmp_path / "hub-checkpoint.note", tmp_path / "trusted.note"
+    # The hub operator exports the checkpoint and reads out the hub key.
+    out = ok("audit", "trust", "--from", str(root / "hub"), "--out", str(exported))
+    vkey = out.split("hub key", 1)[1].split()[0]
+    hub_key = HubLayout(root / "hub").load_signing_key().public_key
+    assert cp.parse_verifier_key(vkey).public_key == hub_key and exported.exists()
+    # The auditor checks that file against the key, got by another channel, and keeps it.
+    kept = ok("audit", "trust", "--from", str(exported), "--hub-key", vkey, "--out", str(trusted))
+    assert "size" in kept and oct(trusted.stat().st_mode & 0o777) == "0o600"
+    assert "consistent with the trusted checkpoint" in ok(*verify(root, "--trusted", str(trusted)))
+    again = rcf("audit", "trust", "--from", str(exported), "--hub-key", vkey, "--out", str(trusted))
+    assert again.returncode == 1 and "already holds" in again.stderr
+    # Another key (another hub) does not vouch for it; nothing is kept.
+    other = cp.VerifierKey(cp.parse_verifier_key(vkey).name, SigningKey.generate().public_key)
+    stray = tmp_path / "stray.note"
+    assert "not signed by the hub key" in fails(
+        "audit", "trust", "--from", str(exported), "--hub-key", other.encode(), "--out", str(stray)
+    )
+    assert not stray.exists()
+    assert "--hub-key" in rcf("audit", "trust", "--from", str(exported), "--out", str(stray)).stderr
 
 
 # -- tampering with a node's store -------------------------------------------------

@@ -56,6 +56,12 @@ def test_generate_import_stats_purge(node_dir: Path, tmp_path: Path) -> None:
             "--out", str(out), "--json")  # fmt: skip
     assert r.returncode == 0, r.stderr
     files = json.loads(r.stdout)["TH"]
+    # Names and dates of birth: 0600 files in a 0700 folder, whatever the umask.
+    assert out.stat().st_mode & 0o777 == 0o700
+    assert {Path(f).stat().st_mode & 0o777 for f in files.values()} == {0o600}
+    shown = rcf(node_dir, "data", "generate", "--member", "TH", "--rows", "5", "--out",
+                str(tmp_path / "gen2"))  # fmt: skip
+    assert "persons_mrz" not in shown.stdout and "MRZ lines" in shown.stdout
     for dataset in ("irregular_movements", "persons", "documents"):
         r = rcf(node_dir, "data", "import", files[dataset], "--dataset", dataset)
         assert r.returncode == 0, r.stderr
@@ -90,7 +96,7 @@ def test_generate_import_stats_purge(node_dir: Path, tmp_path: Path) -> None:
     assert imports[-1]["reason"].startswith("inserted=0 updated=0 unchanged=500")
     assert rcf(node_dir, "audit", "verify").returncode == 0
     bad = rcf(node_dir, "data", "purge", "--older-than", "soon")
-    assert bad.returncode == 1 and "not an age like" in bad.stderr
+    assert bad.returncode == 2 and "not an age like" in bad.stderr  # usage
 
 
 def test_bad_rows_one_clear_message(node_dir: Path, tmp_path: Path) -> None:

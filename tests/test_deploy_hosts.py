@@ -110,6 +110,8 @@ def test_enrol_and_ping_across_hosts_as_documented(tmp_path: Path, subnet: str) 
             ("ID", True, "ID"),
         ]
         assert outputs["rcf ping AU ID"].count(" ok ") == 2
+        # Every member has an NCP, which TH's node lists from its cached directory.
+        assert all(a in outputs["rcf ncp list"] for a in ("Royal Thai", "Australian", "NCB"))
 
         # Restart AU: it comes back on the same fixed port, so TH reaches it at once,
         # without anyone waiting for a directory refresh; and AU reaches the others.

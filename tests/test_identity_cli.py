@@ -62,6 +62,9 @@ def test_query_regional_manifest_with_csv(net: Network, tmp_path: Path) -> None:
     assert out["responders"]["ID"]["outcomes"] == ["HIT", "no hit", "no hit"]
     # NZ holds nothing and grants nothing: refused, the others still answered.
     assert out["responders"]["NZ"]["reason"] == "refused:not_permitted"
+    shown = ok("query", "identity", "--manifest", str(manifest), "--regional",
+               "--node-dir", au(net))  # fmt: skip
+    assert "NZ: refused by policy (not_permitted)" in shown and "FAILED" not in shown
     assert out_csv.stat().st_mode & 0o777 == 0o600
     assert "HIT ref" in out_csv.read_text()
 

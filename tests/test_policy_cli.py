@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -153,6 +154,26 @@ def test_admin_cycle_on_a_running_node(th_net: Network, tmp_path: Path) -> None:
             nz.ping(th)
         assert reason_of(refused.value) == "not_permitted"
         au.ping(th)
+
+        # Piped: within 100 columns (or COLUMNS), and only the changed term, before and after.
+        stricter = write(
+            tmp_path / "th-k10.toml", PING_SG.replace("min_cell_size = 5", "min_cell_size = 10")
+        )
+        env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+        piped = subprocess.run(
+            [RCF, "policy", "diff", str(stricter), "--node-dir", str(th_dir)],
+            capture_output=True, text=True, timeout=60, check=False, env=env,
+        )  # fmt: skip
+        assert piped.returncode == 0, piped.stderr
+        lines = piped.stdout.splitlines()
+        assert lines and max(map(len, lines)) <= 100
+        assert "min cell 5" in piped.stdout and "min cell 10" in piped.stdout
+        assert "geometric noise" not in piped.stdout  # unchanged terms are not repeated
+        narrow = subprocess.run(
+            [RCF, "policy", "diff", str(stricter), "--node-dir", str(th_dir)],
+            capture_output=True, text=True, timeout=60, check=False, env={**env, "COLUMNS": "90"},
+        )  # fmt: skip
+        assert max(map(len, narrow.stdout.splitlines())) <= 90  # no word here is longer
 
         shown = json.loads(rcf("policy", "show", "--node-dir", th_dir, "--json").stdout)
         assert shown["version"] == 2 and shown["active"] is True

@@ -76,3 +76,25 @@ def read_refusal(exc: grpc.RpcError) -> Refusal:
             if detail.Is(info.DESCRIPTOR) and detail.Unpack(info) and info.domain == DOMAIN:
                 return Refusal(code, info.reason, status.message, dict(info.metadata))
     return Refusal(code, "", message)
+
+
+def transport_failure(message: str) -> str:
+    """A few words for why a connection failed, instead of gRPC's raw text (which names
+    internal addresses and library states that mean nothing to an operator)."""
+    text = message.lower()
+    for needle, words in (
+        ("connection refused", "connection refused: nothing listens there"),
+        ("dns", "the host name does not resolve"),
+        ("name resolution", "the host name does not resolve"),
+        ("handshake", "the TLS handshake failed"),
+        ("ssl", "the TLS handshake failed"),
+        ("certificate", "the TLS handshake failed"),
+        ("timeout", "the connection timed out"),
+        ("timed out", "the connection timed out"),
+        ("no route", "no route to the host"),
+        ("unreachable", "no route to the host"),
+        ("reset", "the connection was reset"),
+    ):
+        if needle in text:
+            return words
+    return "no connection"

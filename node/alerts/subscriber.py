@@ -22,6 +22,7 @@ from rcf.node.alerts.service import PURPOSE, AlertService
 from rcf.node.alerts.spec import ALERTS
 from rcf.node.federation.directory_cache import DirectoryCache
 from rcf.node.federation.peers import PeerClient
+from rcf.node.federation.pipeline import STALE_DIRECTORY_REASONS
 from rcf.protos.v1 import alerts_pb2
 from rcf.trust.clock import now_ms
 from rcf.trust.errors import RcfError
@@ -124,6 +125,15 @@ class AlertSubscriptions:
                 self._threads[peer] = thread
             thread.start()
 
+    def _refresh_directory(self) -> None:
+        refresh = self._peers.refresh_directory
+        if refresh is None:
+            return
+        try:
+            refresh()
+        except RcfError as exc:  # the hub is down: the next attempt tries again
+            log.info("directory_refresh_failed", reason=exc.reason)
+
     def _listed(self, peer: str) -> bool:
         member = self._directory.peek().member(peer)
         return member is not None and member.active and any(n.endpoint for n in member.nodes)
@@ -168,6 +178,13 @@ class AlertSubscriptions:
                     wait = 0.0  # the stream's lifetime ran out: reopen at once
                 elif exc.reason in POLICY_REFUSALS:
                     state.state, wait = "refused", REFUSED_BACKOFF_S
+                elif exc.reason.removeprefix("refused:") in STALE_DIRECTORY_REASONS:
+                    # One side's directory lags (a node subscribed before the peer saw its
+                    # key): the refusal made the peer fetch its own; fetch ours too and
+                    # retry with the newer one.
+                    state.state, wait = "catching up", backoff
+                    backoff = min(backoff * 2, MAX_BACKOFF_S)
+                    self._refresh_directory()
                 else:
                     state.state, wait = "retrying", backoff
                     backoff = min(backoff * 2, MAX_BACKOFF_S)

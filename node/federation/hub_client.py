@@ -11,7 +11,7 @@ from rcf.trust.dsse import Envelope
 from rcf.trust.errors import PeerError
 from rcf.trust.keys import SigningKey
 from rcf.trust.signed import sign_document
-from rcf.trust.status import read_refusal
+from rcf.trust.status import read_refusal, transport_failure
 from rcf.trust.tls import TlsMaterial, channel_options, secure_channel
 
 HUB_MAX_BYTES = 8 * 1024 * 1024
@@ -21,10 +21,18 @@ def hub_error(exc: grpc.RpcError) -> PeerError:
     """A failed hub call as a PeerError with a reason code."""
     refusal = read_refusal(exc)
     if refusal.code == grpc.StatusCode.UNAVAILABLE and not refusal.reason:
-        return PeerError(f"The hub is unreachable ({refusal.message}).", reason="hub_unreachable")
+        return PeerError(
+            f"The hub is unreachable ({transport_failure(refusal.message)}); try again later.",
+            reason="hub_unreachable",
+        )
     if refusal.code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return PeerError("The hub did not answer in time.", reason="hub_timeout")
-    return PeerError(f"The hub refused: {refusal.message}", reason=refusal.reason or "hub_refused")
+    # A refusal is final (a used or expired token, an unknown member): not "try later".
+    return PeerError(
+        f"The hub refused: {refusal.message}",
+        reason=refusal.reason or "hub_refused",
+        status=refusal.code.name,
+    )
 
 
 def enroll_over_wire(

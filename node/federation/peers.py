@@ -30,7 +30,7 @@ from rcf.trust.dsse import Envelope, sign_envelope
 from rcf.trust.errors import PeerError, RcfError
 from rcf.trust.keys import SigningKey
 from rcf.trust.signed import open_document
-from rcf.trust.status import read_refusal
+from rcf.trust.status import read_refusal, transport_failure
 from rcf.trust.tls import TlsMaterial, secure_channel
 
 # How long to give a peer that refused us for a stale directory to fetch a new one.
@@ -141,7 +141,9 @@ class PeerClient:
         member = directory.member(responder)
         if member is None:
             raise PeerError(
-                f"{responder} is not a member of this network.", reason="unknown_member"
+                f"{responder} is not a member of this network.",
+                reason="unknown_member",
+                status="NOT_FOUND",
             )
         check_active(member)
         endpoints = [n.endpoint for n in member.nodes if n.endpoint]
@@ -388,7 +390,11 @@ def _peer_error(responder: str, exc: grpc.RpcError) -> PeerError:
     refusal = read_refusal(exc)
     code = refusal.code
     if code == grpc.StatusCode.UNAVAILABLE and not refusal.reason:
-        return PeerError(f"{responder} is unreachable ({refusal.message}).", reason="unreachable")
+        return PeerError(
+            f"{responder} is unreachable ({transport_failure(refusal.message)}); its node may "
+            "be down or blocked from here; try again later.",
+            reason="unreachable",
+        )
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return PeerError(f"{responder} did not answer in time.", reason="timeout")
     return PeerError(

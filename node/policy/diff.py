@@ -112,6 +112,19 @@ def rule_changes(old: Policy, new: Policy) -> list[RuleChange]:
     return changes
 
 
+def delta(before: str, after: str) -> tuple[str, str]:
+    """Before and after as people read them: for the same rule, only the terms that
+    differ (a rule's terms run to hundreds of characters; shown twice, the change hides)."""
+    b_rule, b_sep, b_terms = before.partition(": ")
+    a_rule, a_sep, a_terms = after.partition(": ")
+    if not (b_sep and a_sep and b_rule == a_rule):
+        return before, after
+    b_parts, a_parts = b_terms.split("; "), a_terms.split("; ")
+    gone = [p for p in b_parts if p not in a_parts]
+    new = [p for p in a_parts if p not in b_parts]
+    return f"{b_rule}: {'; '.join(gone) or '-'}", f"{a_rule}: {'; '.join(new) or '-'}"
+
+
 def _grant(policy: Policy, member: Member, query: str, dataset: str, day: dt.date) -> str:
     for rule in policy.rules:
         if (
