@@ -20,7 +20,7 @@ from rcf.node.alerts.spec import bind as bind_alerts
 from rcf.node.alerts.store import AlertStore
 from rcf.node.alerts.subscriber import AlertSubscriptions
 from rcf.node.audit.anchor import AnchorStore, AuditShipper
-from rcf.node.audit.operations import reconcile_operations
+from rcf.node.audit.operations import console_action_event, reconcile_operations
 from rcf.node.data.dictionary import load_dictionary, sync_dictionary
 from rcf.node.data.store import DataStore
 from rcf.node.federation.hub_client import HubClient
@@ -213,6 +213,7 @@ class NodeServer:
                 refresh=lambda: self.refresh_directory(patient=True),
                 policy=self.policy,
                 record_operations=lambda: reconcile_operations(self.layout, self.audit),
+                record_console_action=self.record_console_action,
             ),
             self._operator,
         )
@@ -366,6 +367,16 @@ class NodeServer:
     def _refresh_loop(self) -> None:
         while not self._stop.wait(self.config.directory_refresh_s):
             self.refresh_directory(raise_errors=False)
+
+    def record_console_action(
+        self, user: str, action: str, detail: str, query_ids: list[str]
+    ) -> str:
+        """Audit a web-console user's action (operator API); returns the record's id."""
+        event = console_action_event(
+            self.config.member_id, user=user, action=action, detail=detail, query_ids=query_ids
+        )
+        self.audit.append(event)
+        return event.query_id
 
     def status(self) -> operator_pb2.StatusResponse:
         directory = self.directory.peek()

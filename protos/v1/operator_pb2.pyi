@@ -300,3 +300,64 @@ class RecordOperationsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RecordOperationsResponse: _TypeAlias = RecordOperationsResponse  # noqa: Y015
+
+@_typing.final
+class RecordConsoleActionRequest(_message.Message):
+    """What a user of the node's web console did (rcf console), for the node's audit log:
+    the node appends a local record of type "console_" + action whose reason starts
+    "user=NAME". The console holds the operator token, so the node trusts the name as
+    it trusts the CLI; peer queries the action made keep their own records, linked by
+    query_ids.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    QUERY_IDS_FIELD_NUMBER: _builtins.int
+    user: _builtins.str
+    """the console account name: [a-z0-9._-], 1..64"""
+    action: _builtins.str
+    """[a-z_], 1..40: identity_check, policy_apply, user_add …"""
+    detail: _builtins.str
+    """printable ASCII, at most 200; never an identifier"""
+    @_builtins.property
+    def query_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """at most 64, each at most 64 characters"""
+
+    def __init__(
+        self,
+        *,
+        user: _builtins.str = ...,
+        action: _builtins.str = ...,
+        detail: _builtins.str = ...,
+        query_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "detail", b"detail", "query_ids", b"query_ids", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordConsoleActionRequest: _TypeAlias = RecordConsoleActionRequest  # noqa: Y015
+
+@_typing.final
+class RecordConsoleActionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORD_ID_FIELD_NUMBER: _builtins.int
+    record_id: _builtins.str
+    """the audit record's query id"""
+    def __init__(
+        self,
+        *,
+        record_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["record_id", b"record_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordConsoleActionResponse: _TypeAlias = RecordConsoleActionResponse  # noqa: Y015

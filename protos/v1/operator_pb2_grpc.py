@@ -64,6 +64,11 @@ class OperatorStub:
                 request_serializer=rcf_dot_v1_dot_operator__pb2.RecordOperationsRequest.SerializeToString,
                 response_deserializer=rcf_dot_v1_dot_operator__pb2.RecordOperationsResponse.FromString,
                 _registered_method=True)
+        self.RecordConsoleAction = channel.unary_unary(
+                '/rcf.v1.Operator/RecordConsoleAction',
+                request_serializer=rcf_dot_v1_dot_operator__pb2.RecordConsoleActionRequest.SerializeToString,
+                response_deserializer=rcf_dot_v1_dot_operator__pb2.RecordConsoleActionResponse.FromString,
+                _registered_method=True)
 
 
 class OperatorServicer:
@@ -105,6 +110,12 @@ class OperatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordConsoleAction(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OperatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -137,6 +148,11 @@ def add_OperatorServicer_to_server(servicer, server):
                     servicer.RecordOperations,
                     request_deserializer=rcf_dot_v1_dot_operator__pb2.RecordOperationsRequest.FromString,
                     response_serializer=rcf_dot_v1_dot_operator__pb2.RecordOperationsResponse.SerializeToString,
+            ),
+            'RecordConsoleAction': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordConsoleAction,
+                    request_deserializer=rcf_dot_v1_dot_operator__pb2.RecordConsoleActionRequest.FromString,
+                    response_serializer=rcf_dot_v1_dot_operator__pb2.RecordConsoleActionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -301,6 +317,33 @@ class Operator:
             '/rcf.v1.Operator/RecordOperations',
             rcf_dot_v1_dot_operator__pb2.RecordOperationsRequest.SerializeToString,
             rcf_dot_v1_dot_operator__pb2.RecordOperationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordConsoleAction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rcf.v1.Operator/RecordConsoleAction',
+            rcf_dot_v1_dot_operator__pb2.RecordConsoleActionRequest.SerializeToString,
+            rcf_dot_v1_dot_operator__pb2.RecordConsoleActionResponse.FromString,
             options,
             channel_credentials,
             insecure,
