@@ -19,8 +19,16 @@ from rcf.hub.layout import HubLayout
 from rcf.hub.registry import Registry
 from rcf.hub.server import HubServer
 from rcf.hub.setup import init_hub, open_registry
-from rcf.node.federation.protocol import QuerySpec
+from rcf.node.aggregate.registration import QUERY_TYPE as AGGREGATE
+from rcf.node.aggregate.responder import AggregateResponder
+from rcf.node.alerts.registration import QUERY_TYPE as ALERTS
+from rcf.node.alerts.service import AlertService
+from rcf.node.alerts.subscriber import AlertSubscriptions
+from rcf.node.federation.binding import QueryType
+from rcf.node.federation.registry import QUERY_TYPES
 from rcf.node.federation.server import NodeServer
+from rcf.node.identity.registration import QUERY_TYPE as IDENTITY
+from rcf.node.identity.responder import IdentityResponder
 from rcf.node.ops.config import NodeLayout
 from rcf.node.ops.enrollment import init_with_token
 from rcf.protos.v1 import envelope_pb2, federation_pb2, federation_pb2_grpc
@@ -31,6 +39,26 @@ from rcf.trust.join_token import JoinToken
 from rcf.trust.keys import SigningKey
 from rcf.trust.status import read_refusal
 from rcf.trust.tls import TlsMaterial, secure_channel
+
+
+class NetNode(NodeServer):
+    """A node as the tests reach into it: the registered query types' parts by name."""
+
+    @property
+    def identity(self) -> IdentityResponder:
+        return self.served(IDENTITY)
+
+    @property
+    def alerts(self) -> AlertService:
+        return self.served(ALERTS).service
+
+    @property
+    def alert_subscriptions(self) -> AlertSubscriptions:
+        return self.served(ALERTS).subscriptions
+
+    @property
+    def aggregates(self) -> AggregateResponder:
+        return self.served(AGGREGATE)
 
 
 def set_node_config(layout: NodeLayout, **values: Any) -> None:
@@ -53,7 +81,7 @@ class Network:
     hub_layout: HubLayout = field(init=False)
     registry: Registry = field(init=False)
     hub: HubServer | None = None
-    nodes: dict[str, NodeServer] = field(default_factory=dict)
+    nodes: dict[str, NetNode] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.hub_layout = init_hub(
@@ -109,18 +137,18 @@ class Network:
         return layout
 
     def start_node(
-        self, member_id: str, *, query_types: tuple[QuerySpec[Any, Any], ...] = ()
-    ) -> NodeServer:
-        node = NodeServer(
+        self, member_id: str, *, query_types: tuple[QueryType[Any], ...] = QUERY_TYPES
+    ) -> NetNode:
+        node = NetNode(
             self.layout(member_id),
             query_types=query_types,
-            subscribe_alerts=self.subscribe_alerts,
+            pull_from_peers=self.subscribe_alerts,
         )
         node.start()
         self.nodes[member_id] = node
         return node
 
-    def add_node(self, member_id: str, **kwargs: Any) -> NodeServer:
+    def add_node(self, member_id: str, **kwargs: Any) -> NetNode:
         self.enroll(member_id, **kwargs)
         return self.start_node(member_id)
 

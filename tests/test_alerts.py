@@ -19,7 +19,7 @@ from rcf.protos.v1 import alerts_pb2, alerts_pb2_grpc
 from rcf.trust.clock import now_ms
 from rcf.trust.signed import sign_document
 from tests.cli_helpers import rcf
-from tests.network import Network, reason_of, set_node_config
+from tests.network import NetNode, Network, reason_of, set_node_config
 
 ALL_FIELDS = (
     '["issuing_state", "document_type", "document_number", "series", "modus_operandi",'
@@ -62,12 +62,12 @@ def wait_until(predicate: Callable[[], object], timeout: float = 15.0) -> None:
         time.sleep(0.01)
 
 
-def connected(node: NodeServer, *peers: str) -> Callable[[], bool]:
+def connected(node: NetNode, *peers: str) -> Callable[[], bool]:
     states = node.alert_subscriptions.states
     return lambda: all(p in states and states[p].state == "connected" for p in peers)
 
 
-def held(node: NodeServer, alert_id: str) -> Alert | None:
+def held(node: NetNode, alert_id: str) -> Alert | None:
     found = [h for h in node.alerts.latest() if h.alert.alert_id == alert_id]
     return found[0].alert if found else None
 
@@ -88,7 +88,7 @@ def draft(**values: Any) -> alerts_pb2.AlertDraft:
     return alerts_pb2.AlertDraft(**base)
 
 
-def restart(net: Network, member_id: str) -> NodeServer:
+def restart(net: Network, member_id: str) -> NetNode:
     """Stop member's node and start it again on the same port, as a deployed node would."""
     node = net.nodes[member_id]
     set_node_config(net.layout(member_id), listen=node.address)

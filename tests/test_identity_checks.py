@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 import pytest
 
-from rcf.node.federation.protocol import Authorized, QuerySpec
+from rcf.node.federation.protocol import Authorized
 from rcf.node.identity.checks import IDENTITY_EVALUATE, MAX_CHECK_PERSONS, split
 from rcf.node.identity.keys import PersonRecord, Role, person_keys
 from rcf.node.identity.requester import (
@@ -333,13 +333,20 @@ def test_requester_refuses_identity_elements_from_a_responder(tmp_path: Path) ->
 
         from dataclasses import replace
 
+        from rcf.node.federation.binding import NodeServices, Served
         from rcf.node.federation.registry import QUERY_TYPES
+        from rcf.node.identity.registration import QUERY_TYPE as IDENTITY
 
-        specs: tuple[QuerySpec[Any, Any], ...] = tuple(
-            replace(s, answer=evil) if s.name == "IdentityEvaluate" else s for s in QUERY_TYPES
-        )
+        def bind_evil(services: NodeServices) -> Served[Any]:
+            served = IDENTITY.bind(services)
+            return replace(served, specs=tuple(
+                replace(s, answer=evil) if s.name == "IdentityEvaluate" else s
+                for s in served.specs
+            ))  # fmt: skip
+
+        types = tuple(replace(t, bind=bind_evil) if t is IDENTITY else t for t in QUERY_TYPES)
         net.stop_node("TH")
-        net.start_node("TH", query_types=specs)
+        net.start_node("TH", query_types=types)
         net.refresh_all()
         result = one_failed(net)
         assert result.error_reason == "bad_answer"

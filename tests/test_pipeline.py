@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 import pytest
 
+from rcf.node.federation.binding import served_as_is
 from rcf.node.federation.ping import PING
 from rcf.node.federation.protocol import Authorized, QuerySpec
 from rcf.node.federation.registry import QUERY_TYPES
@@ -153,6 +154,8 @@ EXPLODE = QuerySpec(
     answer=_explode,
     describe=_as_ping,
 )
+# Registered as every query type is, beside the registry's.
+TEST_ONLY = served_as_is("TestOnly", PING_STREAM, EXPLODE)
 
 
 @pytest.fixture
@@ -162,7 +165,7 @@ def extra_net(tmp_path: Path) -> Iterator[Network]:
         net.start_hub()
         for member in ("AU", "TH"):
             net.enroll(member)
-            net.start_node(member, query_types=(*QUERY_TYPES, PING_STREAM, EXPLODE))
+            net.start_node(member, query_types=(*QUERY_TYPES, TEST_ONLY))
         net.refresh_all()
         yield net
     finally:

@@ -23,7 +23,6 @@ budget as ``limit_reached``. The audit record keeps the detailed code.
 
 from __future__ import annotations
 
-import os
 import random
 import sqlite3
 import threading
@@ -225,26 +224,3 @@ class AggregateResponder:
         # in flight cannot both pass the differencing check against the same history.
         with self._pending_lock:
             return self._history_locks.setdefault((requester, dataset), threading.Lock())
-
-
-def dictionary_loader(
-    path: Path, load: Callable[[], DataDictionary]
-) -> Callable[[], DataDictionary]:
-    """load(), re-read only when the cached dictionary file changes (verified on each read)."""
-    cache: dict[str, object] = {}
-    lock = threading.Lock()
-
-    def current() -> DataDictionary:
-        try:
-            stamp: object = os.stat(path).st_mtime_ns
-        except FileNotFoundError:
-            stamp = None
-        with lock:
-            if cache.get("stamp", ...) != stamp or "dictionary" not in cache:
-                cache["dictionary"] = load()
-                cache["stamp"] = stamp
-            held = cache["dictionary"]
-        assert isinstance(held, DataDictionary)
-        return held
-
-    return current

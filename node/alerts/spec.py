@@ -3,15 +3,13 @@
 Authorised once by the pipeline (any ``Alerts`` rule naming the subscriber
 grants the subscription); which alerts and fields each message carries is
 decided per alert by the responder's policy at the time it is sent
-(``AlertService.stream``). The registered spec has no node to serve from;
-``bind`` gives a node's server the spec that streams from its own service.
+(``AlertService.stream``). The spec here has no node to serve from; the
+registration (``registration.py``) binds it to a node's own service.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
-from typing import Any
 
 from rcf.node.federation.protocol import Authorized, QuerySpec, invalid_field
 from rcf.node.policy.model import ALERTS as ALERTS_QUERY
@@ -47,11 +45,3 @@ ALERTS: QuerySpec[alerts_pb2.AlertsRequest, alerts_pb2.AlertsResponse] = QuerySp
     validate=_validate,
     describe=_describe,
 )
-
-
-def bind(
-    spec: QuerySpec[Any, Any],
-    stream: Any,
-) -> QuerySpec[Any, Any]:
-    """spec itself, or for ``Alerts`` the same spec streaming from a node's service."""
-    return replace(spec, stream=stream) if spec.name == ALERTS.name else spec

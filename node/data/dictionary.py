@@ -9,6 +9,10 @@ nothing is trusted that the installed code does not already contain.
 
 from __future__ import annotations
 
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 from rcf.node.federation.hub_client import HubClient
@@ -82,3 +86,31 @@ def sync_dictionary(
     if floor is not None:
         floor.accept_dictionary(version)
     return True
+
+
+def dictionary_loader(
+    path: Path, load: Callable[[], DataDictionary]
+) -> Callable[[], DataDictionary]:
+    """load(), re-read only when the cached dictionary file changes (verified on each read)."""
+    cache: dict[str, object] = {}
+    lock = threading.Lock()
+
+    def current() -> DataDictionary:
+        try:
+            stamp: object = os.stat(path).st_mtime_ns
+        except FileNotFoundError:
+            stamp = None
+        with lock:
+            if cache.get("stamp", ...) != stamp or "dictionary" not in cache:
+                cache["dictionary"] = load()
+                cache["stamp"] = stamp
+            held = cache["dictionary"]
+        assert isinstance(held, DataDictionary)
+        return held
+
+    return current
+
+
+def cached_dictionary(layout: NodeLayout) -> Callable[[], DataDictionary]:
+    """load_dictionary(layout), re-read only when the hub's newer dictionary lands."""
+    return dictionary_loader(layout.dictionary_cache, lambda: load_dictionary(layout))

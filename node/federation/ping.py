@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rcf.node.federation.binding import served_as_is
 from rcf.node.federation.protocol import Authorized, QuerySpec, check_bytes
 from rcf.protos.v1 import federation_pb2
 
@@ -24,3 +25,6 @@ PING = QuerySpec(
     answer=answer_ping,
     validate=_validate,
 )
+
+# Ping's handler needs nothing from the node: it is served as it is.
+QUERY_TYPE = served_as_is("Ping", PING)

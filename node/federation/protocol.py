@@ -5,7 +5,8 @@ Federation RPC method), its request and response messages, whether the
 responder streams, how its fields are bounded, what the sharing policy needs to
 know of it, and the responder's handler and release step. The federation
 server and the peer client are both built from the registered specs
-(``node.query_types``), so a new query type is one module and one proto message.
+(``rcf.node.federation.registry``), so a new query type is one package and its
+proto messages.
 
 The limits here are the ones ``protos/PROTOCOL.md`` states normatively.
 """

@@ -7,55 +7,39 @@ import json
 import os
 import threading
 import time
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import structlog
 
-from rcf.node.aggregate.operator import AggregateOperatorServicer
-from rcf.node.aggregate.reciprocity import ContributorRegistry
-from rcf.node.aggregate.responder import AGGREGATE, AggregateResponder, dictionary_loader
-from rcf.node.alerts.operator import AlertOperatorServicer
-from rcf.node.alerts.service import AlertService
-from rcf.node.alerts.spec import bind as bind_alerts
-from rcf.node.alerts.store import AlertStore
-from rcf.node.alerts.subscriber import AlertSubscriptions
 from rcf.node.audit.anchor import AnchorStore, AuditShipper
 from rcf.node.audit.operations import console_action_event, reconcile_operations
-from rcf.node.data.dictionary import load_dictionary, sync_dictionary
+from rcf.node.data.dictionary import cached_dictionary, load_dictionary, sync_dictionary
 from rcf.node.data.store import DataStore
+from rcf.node.federation.binding import (
+    NodeServices,
+    QueryType,
+    Served,
+    bind_all,
+    check_registrations,
+)
 from rcf.node.federation.hub_client import HubClient
 from rcf.node.federation.peers import PeerClient
 from rcf.node.federation.pipeline import Limits, Pipeline
-from rcf.node.federation.protocol import QuerySpec
 from rcf.node.federation.registry import QUERY_TYPES
 from rcf.node.federation.replay import ReplayGuard
 from rcf.node.federation.service import federation_handler
-from rcf.node.identity.maintenance import rotate as rotate_oprf
-from rcf.node.identity.node_keys import load_or_create_oprf_key, load_or_create_reference_key
-from rcf.node.identity.operator import IdentityOperatorServicer
-from rcf.node.identity.responder import IdentityResponder, bind_identity
-from rcf.node.identity.token_store import BuildResult
 from rcf.node.ops.assembly import build_core
 from rcf.node.ops.config import NodeLayout
 from rcf.node.ops.metrics import NodeGauges, NodeMetrics
 from rcf.node.ops.operator import OperatorServicer
-from rcf.protos.v1 import (
-    aggregate_pb2,
-    aggregate_pb2_grpc,
-    alerts_pb2,
-    alerts_pb2_grpc,
-    federation_pb2,
-    identity_pb2,
-    identity_pb2_grpc,
-    operator_pb2,
-    operator_pb2_grpc,
-)
+from rcf.protos.v1 import federation_pb2, operator_pb2, operator_pb2_grpc
 from rcf.trust.audit_leaf import log_origin, witness_keys
 from rcf.trust.clock import now_ms
 from rcf.trust.errors import ConfigError, RcfError
 from rcf.trust.serving import InstanceLock, bind, build_server
 
 log = structlog.get_logger("rcf.node")
+P = TypeVar("P")
 
 LOOPBACK_PREFIXES = ("127.", "localhost:", "[::1]:")
 # At most one refresh triggered by a stale-looking failure per this many seconds.
@@ -67,12 +51,14 @@ class NodeServer:
         self,
         layout: NodeLayout,
         *,
-        query_types: tuple[QuerySpec[Any, Any], ...] = (),
-        subscribe_alerts: bool = True,
+        query_types: tuple[QueryType[Any], ...] = QUERY_TYPES,
+        pull_from_peers: bool = True,
     ) -> None:
-        """subscribe_alerts False: serve alerts but take none in (tests that count records)."""
+        """query_types: what the node serves (the registry's; tests add their own).
+        pull_from_peers False: serve, but take nothing in from peers in the background
+        (tests that count records)."""
+        check_registrations(query_types)  # before anything is opened
         self.layout = layout
-        self._subscribe_alerts = subscribe_alerts
         self.config = config = layout.load_config()
         if not config.operator_listen.startswith(LOOPBACK_PREFIXES):
             raise ConfigError("operator_listen must be a loopback address (127.0.0.1:PORT).")
@@ -138,73 +124,51 @@ class NodeServer:
             name="audit-ship",
             daemon=True,
         )
-        self.identity = IdentityResponder(
-            member_id=config.member_id,
-            key=load_or_create_oprf_key(layout.root),
-            reference_key=load_or_create_reference_key(layout.root),
-            data_db=layout.data_db,
-            state=self.state,
-            directory=self.directory,
-            ttl_ms=int(config.identity_check_ttl_s * 1000),
-        )
-        self.alerts = AlertService(
-            member_id=config.member_id,
-            signing_key=self.signing_key,
-            store=AlertStore(self.state),
-            audit=self.audit,
-            directory=self.directory,
-            gate=lambda: self.policy.gate,
-            dictionary=lambda: load_dictionary(layout),
-        )
-        self.alert_subscriptions = AlertSubscriptions(
-            service=self.alerts, peers=self.peers, directory=self.directory,
-            member_id=config.member_id,
-        )  # fmt: skip
         # gRPC itself stops messages far past the limit; between the two the
         # pipeline refuses them with an audit record.
         transport_limit = config.max_message_bytes * 2 + 64 * 1024
-        # Every peer holds one Alerts stream open here: room for them beside the queries.
+        # The node's data.db exists (schema, indexes) before a query type reads it.
+        self.dictionary = cached_dictionary(layout)
+        DataStore(layout.data_db, dictionary=self.dictionary()).close()
+        services = NodeServices(
+            layout=layout,
+            config=config,
+            signing_key=self.signing_key,
+            state=self.state,
+            audit=self.audit,
+            directory=self.directory,
+            policy=self.policy,
+            peers=self.peers,
+            dictionary=self.dictionary,
+            operator_token=self._token,
+            pull_from_peers=pull_from_peers,
+        )
+        # Each registered query type bound once: its handlers and operator services.
+        self._served: dict[str, Served[Any]] = bind_all(query_types, services)
+        # A streaming query type (Alerts) holds one stream per peer open here: room
+        # for them beside the queries.
         self._server, _ = build_server(
             max_workers=256,
             max_message_bytes=transport_limit,
             service_names=[federation_pb2.DESCRIPTOR.services_by_name["Federation"].full_name],
         )
-        # Aggregate answers from this node's store: data.db exists (schema, indexes) first.
-        self.dictionary = dictionary_loader(
-            layout.dictionary_cache, lambda: load_dictionary(layout)
-        )
-        DataStore(layout.data_db, dictionary=self.dictionary()).close()
-        self.contributors = ContributorRegistry(self.state)
-        self.aggregates = AggregateResponder(
-            data_db=layout.data_db,
-            dictionary=self.dictionary,
-            state=self.state,
-            contributors=self.contributors,
-        )
-        specs = tuple(
-            self.aggregates.spec() if s is AGGREGATE else s for s in query_types or QUERY_TYPES
-        )
         self._server.add_generic_rpc_handlers(
             (
                 federation_handler(
-                    self.pipeline,
-                    [
-                        bind_alerts(s, self.alerts.stream)
-                        for s in bind_identity(specs, self.identity)
-                    ],
+                    self.pipeline, [spec for s in self._served.values() for spec in s.specs]
                 ),
             )
         )
+        operators = [op for s in self._served.values() for op in s.operators]
         self._operator, _ = build_server(
             max_workers=8,
             max_message_bytes=transport_limit,
             service_names=[
                 operator_pb2.DESCRIPTOR.services_by_name["Operator"].full_name,
-                aggregate_pb2.DESCRIPTOR.services_by_name["AggregateOperator"].full_name,
-                identity_pb2.DESCRIPTOR.services_by_name["IdentityOperator"].full_name,
-                alerts_pb2.DESCRIPTOR.services_by_name["AlertOperator"].full_name,
+                *(op.name for op in operators),
             ],
         )
+        # The node's own operator service (status, directory, policy, ping a peer).
         operator_pb2_grpc.add_OperatorServicer_to_server(
             OperatorServicer(
                 token=self._token,
@@ -217,32 +181,8 @@ class NodeServer:
             ),
             self._operator,
         )
-        aggregate_pb2_grpc.add_AggregateOperatorServicer_to_server(
-            AggregateOperatorServicer(
-                token=self._token,
-                peers=self.peers,
-                directory=self.directory.current,
-                dictionary=self.dictionary,
-                contributors=self.contributors,
-            ),
-            self._operator,
-        )
-        identity_pb2_grpc.add_IdentityOperatorServicer_to_server(
-            IdentityOperatorServicer(
-                token=self._token,
-                member_id=config.member_id,
-                peers=self.peers,
-                directory=self.directory,
-                rotate=self.rotate_oprf_key,
-            ),
-            self._operator,
-        )
-        alerts_pb2_grpc.add_AlertOperatorServicer_to_server(
-            AlertOperatorServicer(
-                token=self._token, service=self.alerts, subscriptions=self.alert_subscriptions
-            ),
-            self._operator,
-        )
+        for op in operators:
+            op.add(self._operator)
         self.address = ""
         self.operator_address = ""
         self.metrics_address = ""
@@ -283,8 +223,8 @@ class NodeServer:
         self._write_runtime()
         self._refresher.start()
         self._shipping.start()
-        if self._subscribe_alerts:
-            self.alert_subscriptions.start()
+        for served in self._served.values():
+            served.start()
         log.info(
             "node_started",
             member=self.config.member_id,
@@ -392,13 +332,10 @@ class NodeServer:
             signing_key_id=self.signing_key.key_id,
         )
 
-    def rotate_oprf_key(self) -> BuildResult:
-        """A new OPRF key, the token index rebuilt under it, audited; then answered with."""
-        key, result = rotate_oprf(self.layout.root, load_dictionary(self.layout))
-        self.identity.swap_key(key)
-        reconcile_operations(self.layout, self.audit)
-        log.info("oprf_key_rotated", key_id=key.key_id, tokens=result.tokens)
-        return result
+    def served(self, query_type: QueryType[P]) -> P:
+        """The node-side part query_type built when this node bound it (its responder,
+        service, …): for the node's own tools and tests."""
+        return cast(P, self._served[query_type.name].part)
 
     def wait(self) -> None:
         self._server.wait_for_termination()
@@ -407,14 +344,14 @@ class NodeServer:
         self._stop.set()
         if self._shipping.is_alive():
             self._shipping.join(timeout=15)
-        self.alert_subscriptions.stop()
-        self.alerts.close()
+        for served in self._served.values():
+            served.stop()
         self._operator.stop(grace).wait()
         self._server.stop(grace).wait()
         self.metrics.stop()
         self.peers.close()
-        self.identity.close()
-        self.alert_subscriptions.join(timeout_s=5)
+        for served in self._served.values():
+            served.close()
         self.hub.close()
         self.state.close()
         if self._instance is not None:

@@ -20,22 +20,18 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rcf.node.federation.directory_cache import DirectoryCache
-from rcf.node.federation.protocol import Authorized, QuerySpec
+from rcf.node.federation.protocol import Authorized
 from rcf.node.identity.checks import (
-    EVALUATE,
     IDENTITY_EVALUATE,
     IDENTITY_LOOKUP,
-    LOOKUP,
     CheckRegistry,
     refused,
     split,
-    unbound_answer,
 )
 from rcf.node.identity.keys import Strength
 from rcf.node.identity.node_keys import hit_reference
@@ -235,29 +231,9 @@ class IdentityResponder:
         self.index.close()
 
 
-def bind_identity(
-    specs: tuple[QuerySpec[Any, Any], ...], responder: IdentityResponder | None
-) -> tuple[QuerySpec[Any, Any], ...]:
-    """The specs with the identity query types answered by responder."""
-    if responder is None:
-        return specs
-    answers: dict[str, Callable[[Authorized[Any]], Any]] = {
-        EVALUATE: responder.evaluate,
-        LOOKUP: responder.lookup,
-    }
-    # Only the registry's unbound answers: a spec given its own answer (a test's) keeps it.
-    return tuple(
-        replace(s, answer=answers[s.name])
-        if s.name in answers and s.answer is unbound_answer
-        else s
-        for s in specs
-    )
-
-
 __all__ = [
     "IDENTITY_EVALUATE",
     "IDENTITY_LOOKUP",
     "IdentityResponder",
-    "bind_identity",
     "read_hits",
 ]
