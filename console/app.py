@@ -8,8 +8,10 @@ every POST, no-store and a strict Content-Security-Policy on every response.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Callable
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -24,10 +26,17 @@ from starlette.datastructures import FormData
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from rcf.console import alerts as alert_forms
 from rcf.console import checks
 from rcf.console.accounts import AccountStore, LoginFailed
 from rcf.console.node_api import NodeApi, describe
@@ -49,6 +58,9 @@ PAGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "/": ("Dashboard", ("officer", "analyst", "policy-admin", "auditor", "operator")),
     "/checks": ("Checks", ("officer",)),
     "/alerts": ("Alerts", ("officer",)),
+    "/alerts/raise": ("", ("officer",)),
+    "/alerts/withdraw": ("", ("officer",)),
+    "/alerts/feed": ("", ("officer",)),
     "/policies": ("Policies", ("policy-admin",)),
     "/users": ("Users", ("operator",)),
 }
@@ -62,6 +74,7 @@ class Console:
     accounts: AccountStore
     sessions: Sessions
     title: str = "rcf console"
+    member_id: str = ""
 
 
 class SecurityHeaders(BaseHTTPMiddleware):
@@ -115,7 +128,7 @@ def create_app(console: Console) -> Starlette:
     ) -> HTMLResponse:
         menu = [
             (path, label) for path, (label, roles) in PAGES.items()
-            if session.user and set(roles) & set(session.roles)
+            if label and session.user and set(roles) & set(session.roles)
         ]  # fmt: skip
         flash, session.flash = session.flash, []
         html = env.get_template(name).render(
@@ -271,14 +284,98 @@ def create_app(console: Console) -> Starlette:
         return render(request, "checks.html", session, rows=rows, purposes=checks.PURPOSES,
                       kind=kind, hits=hits)  # fmt: skip
 
+    async def member_id() -> str:
+        if not console.member_id:
+            console.member_id = (await run_in_threadpool(console.node.status)).member_id
+        return console.member_id
+
+    async def alerts_view(
+        request: Request, session: Session, status: int = 200, **ctx: Any
+    ) -> Response:
+        try:
+            own = await member_id()
+            records = await run_in_threadpool(console.node.alerts)
+        except (grpc.RpcError, ConfigError) as exc:
+            error = describe(exc) if isinstance(exc, grpc.RpcError) else str(exc)
+            return render(request, "alerts.html", session, status=502, error=error, rows=[],
+                          categories=alert_forms.CATEGORIES,
+                          severities=alert_forms.SEVERITIES)  # fmt: skip
+        rows = [alert_forms.row(r, own_member=own) for r in records]
+        return render(request, "alerts.html", session, status=status, rows=rows,
+                      categories=alert_forms.CATEGORIES, severities=alert_forms.SEVERITIES,
+                      **ctx)  # fmt: skip
+
     @page("/alerts")
     async def alerts_page(request: Request, session: Session) -> Response:
+        return await alerts_view(request, session)
+
+    @page("/alerts")
+    async def alerts_raise(request: Request, session: Session) -> Response:
+        form = await form_of(request, session)
+        if form is None:
+            return PlainTextResponse("The form was not sent from this console.", 403)
+        fields = {k: str_field(form, k) for k in alert_forms.FIELDS}
         try:
-            alerts = await run_in_threadpool(console.node.alerts)
+            draft = alert_forms.draft_from(fields)
+            rec = await run_in_threadpool(console.node.raise_alert, draft)
+        except ConfigError as exc:
+            return await alerts_view(request, session, status=400, error=str(exc), draft=fields)
         except grpc.RpcError as exc:
-            return render(request, "alerts.html", session, status=502, error=describe(exc),
-                          alerts=[])  # fmt: skip
-        return render(request, "alerts.html", session, alerts=alerts)
+            return await alerts_view(request, session, status=400, error=describe(exc),
+                                     draft=fields)  # fmt: skip
+        await run_in_threadpool(
+            console.node.record, session.user, "alert_raise", f"category={draft.category}",
+            [rec.alert.alert_id],
+        )  # fmt: skip
+        session.flash.append("Alert raised and signed; members the policy allows receive it.")
+        return RedirectResponse("/alerts", status_code=303)
+
+    @page("/alerts")
+    async def alerts_withdraw(request: Request, session: Session) -> Response:
+        form = await form_of(request, session)
+        if form is None:
+            return PlainTextResponse("The form was not sent from this console.", 403)
+        alert_id = str_field(form, "alert_id")
+        try:
+            await run_in_threadpool(console.node.withdraw_alert, alert_id)
+        except grpc.RpcError as exc:
+            return await alerts_view(request, session, status=400, error=describe(exc))
+        await run_in_threadpool(console.node.record, session.user, "alert_withdraw", "",
+                                [alert_id])  # fmt: skip
+        session.flash.append("Alert withdrawn; the withdrawal reaches the same members.")
+        return RedirectResponse("/alerts", status_code=303)
+
+    @page("/alerts")
+    async def alerts_feed(request: Request, session: Session) -> Response:
+        """Server-sent events: one JSON row per alert the node raises or receives."""
+        own = await member_id()
+
+        async def events() -> AsyncIterator[str]:
+            with console.node.watch() as call:
+                stop = asyncio.Event()
+
+                async def watch_disconnect() -> None:
+                    while not await request.is_disconnected():
+                        await asyncio.sleep(1)
+                    stop.set()
+                    call.cancel()  # unblocks the thread waiting for the next event
+
+                watcher = asyncio.create_task(watch_disconnect())
+                yield ": connected\n\n"
+                try:
+                    while not stop.is_set():
+                        event = await run_in_threadpool(next, call, None)
+                        if event is None:
+                            return
+                        if event.kind in ("raised", "received") and event.alert.alert.alert_id:
+                            data = json.dumps(alert_forms.row(event.alert, own_member=own))
+                            yield f"event: alert\ndata: {data}\n\n"
+                except grpc.RpcError:
+                    return
+                finally:
+                    watcher.cancel()
+
+        return StreamingResponse(events(), media_type="text/event-stream")
 
     @page("/policies")
     async def policies_page(request: Request, session: Session) -> Response:
@@ -317,6 +414,9 @@ def create_app(console: Console) -> Starlette:
             Route("/checks", checks_page, methods=["GET"]),
             Route("/checks", checks_post, methods=["POST"]),
             Route("/alerts", alerts_page, methods=["GET"]),
+            Route("/alerts/raise", alerts_raise, methods=["POST"]),
+            Route("/alerts/withdraw", alerts_withdraw, methods=["POST"]),
+            Route("/alerts/feed", alerts_feed, methods=["GET"]),
             Route("/policies", policies_page, methods=["GET"]),
             Route("/policies", policies_post, methods=["POST"]),
             Route("/users", users_page, methods=["GET"]),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -108,3 +109,31 @@ class NodeApi:
                 timeout=30,
             )
             return reply
+
+    def raise_alert(self, draft: alerts_pb2.AlertDraft) -> alerts_pb2.AlertRecord:
+        with self._channel() as (ch, md):
+            reply: alerts_pb2.AlertRecord = alerts_pb2_grpc.AlertOperatorStub(ch).Raise(
+                alerts_pb2.RaiseAlertRequest(draft=draft), metadata=md, timeout=30
+            )
+            return reply
+
+    def withdraw_alert(self, alert_id: str) -> alerts_pb2.AlertRecord:
+        with self._channel() as (ch, md):
+            reply: alerts_pb2.AlertRecord = alerts_pb2_grpc.AlertOperatorStub(ch).Withdraw(
+                alerts_pb2.WithdrawAlertRequest(alert_id=alert_id), metadata=md, timeout=30
+            )
+            return reply
+
+    @contextmanager
+    def watch(self) -> Iterator[Any]:
+        """The node's live alert events (raised, received, …); cancel() the yielded call
+        to end it."""
+        layout = self.layout
+        with operator_channel(layout) as (ch, md):
+            call = alerts_pb2_grpc.AlertOperatorStub(ch).Watch(
+                alerts_pb2.WatchAlertsRequest(), metadata=md
+            )
+            try:
+                yield call
+            finally:
+                call.cancel()  # type: ignore[no-untyped-call]

@@ -135,6 +135,8 @@ class ConsoleServer:
                 log_level="warning",
                 server_header=False,
                 lifespan="off",
+                # Live feeds (server-sent events) stay open: do not wait for them on stop.
+                timeout_graceful_shutdown=2,
             )
         )
         self._thread: threading.Thread | None = None

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Dialog, Page, sync_playwright
 
+from rcf.protos.v1 import alerts_pb2
 from tests.console_net import PASSWORD, ConsoleNet, console_network
 
 CHROMIUM = "/usr/bin/chromium"
@@ -133,3 +134,48 @@ def test_a_policy_comment_with_script_stays_text(tab: Page, cn: ConsoleNet) -> N
     assert fired == []
     assert pg.locator("img").count() == 0
     assert 'onerror="alert(1)"' in pg.input_value("textarea[name=source]")
+
+
+def test_officer_sees_a_live_alert_arrive_and_withdraws_it(tab: Page, cn: ConsoleNet) -> None:
+    pg = tab
+    log_in(pg, cn, "olga")
+    pg.click("nav >> text=Alerts")
+    pg.wait_for_selector("#feed-state[data-state=live]")
+    fired: list[str] = []
+
+    def on_dialog(d: Dialog) -> None:
+        fired.append(d.message)
+        d.dismiss()
+
+    pg.on("dialog", on_dialog)
+    # Another officer raises one (through the node, as `rcf alert raise` does).
+    payload = '<img src=x onerror="alert(1)"> forged laminate'
+    raised = cn.server.console.node.raise_alert(
+        alerts_pb2.AlertDraft(
+            category="counterfeit", severity="high", issuing_state="IDN",
+            document_type="passport", series="X12", modus_operandi=payload,
+        )
+    )  # fmt: skip
+    row = pg.locator(f'#alerts tr[data-alert="{raised.alert.alert_id}"]')
+    row.wait_for()  # arrived without a reload
+    assert payload in row.inner_text() and "verified" in row.inner_text()
+    assert fired == [] and pg.locator("#alerts img").count() == 0
+    # This officer raises one through the form, then withdraws it.
+    form = pg.locator("#raise-form")
+    form.locator("select[name=category]").select_option("stolen_blank")
+    form.locator("input[name=issuing_state]").fill("THA")
+    form.locator("input[name=document_type]").fill("passport")
+    form.locator("input[name=document_number]").fill("AA1234567")
+    form.locator("button").click()
+    pg.wait_for_selector("text=Alert raised and signed")
+    own = pg.locator("#alerts tr", has_text="AA1234567")
+    assert "active" in own.inner_text()
+    own.locator("button:has-text('Withdraw')").click()
+    pg.wait_for_selector("text=Alert withdrawn")
+    assert pg.locator("#alerts tr", has_text="AA1234567").count() == 0 or "withdrawn" in (
+        pg.locator("#alerts tr", has_text="AA1234567").inner_text()
+    )
+    events = [r.event for r in cn.net.nodes["AU"].audit.records(limit=50)]
+    assert any(e.query_type == "console_alert_raise" and e.reason.startswith("user=olga")
+               for e in events)  # fmt: skip
+    assert any(e.query_type == "console_alert_withdraw" for e in events)
