@@ -36,8 +36,9 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from rcf.cli.aggregate_view import OUTCOME_LABELS, caveats, member_rows, pivot, to_csv
 from rcf.console import alerts as alert_forms
-from rcf.console import checks
+from rcf.console import checks, statistics
 from rcf.console.accounts import AccountStore, LoginFailed
 from rcf.console.node_api import NodeApi, describe
 from rcf.console.sessions import Session, Sessions
@@ -61,6 +62,7 @@ PAGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "/alerts/raise": ("", ("officer",)),
     "/alerts/withdraw": ("", ("officer",)),
     "/alerts/feed": ("", ("officer",)),
+    "/statistics": ("Statistics", ("analyst",)),
     "/policies": ("Policies", ("policy-admin",)),
     "/users": ("Users", ("operator",)),
 }
@@ -377,6 +379,47 @@ def create_app(console: Console) -> Starlette:
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
+    stats_fields = ("dataset", "by", "from", "to", "filters", "scope", "members", "purpose")
+
+    @page("/statistics")
+    async def statistics_page(request: Request, session: Session) -> Response:
+        form = {"dataset": "irregular_movements", "by": "nationality", "scope": "regional",
+                "purpose": "regional-analysis"}  # fmt: skip
+        return render(request, "statistics.html", session, form=form)
+
+    @page("/statistics")
+    async def statistics_post(request: Request, session: Session) -> Response:
+        posted = await form_of(request, session)
+        if posted is None:
+            return PlainTextResponse("The form was not sent from this console.", 403)
+        form = {k: str_field(posted, k) for k in stats_fields}
+        try:
+            req = statistics.request_from(form)
+            result = await run_in_threadpool(console.node.aggregate, req)
+        except ConfigError as exc:
+            return render(request, "statistics.html", session, status=400, form=form,
+                          error=str(exc))  # fmt: skip
+        except grpc.RpcError as exc:
+            return render(request, "statistics.html", session, status=502, form=form,
+                          error=describe(exc))  # fmt: skip
+        answered = sum(m.outcome == "answered" for m in result.members)
+        await run_in_threadpool(
+            console.node.record, session.user, "aggregate_query",
+            f"dataset={result.dataset} members={len(result.members)} answered={answered}",
+            [m.query_id for m in result.members if m.query_id][:64],
+        )  # fmt: skip
+        if str_field(posted, "format") == "csv":
+            return Response(
+                to_csv(result), media_type="text/csv; charset=utf-8",
+                headers={"Content-Disposition": f'attachment; filename="{result.dataset}.csv"'},
+            )  # fmt: skip
+        columns, rows, zeros = pivot(result)
+        return render(
+            request, "statistics.html", session, form=form, result=result, columns=columns,
+            rows=rows, zeros=zeros, members=member_rows(result), caveats=caveats(result),
+            chart=statistics.chart_data(result), labels=OUTCOME_LABELS, answered=answered,
+        )  # fmt: skip
+
     @page("/policies")
     async def policies_page(request: Request, session: Session) -> Response:
         return render(request, "policies.html", session, source="")
@@ -417,6 +460,8 @@ def create_app(console: Console) -> Starlette:
             Route("/alerts/raise", alerts_raise, methods=["POST"]),
             Route("/alerts/withdraw", alerts_withdraw, methods=["POST"]),
             Route("/alerts/feed", alerts_feed, methods=["GET"]),
+            Route("/statistics", statistics_page, methods=["GET"]),
+            Route("/statistics", statistics_post, methods=["POST"]),
             Route("/policies", policies_page, methods=["GET"]),
             Route("/policies", policies_post, methods=["POST"]),
             Route("/users", users_page, methods=["GET"]),

@@ -13,6 +13,8 @@ import grpc
 from rcf.cli.operator_client import operator_channel
 from rcf.node.ops.config import NodeLayout
 from rcf.protos.v1 import (
+    aggregate_pb2,
+    aggregate_pb2_grpc,
     alerts_pb2,
     alerts_pb2_grpc,
     identity_pb2,
@@ -108,6 +110,16 @@ class NodeApi:
                 metadata=md,
                 timeout=30,
             )
+            return reply
+
+    def aggregate(
+        self, request: aggregate_pb2.AggregateOperatorRequest
+    ) -> aggregate_pb2.RegionalAggregate:
+        """An aggregate query to the chosen members or the region, merged by the node."""
+        with self._channel() as (ch, md):
+            reply: aggregate_pb2.RegionalAggregate = aggregate_pb2_grpc.AggregateOperatorStub(
+                ch
+            ).QueryAggregate(request, metadata=md, timeout=request.deadline_ms / 1000 + 10)
             return reply
 
     def raise_alert(self, draft: alerts_pb2.AlertDraft) -> alerts_pb2.AlertRecord:

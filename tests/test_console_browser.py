@@ -179,3 +179,27 @@ def test_officer_sees_a_live_alert_arrive_and_withdraws_it(tab: Page, cn: Consol
     assert any(e.query_type == "console_alert_raise" and e.reason.startswith("user=olga")
                for e in events)  # fmt: skip
     assert any(e.query_type == "console_alert_withdraw" for e in events)
+
+
+def test_analyst_builds_a_table_with_a_chart_and_csv(tab: Page, cn: ConsoleNet) -> None:
+    pg = tab
+    log_in(pg, cn, "ana")
+    pg.click("nav >> text=Statistics")
+    form = pg.locator("#stats-form")
+    form.locator("input[name=from]").fill("2025-01")
+    form.locator("input[name=to]").fill("2025-12")
+    form.locator("input[value=chosen]").check()
+    form.locator("input[name=members]").fill("TH, ID")
+    form.locator("button:has-text('Run query')").click()
+    pg.locator("#stats-result").wait_for()
+    members = pg.inner_text("#members")
+    assert "TH" in members and "answered" in members
+    assert "ID" in members and "REFUSED" in members  # ID's policy shares no statistics
+    merged = pg.inner_text("#merged")
+    assert "MMR\t40" in merged and "Total\t67" in merged  # cells TH released
+    pg.wait_for_selector("#chart[data-drawn=yes]")
+    pg.screenshot(path=str(SCREENSHOTS / "console-statistics.png"), full_page=True)
+    with pg.expect_download() as download:
+        form.locator("button:has-text('Download CSV')").click()
+    text = Path(download.value.path()).read_text()
+    assert text.startswith("nationality,value,is_total") and "MMR,40," in text
