@@ -64,6 +64,7 @@ PAGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "/alerts/feed": ("", ("officer",)),
     "/statistics": ("Statistics", ("analyst",)),
     "/policies": ("Policies", ("policy-admin",)),
+    "/policies/rollback": ("", ("policy-admin",)),
     "/users": ("Users", ("operator",)),
 }
 
@@ -429,7 +430,8 @@ def create_app(console: Console) -> Starlette:
         form = await form_of(request, session)
         if form is None:
             return PlainTextResponse("The form was not sent from this console.", 403)
-        source = str_field(form, "source")
+        # Browsers send a textarea's lines ending CRLF (HTML form encoding): store them as typed.
+        source = str_field(form, "source").replace("\r\n", "\n")
         try:
             applied = await run_in_threadpool(console.node.apply_policy, source, "console.toml")
         except grpc.RpcError as exc:
@@ -439,6 +441,27 @@ def create_app(console: Console) -> Starlette:
             console.node.record, session.user, "policy_apply", f"version={applied.version}"
         )
         return render(request, "policies.html", session, source=source, applied=applied)
+
+    @page("/policies/rollback")
+    async def policies_rollback(request: Request, session: Session) -> Response:
+        form = await form_of(request, session)
+        if form is None:
+            return PlainTextResponse("The form was not sent from this console.", 403)
+        text = str_field(form, "version").strip()
+        if not text.isdigit() or not 0 < int(text) < 1 << 32:
+            return render(request, "policies.html", session, status=400, source="",
+                          error="Give the number of the version to make active again.")  # fmt: skip
+        try:
+            applied = await run_in_threadpool(console.node.rollback_policy, int(text))
+        except grpc.RpcError as exc:
+            return render(request, "policies.html", session, status=400, source="",
+                          error=describe(exc))  # fmt: skip
+        await run_in_threadpool(
+            console.node.record, session.user, "policy_rollback",
+            f"to={int(text)} version={applied.version}",
+        )  # fmt: skip
+        return render(request, "policies.html", session, source="", rolled_back=int(text),
+                      applied=applied)  # fmt: skip
 
     @page("/users")
     async def users_page(request: Request, session: Session) -> Response:
@@ -464,6 +487,7 @@ def create_app(console: Console) -> Starlette:
             Route("/statistics", statistics_post, methods=["POST"]),
             Route("/policies", policies_page, methods=["GET"]),
             Route("/policies", policies_post, methods=["POST"]),
+            Route("/policies/rollback", policies_rollback, methods=["POST"]),
             Route("/users", users_page, methods=["GET"]),
             Mount("/static", app=static, name="static"),
         ],

@@ -112,6 +112,16 @@ class NodeApi:
             )
             return reply
 
+    def rollback_policy(self, version: int) -> operator_pb2.ApplyPolicyResponse:
+        """Make an earlier policy version active again (stored as a new version)."""
+        with self._channel() as (ch, md):
+            reply: operator_pb2.ApplyPolicyResponse = operator_pb2_grpc.OperatorStub(
+                ch
+            ).RollbackPolicy(
+                operator_pb2.RollbackPolicyRequest(version=version), metadata=md, timeout=30
+            )
+            return reply
+
     def aggregate(
         self, request: aggregate_pb2.AggregateOperatorRequest
     ) -> aggregate_pb2.RegionalAggregate:
