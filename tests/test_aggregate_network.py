@@ -124,6 +124,32 @@ def test_the_responder_itself_refuses_a_newer_dictionary(region: Network) -> Non
     assert info.value.reason == "refused:dictionary_mismatch"
 
 
+def test_the_responder_refuses_too_many_dimensions_and_filters_with_their_codes(
+    region: Network,
+) -> None:
+    # Sent straight to TH (the local operator would refuse them before sending): the
+    # responder's own form check answers with the codes PROTOCOL-aggregate.md lists.
+    au = region.nodes["AU"]
+    four = ("nationality", "route", "sex", "month")
+    nine = [nationality("MMR") for _ in range(9)]
+    for q, reason in (
+        (query(by=four), "too_many_dimensions"),
+        (query(filters=tuple(nine)), "too_many_filters"),
+    ):
+
+        def fill(
+            request: aggregate_pb2.AggregateRequest, q: aggregate_pb2.AggregateQuery = q
+        ) -> None:
+            request.query.CopyFrom(q)
+
+        with pytest.raises(PeerError) as info:
+            au.peers.call(
+                AGGREGATE, responder="TH", purpose="regional-analysis", fill=fill, timeout_s=5
+            )
+        assert info.value.reason == f"refused:{reason}"
+        assert audit_reasons(region.nodes["TH"])[-1] == reason
+
+
 def test_policy_refusals_reach_the_requester_as_not_permitted(region: Network) -> None:
     au, th = region.nodes["AU"], region.nodes["TH"]
     cases = (

@@ -13,7 +13,8 @@ import grpc
 import pytest
 
 from rcf.node.alerts.model import Alert, redact
-from rcf.node.alerts.service import parse_envelope
+from rcf.node.alerts.service import PURPOSE, parse_envelope
+from rcf.node.alerts.spec import ALERTS
 from rcf.node.federation.server import NodeServer
 from rcf.protos.v1 import alerts_pb2, alerts_pb2_grpc
 from rcf.trust.clock import now_ms
@@ -218,6 +219,29 @@ def test_update_and_withdraw_propagate(alert_net: Network) -> None:
     wait_until(lambda: all((a := held(n, alert_id)) is not None and a.withdrawn for n in (au, nz)))
     assert au.alerts.check("AA7654321", "THA")[0] == []
     assert len(au.alerts.versions(alert_id)) == 3
+
+
+def test_the_end_of_the_backlog_is_confirmed_at_once_after_a_delivery(
+    alert_net: Network,
+) -> None:
+    th, au = alert_net.nodes["TH"], alert_net.nodes["AU"]
+    raised = th.alerts.raise_alert(draft())
+    # No heartbeat within the stream's lifetime: only the confirmation can end the wait.
+    th.alerts.heartbeat_s = 3600
+
+    def fill(request: alerts_pb2.AlertsRequest) -> None:
+        request.after_position = raised.position - 1
+
+    got: list[alerts_pb2.AlertsResponse] = []
+    for answer in au.peers.stream(ALERTS, responder="TH", purpose=PURPOSE, fill=fill, timeout_s=20):
+        got.append(answer.response)
+        if len(got) == 2:
+            break
+    # The backlog's last entry was delivered; the confirmation follows it (§2 step 2).
+    assert [(m.position, m.HasField("alert")) for m in got] == [
+        (raised.position, True),
+        (raised.position, False),
+    ]
 
 
 def test_subscriber_down_catches_up_with_exactly_what_it_missed(alert_net: Network) -> None:

@@ -82,14 +82,17 @@ def test_oversize_envelope_is_audited_with_its_requester(net: Network) -> None:
         grpc.StatusCode.RESOURCE_EXHAUSTED,
         "message_too_large",
     )
-    assert audited(th)[:3] == ("refused", "message_too_large", "AU")
+    # Refused before the envelope is read: no digest, no query id, no purpose (PROTOCOL.md §10).
+    assert audited(th) == ("refused", "message_too_large", "AU", "", "")
+    assert th.audit.records(limit=1)[0].event.request_sha256 == ""
 
 
 def test_bytes_that_are_not_an_envelope_are_invalid_argument(net: Network) -> None:
     client, th = net.client("AU"), net.nodes["TH"]
     err = refused(lambda: client.raw(th, PING.method, b"\xff\xff\xff not protobuf"))
     assert (err.code(), reason_of(err)) == (grpc.StatusCode.INVALID_ARGUMENT, "malformed")
-    assert audited(th)[:3] == ("refused", "malformed", "AU")
+    assert audited(th) == ("refused", "malformed", "AU", "", "")
+    assert th.audit.records(limit=1)[0].event.request_sha256 == ""
 
 
 def test_ping_data_over_its_bound_is_refused(net: Network) -> None:

@@ -52,7 +52,7 @@ def test_csr_for_another_member_is_refused() -> None:
         pki.csr_common_name(b"not a csr")
 
 
-@pytest.mark.parametrize("bad", ["th", "T", "TH!", "A" * 17, "ÄB"])
+@pytest.mark.parametrize("bad", ["th", "T", "TH!", "A" * 17, "ÄB", "-TH", "TH\n", "TH "])
 def test_member_ids_are_checked(bad: str) -> None:
     with pytest.raises(ConfigError):
         pki.check_member_id(bad)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import re
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -23,6 +24,9 @@ ORGANISATION = "rcf-exchange"
 HUB_NAME = "hub.rcf"
 DEFAULT_CERT_DAYS = 365
 MEMBER_ID_MAX = 16
+# PROTOCOL.md §2: 2-16 of A-Z, 0-9 and '-', not starting with '-'. The one pattern
+# the hub, the policy loader and the alert checks share (use fullmatch).
+MEMBER_ID_RE = re.compile(r"[A-Z0-9][A-Z0-9-]{1,15}")  # 15 = MEMBER_ID_MAX - 1
 
 
 def node_server_name(member_id: str) -> str:
@@ -32,14 +36,10 @@ def node_server_name(member_id: str) -> str:
 
 def check_member_id(member_id: str) -> str:
     """Member ids are short upper-case codes (ISO alpha-2/3 or an organisation code)."""
-    if not (
-        1 < len(member_id) <= MEMBER_ID_MAX
-        and member_id.isascii()
-        and member_id.replace("-", "").isalnum()
-        and member_id == member_id.upper()
-    ):
+    if not MEMBER_ID_RE.fullmatch(member_id):
         raise ConfigError(
-            f"'{member_id}' is not a member id: use 2-16 upper-case letters, digits or '-'."
+            f"'{member_id}' is not a member id: use 2-16 upper-case letters, digits or '-' "
+            "(not first)."
         )
     return member_id
 

@@ -46,6 +46,9 @@ from rcf.node.aggregate.query import (
     MAX_SET_SIZE,
     MAX_VALUE_LENGTH,
     MAX_VERSION_LENGTH,
+    TOO_MANY_DIMENSIONS,
+    TOO_MANY_FILTERS,
+    QueryError,
     describe,
     validate_query,
 )
@@ -75,12 +78,19 @@ def validate_form(request: Request) -> None:
     _check_text(q.dataset, "dataset", MAX_NAME_LENGTH)
     _check_text(q.dictionary_version, "dictionary version", MAX_VERSION_LENGTH)
     _check_text(q.measure, "measure", MAX_NAME_LENGTH)
+    # The two counts keep their own codes (PROTOCOL-aggregate.md), as validate_query
+    # gives them: the limits are public, so naming them reveals nothing.
     if len(q.group_by) > MAX_GROUP_BY:
-        raise invalid_field("group-by", f"names more than {MAX_GROUP_BY} dimensions")
+        raise QueryError(
+            f"A query may group by at most {MAX_GROUP_BY} dimensions.",
+            reason=TOO_MANY_DIMENSIONS,
+        )
     for name in q.group_by:
         _check_text(name, "group-by dimension", MAX_NAME_LENGTH)
     if len(q.filters) > MAX_FILTERS:
-        raise invalid_field("filter list", f"holds more than {MAX_FILTERS} filters")
+        raise QueryError(
+            f"A query may have at most {MAX_FILTERS} filters.", reason=TOO_MANY_FILTERS
+        )
     for f in q.filters:
         _check_text(f.dimension, "filter dimension", MAX_NAME_LENGTH)
         if len(f.one_of.values) > MAX_SET_SIZE:

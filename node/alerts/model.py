@@ -29,9 +29,9 @@ from rcf.node.policy.model import (
 from rcf.protos.v1 import alerts_pb2
 from rcf.trust.dictionary import DataDictionary
 from rcf.trust.errors import RcfError
+from rcf.trust.pki import MEMBER_ID_RE
 
 ALERT_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-MEMBER_RE = re.compile(r"^[A-Z0-9][A-Z0-9\-]{1,15}$")
 NUMBER_RE = re.compile(r"^[A-Z0-9]{1,24}$")
 CODE_RE = re.compile(r"^[A-Za-z0-9_]{1,48}$")
 DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
@@ -201,7 +201,7 @@ def check_shape(alert: Alert, *, skew_ms: int = 300_000, now_ms: int | None = No
         raise _bad("id", "is not a UUID in canonical lower-case form")
     if not 1 <= alert.version <= MAX_VERSION:
         raise _bad("version", f"is not between 1 and {MAX_VERSION}")
-    if not MEMBER_RE.match(alert.raised_by):
+    if not MEMBER_ID_RE.fullmatch(alert.raised_by):
         raise _bad("raising member", "is not a member id")
     if alert.category not in ALERT_CATEGORIES:
         raise _bad(

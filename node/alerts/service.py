@@ -299,7 +299,8 @@ class AlertService:
         """Every log entry after the subscriber's cursor that policy gives it, then live ones."""
         subscriber = authorized.requester.member_id
         cursor = int(authorized.request.after_position)
-        told = -1  # the first message after the backlog confirms the subscription
+        told = -1  # the position last sent to the subscriber
+        confirmed = False  # the backlog's end is confirmed once, even after a delivery
         while True:
             member = self._directory.current().member(subscriber)
             if member is None or not member.active:
@@ -313,8 +314,10 @@ class AlertService:
                     yield alerts_pb2.AlertsResponse(position=cursor, alert=copy)
             if len(entries) == BACKLOG_PAGE:
                 continue
-            if told != cursor:
-                told = cursor  # caught up past entries not for this subscriber: say so
+            if not confirmed or told != cursor:
+                # The backlog is sent (PROTOCOL-alerts.md §2 step 2), or live entries not
+                # for this subscriber moved the cursor: say so now, not at the heartbeat.
+                confirmed, told = True, cursor
                 yield alerts_pb2.AlertsResponse(position=cursor)
             woke = self._wait_past(cursor)
             if self._closed:

@@ -42,6 +42,7 @@ from rcf.node.policy.model import (
 )
 from rcf.node.policy.sourcemap import SourceMap, build_source_map
 from rcf.trust.errors import ConfigError
+from rcf.trust.pki import MEMBER_ID_RE
 
 TOP_KEYS = ("policy", "rule")
 POLICY_KEYS = ("member", "description", "caveat", "disclose_reasons_to")
@@ -92,7 +93,6 @@ REQUIRED_BY_QUERY: dict[str, tuple[str, ...]] = {
     ALERTS: ("categories", "fields"),
 }
 RULE_ID = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
-MEMBER_ID = re.compile(r"^[A-Z0-9][A-Z0-9\-]{1,15}$")
 LABEL = re.compile(r"^[a-z0-9][a-z0-9\-]{0,63}$")
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 _TOML_AT_END = re.compile(r"\s*\(at end of document\)\s*$")
@@ -409,7 +409,7 @@ def parse_policy(text: str, filename: str = "<policy>") -> Loaded:
                 ("policy", key), f"unknown key '{key}' in [policy].", _suggest(key, POLICY_KEYS)
             )
     member = reader.string(head, ("policy",), "member") or ""
-    if member and not MEMBER_ID.match(member):
+    if member and not MEMBER_ID_RE.fullmatch(member):
         reader.error(
             ("policy", "member"),
             f"'{member}' is not a member id.",
@@ -645,7 +645,7 @@ def requester_problem(entry: str) -> str:
         return (
             "" if LABEL.match(name) else "group and role names are lower-case, e.g. steering-group"
         )
-    return "" if MEMBER_ID.match(entry) else "member ids are upper-case codes such as TH"
+    return "" if MEMBER_ID_RE.fullmatch(entry) else "member ids are upper-case codes such as TH"
 
 
 _HINTS = {
