@@ -11,6 +11,7 @@ import datetime as dt
 import ipaddress
 import json
 import os
+import signal
 import socket
 import threading
 from dataclasses import dataclass
@@ -147,6 +148,10 @@ class ConsoleServer:
     def run(self) -> None:
         """Serve until SIGINT or SIGTERM (uvicorn's handlers), in this thread."""
         self._announce()
+        # uvicorn handles SIGINT/SIGTERM while serving, then raises the signal again for
+        # the handler that was there before: that one does nothing, so a stop exits 0.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: None)
         try:
             self._server.run(sockets=[self._sock])
         finally:

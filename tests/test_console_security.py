@@ -3,6 +3,7 @@ fixation and expiry, lock-out, TOTP, roles enforced by the server, inert HTML, a
 
 from __future__ import annotations
 
+import json
 import re
 import ssl
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ import pytest
 
 from rcf.console.accounts import LOCK_AFTER, AccountStore, LoginFailed
 from rcf.console.app import COOKIE
-from tests.cli_helpers import fails, ok
+from tests.cli_helpers import fails, ok, serving
 from tests.console_net import PASSWORD, ConsoleNet, console_network
 
 
@@ -234,3 +235,20 @@ def test_console_user_cli(cn: ConsoleNet, monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("RCF_CONSOLE_PASSWORD", "short")
     fails("console", "user", "add", "dave", "--role", "analyst", "--console-dir", folder,
           "--node-dir", node)  # fmt: skip
+
+
+def test_rcf_console_serve_over_https_stops_cleanly(cn: ConsoleNet, tmp_path: Path) -> None:
+    folder = tmp_path / "console"
+    node = str(cn.net.layout("AU").root)
+    with serving("console", "serve", "--listen", "127.0.0.1:0", "--console-dir", str(folder),
+                 "--node-dir", node, ready=folder / "console.json"):  # fmt: skip
+        url = json.loads((folder / "console.json").read_text())["url"]
+        trust = ssl.create_default_context(cafile=str(folder / "console-cert.pem"))
+        with httpx.Client(base_url=url, verify=trust, timeout=30) as c:
+            r = c.get("/login")
+            assert r.status_code == 200 and "Log in" in r.text
+        modes = {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()}
+        assert set(modes.values()) == {0o600}, modes
+        assert folder.stat().st_mode & 0o777 == 0o700
+    assert not (folder / "console.json").exists()
+    fails("console", "serve", "--console-dir", str(folder), "--node-dir", str(tmp_path / "none"))
