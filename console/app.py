@@ -65,6 +65,8 @@ PAGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "/statistics": ("Statistics", ("analyst",)),
     "/policies": ("Policies", ("policy-admin",)),
     "/policies/rollback": ("", ("policy-admin",)),
+    "/audit": ("Audit", ("auditor",)),
+    "/audit/verify": ("", ("auditor",)),
     "/users": ("Users", ("operator",)),
 }
 
@@ -463,6 +465,30 @@ def create_app(console: Console) -> Starlette:
         return render(request, "policies.html", session, source="", rolled_back=int(text),
                       applied=applied)  # fmt: skip
 
+    async def audit_view(request: Request, session: Session, *, verify: bool) -> Response:
+        qtype = request.query_params.get("type", "").strip()[:64]
+        member = request.query_params.get("member", "").strip().upper()[:16]
+        try:
+            log_reply = await run_in_threadpool(
+                lambda: console.node.audit_log(query_type=qtype, member=member, verify=verify)
+            )
+        except grpc.RpcError as exc:
+            return render(request, "audit.html", session, status=502, error=describe(exc),
+                          entries=[], qtype=qtype, member=member)  # fmt: skip
+        return render(request, "audit.html", session, entries=log_reply.entries, log=log_reply,
+                      verify=verify, qtype=qtype, member=member)  # fmt: skip
+
+    @page("/audit")
+    async def audit_page(request: Request, session: Session) -> Response:
+        return await audit_view(request, session, verify=False)
+
+    @page("/audit/verify")
+    async def audit_verify(request: Request, session: Session) -> Response:
+        form = await form_of(request, session)
+        if form is None:
+            return PlainTextResponse("The form was not sent from this console.", 403)
+        return await audit_view(request, session, verify=True)
+
     @page("/users")
     async def users_page(request: Request, session: Session) -> Response:
         return render(request, "users.html", session, accounts=console.accounts.list())
@@ -488,6 +514,8 @@ def create_app(console: Console) -> Starlette:
             Route("/policies", policies_page, methods=["GET"]),
             Route("/policies", policies_post, methods=["POST"]),
             Route("/policies/rollback", policies_rollback, methods=["POST"]),
+            Route("/audit", audit_page, methods=["GET"]),
+            Route("/audit/verify", audit_verify, methods=["POST"]),
             Route("/users", users_page, methods=["GET"]),
             Mount("/static", app=static, name="static"),
         ],

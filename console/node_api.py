@@ -112,6 +112,20 @@ class NodeApi:
             )
             return reply
 
+    def audit_log(
+        self, *, limit: int = 200, query_type: str = "", member: str = "", verify: bool = False
+    ) -> operator_pb2.AuditLogResponse:
+        """The node's newest audit records (filtered) and, with verify, its chain check."""
+        with self._channel() as (ch, md):
+            reply: operator_pb2.AuditLogResponse = operator_pb2_grpc.OperatorStub(ch).AuditLog(
+                operator_pb2.AuditLogRequest(
+                    limit=limit, query_type=query_type, member=member, verify=verify
+                ),
+                metadata=md,
+                timeout=300,
+            )
+            return reply
+
     def rollback_policy(self, version: int) -> operator_pb2.ApplyPolicyResponse:
         """Make an earlier policy version active again (stored as a new version)."""
         with self._channel() as (ch, md):

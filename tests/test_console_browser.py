@@ -233,3 +233,19 @@ def test_policy_admin_applies_a_policy_and_rolls_it_back(tab: Page, cn: ConsoleN
     events = [r.event for r in cn.net.nodes["AU"].audit.records(limit=50)]
     assert any(e.query_type == "console_policy_rollback" and e.reason.startswith("user=pat")
                for e in events)  # fmt: skip
+
+
+def test_auditor_sees_who_did_what_and_verifies_the_chain(tab: Page, cn: ConsoleNet) -> None:
+    pg = tab
+    cn.server.console.node.record("olga", "person_check", "members=2 hits=2")
+    log_in(pg, cn, "aud")
+    pg.click("nav >> text=Audit")
+    pg.fill("input[name=type]", "console_person_check")
+    pg.click("button:has-text('Show')")
+    rows = pg.locator("#audit tbody tr")
+    assert rows.count() >= 1 and "user=olga" in rows.first.inner_text()
+    assert all("console_person_check" in t for t in rows.all_inner_texts())
+    pg.click("button:has-text('Verify the chain')")
+    assert "Chain verified" in pg.inner_text("#chain")
+    # The filter survives the verification.
+    assert all("console_person_check" in t for t in pg.locator("#audit tbody tr").all_inner_texts())

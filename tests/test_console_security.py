@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import ssl
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -252,3 +254,15 @@ def test_rcf_console_serve_over_https_stops_cleanly(cn: ConsoleNet, tmp_path: Pa
         assert folder.stat().st_mode & 0o777 == 0o700
     assert not (folder / "console.json").exists()
     fails("console", "serve", "--console-dir", str(folder), "--node-dir", str(tmp_path / "none"))
+
+
+def test_zz_a_tampered_record_fails_the_consoles_chain_check(cn: ConsoleNet) -> None:
+    """Last in this file: it breaks AU's chain on purpose."""
+    api = cn.server.console.node
+    assert api.audit_log(verify=True).verified
+    with closing(sqlite3.connect(cn.net.layout("AU").state_db)) as conn:
+        conn.execute("DROP TRIGGER audit_no_update")  # an attacker with file access
+        conn.execute("UPDATE audit SET reason = 'edited' WHERE seq = 1")
+        conn.commit()
+    reply = api.audit_log(verify=True)
+    assert not reply.verified and reply.problem

@@ -49,7 +49,10 @@ class OperatorServicer(operator_pb2_grpc.OperatorServicer):
         policy: PolicyAdmin | None = None,
         record_operations: Callable[[], int] | None = None,
         record_console_action: Callable[[str, str, str, list[str]], str] | None = None,
+        audit_log: Callable[[operator_pb2.AuditLogRequest], operator_pb2.AuditLogResponse]
+        | None = None,
     ) -> None:
+        self._audit_log = audit_log
         self._record_console_action = record_console_action
         self._record_operations = record_operations
         self._token = token.encode()
@@ -136,6 +139,24 @@ class OperatorServicer(operator_pb2_grpc.OperatorServicer):
             )  # fmt: skip
         record_id = self._record_console_action(request.user, request.action, request.detail, ids)
         return operator_pb2.RecordConsoleActionResponse(record_id=record_id)
+
+    @refusals_as_status
+    def AuditLog(
+        self, request: operator_pb2.AuditLogRequest, context: grpc.ServicerContext
+    ) -> operator_pb2.AuditLogResponse:
+        """The node's audit log for its console (newest first), and its chain check."""
+        self._authenticate(context)
+        if self._audit_log is None:
+            raise RequestRejected(
+                "This node does not show its audit log.", reason="unsupported",
+                status="UNIMPLEMENTED",
+            )  # fmt: skip
+        if request.limit > 1000 or len(request.query_type) > 64 or len(request.member) > 16:
+            raise RequestRejected(
+                "Ask for at most 1000 records, with a short type and member.",
+                reason="invalid_argument", status="INVALID_ARGUMENT",
+            )  # fmt: skip
+        return self._audit_log(request)
 
     @refusals_as_status
     def ApplyPolicy(
