@@ -26,6 +26,7 @@ import grpc
 from rcf.benchmarks.common import BenchResult, percentile
 from rcf.cli.operator_client import operator_channel
 from rcf.devnet.local_network import LocalNetwork, MemberSpec
+from rcf.devnet.processes import die_with_parent
 from rcf.protos.v1 import alerts_pb2, alerts_pb2_grpc, operator_pb2, operator_pb2_grpc
 from rcf.trust import pki
 from rcf.trust.tls import secure_channel
@@ -127,7 +128,7 @@ def _bare(net: LocalNetwork, subscribers: list[str], rounds: int) -> list[float]
     py = sys.executable
     server = subprocess.Popen(
         [py, "-m", "rcf.benchmarks.alerts_bare", "serve", str(net.node_layout(RAISER).root)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, preexec_fn=die_with_parent(),  # noqa: PLW1509
     )  # fmt: skip
     assert server.stdout is not None
     address = server.stdout.readline().strip()
@@ -144,7 +145,7 @@ def _bare(net: LocalNetwork, subscribers: list[str], rounds: int) -> list[float]
             proc = subprocess.Popen(
                 [py, "-m", "rcf.benchmarks.alerts_bare", "listen", address,
                  str(net.node_layout(member_id).root), RAISER],
-                stdout=subprocess.PIPE, text=True,
+                stdout=subprocess.PIPE, text=True, preexec_fn=die_with_parent(),  # noqa: PLW1509
             )  # fmt: skip
             listeners.append(proc)
             threading.Thread(target=read, args=(member_id, proc), daemon=True).start()

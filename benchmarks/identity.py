@@ -22,12 +22,10 @@ on two cores); ``quick``: N = 5,000, M = 1,000 (and a smaller index run).
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import subprocess
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from rcf.benchmarks import identity_index
@@ -39,7 +37,7 @@ from rcf.node.data.importer import import_file
 from rcf.node.data.store import DataStore
 from rcf.node.federation.ping import PING
 from rcf.node.federation.server import NodeServer
-from rcf.node.identity.index import default_workers
+from rcf.node.identity.index import default_workers, worker_pool
 from rcf.node.identity.requester import Subject, check_responder, prepare, run_check
 
 RESPONDERS = ("AU", "ID", "NZ", "TH")
@@ -74,7 +72,7 @@ def crypto_bound_s(mults: int) -> float:
     """Seconds for mults bare scalar multiplications over every core (workers started first)."""
     workers = default_workers()
     secret = bytes(range(1, 33))[:31] + b"\x00"
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with worker_pool(workers) as pool:
         for warm in [pool.submit(_noop) for _ in range(workers)]:
             warm.result()
         share = -(-mults // workers)

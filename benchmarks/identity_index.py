@@ -21,16 +21,14 @@ Figures (one run, same machine, so the ratio is what compares):
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 
 import rbcl
 
 from rcf.benchmarks.common import BenchResult
 from rcf.devnet.synthetic import generate_rows
-from rcf.node.identity.index import build_token_index, default_workers
+from rcf.node.identity.index import build_token_index, default_workers, worker_pool
 from rcf.node.identity.keys import PersonRecord
 from rcf.trust.oprf import OprfKey, hash_to_group
 
@@ -75,8 +73,7 @@ def run(*, quick: bool = False) -> BenchResult:
     key = OprfKey.generate()
     workers = default_workers()
     result = BenchResult("identity-index")
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with worker_pool(workers) as pool:
         # Start the workers (and their imports) before timing, as an import reusing a pool would.
         for f in [pool.submit(_noop) for _ in range(workers)]:
             f.result()

@@ -35,6 +35,7 @@ import grpc
 from rcf.benchmarks.common import BenchResult, percentile
 from rcf.benchmarks.echo_server import METHOD
 from rcf.devnet.local_network import LocalNetwork, MemberSpec
+from rcf.devnet.processes import die_with_parent
 from rcf.node.federation.ping import PING
 from rcf.node.federation.server import NodeServer
 from rcf.trust import pki
@@ -136,6 +137,7 @@ def run(*, quick: bool = False) -> BenchResult:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
+                preexec_fn=die_with_parent(),  # noqa: PLW1509
             )
             assert echo.stdout is not None
             echo_address = echo.stdout.readline().strip()

@@ -34,11 +34,13 @@ from rcf.hub.audit_log import AuditLogReader
 from rcf.hub.layout import HubLayout
 from rcf.node.audit.anchor import AnchorStore
 from rcf.node.audit.archive import archive_before
+from rcf.node.audit.backlog import audit_backlog
 from rcf.node.audit.chain import AuditLog
 from rcf.node.federation.directory_cache import DirectoryCache
 from rcf.node.ops.config import NodeLayout
 from rcf.node.ops.state import StateDB
 from rcf.trust.audit_leaf import log_origin
+from rcf.trust.clock import now_ms
 from rcf.trust.errors import ConfigError, VerificationError
 from rcf.trust.files import write_private
 
@@ -144,6 +146,12 @@ def _hub(hub_dir: Path | None) -> tuple[AuditLogReader | None, int]:
     help="The checkpoint this auditor trusted last: checked for consistency, then advanced.",
 )
 @quorum_option
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Also fail when a node's audit records have waited for the hub past its "
+    "audit_backlog_warn_s (shipping is stuck).",
+)
 @json_option
 @guarded
 def audit_verify(
@@ -151,6 +159,7 @@ def audit_verify(
     hub_dir: Path | None,
     trusted: Path | None,
     quorum: int | None,
+    strict: bool,
     as_json: bool,
 ) -> None:
     """Verify every node's log and, with --hub-dir, its anchoring in the hub's log.
@@ -160,10 +169,13 @@ def audit_verify(
     copy the hub holds and the inclusion proofs the node kept; nothing shipped
     is missing. For the hub: the final checkpoint's signature and witness
     quorum, consistency with --trusted, and that its entries hash to it.
+    A backlog of records not yet accepted by the hub is a warning (an error
+    with --strict) once older than the node's audit_backlog_warn_s.
     """
     views = _views(node_dirs)
     reader, hub_quorum = _hub(hub_dir)
     try:
+        backlogs = [_backlog_warning(view) for view in views]
         hub_result: HubResult | None = None
         final = None
         if reader is not None:
@@ -204,10 +216,15 @@ def audit_verify(
     problems = report.problems
     if not problems and trusted is not None and final is not None:
         write_private(trusted, final.note)
+    warnings = [w for w in backlogs if w]
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
     if as_json:
-        emit_json(_report_json(report))
+        emit_json({**_report_json(report), **({"warnings": warnings} if warnings else {})})
         if problems:
             raise VerificationError(problems[0], reason="audit_verify_failed")
+        if strict and warnings:
+            raise VerificationError(warnings[0], reason="audit_backlog_stuck")
         return
     for p in problems[1:]:
         click.echo(f"problem: {p}", err=True)
@@ -226,6 +243,15 @@ def audit_verify(
             f"{hub_result.final_size} entries with {hub_result.cosignatures} witness "
             f"cosignatures; consistent with the trusted checkpoint of {hub_result.trusted_size}"
         )
+    if strict and warnings:
+        raise VerificationError(warnings[0], reason="audit_backlog_stuck")
+
+
+def _backlog_warning(view: NodeView) -> str:
+    """The node's stuck-backlog sentence ("" if its records reach the hub in time)."""
+    threshold_s = NodeLayout(view.root).load_config().audit_backlog_warn_s
+    backlog = audit_backlog(view.audit, view.anchor)
+    return backlog.warning(now_ms(), threshold_s, member_id=view.member_id)
 
 
 def _verify_with_progress(view: NodeView, progress: Callable[[int], None]) -> NodeResult:

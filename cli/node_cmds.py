@@ -39,7 +39,7 @@ from rcf.node.ops.enrollment import (
     rotate_keys,
 )
 from rcf.protos.v1 import identity_pb2, identity_pb2_grpc, operator_pb2
-from rcf.trust.errors import ConfigError
+from rcf.trust.errors import ConfigError, VerificationError
 from rcf.trust.files import loose_modes
 from rcf.trust.join_token import (
     JoinToken,
@@ -283,6 +283,11 @@ def _status_dict(s: operator_pb2.StatusResponse) -> dict[str, object]:
         "directory_fetched_at": utc_time(s.directory_fetched_at_ms),
         "last_refresh_error": s.last_refresh_error,
         "audit_records": s.audit_records,
+        "audit_unshipped_records": s.audit_unshipped_records,
+        "audit_oldest_unshipped_at": utc_time(s.audit_oldest_unshipped_at_ms)
+        if s.audit_oldest_unshipped_at_ms
+        else "",
+        "audit_ship_error": s.audit_ship_error,
         "signing_key_id": s.signing_key_id,
     }
 
@@ -290,21 +295,29 @@ def _status_dict(s: operator_pb2.StatusResponse) -> dict[str, object]:
 @node.command("status")
 @node_dir_option
 @json_option
+@click.option("--strict", is_flag=True, help="Exit non-zero when there is any warning.")
 @guarded
-def node_status(node_dir: Path, as_json: bool) -> None:
+def node_status(node_dir: Path, as_json: bool, strict: bool) -> None:
     """Show the running node's endpoint, directory and audit state; warn about files in its
-    folder that others can read."""
+    folder that others can read and about audit records the hub has not accepted for long."""
     layout = NodeLayout(node_dir)
     warnings = loose_modes(layout.root)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     with operator_stub(layout) as (stub, md):
-        data = _status_dict(stub.Status(operator_pb2.StatusRequest(), metadata=md, timeout=10))
+        status = stub.Status(operator_pb2.StatusRequest(), metadata=md, timeout=10)
+    data = _status_dict(status)
+    backlog = status.audit_backlog_warning
+    if backlog:
+        click.echo(f"warning: {backlog}", err=True)
     if as_json:
-        emit_json({**data, "file_mode_warnings": warnings})
-        return
-    for k, v in data.items():
-        console.print(f"{k:>22}  {v}")
+        emit_json({**data, "file_mode_warnings": warnings, "audit_backlog_warning": backlog})
+    else:
+        width = max(len(k) for k in data)
+        for k, v in data.items():
+            console.print(f"{k:>{width}}  {v}")
+    if strict and (backlog or warnings):
+        raise VerificationError(backlog or warnings[0], reason="status_warning")
 
 
 @node.command("refresh")

@@ -348,6 +348,25 @@ STEPS: list[tuple[str, Callable[[Demo], None]]] = [
 ]
 
 
+# Where a demo run without --dir keeps its chart and report (in the current folder).
+OUTPUT_FOLDER = "rcf-demo-output"
+
+
+def keep_outputs(outputs: list[Path], into: Path) -> list[Path]:
+    """Copy the files the demo told the user to open into into; the copies' paths.
+
+    A folder that cannot be written is said, not raised: the demo itself worked."""
+    present = [p for p in outputs if p.is_file()]
+    if not present:
+        return []
+    try:
+        into.mkdir(exist_ok=True)
+        return [Path(shutil.copy2(p, into / p.name)) for p in present]
+    except OSError as exc:
+        console.print(f"could not keep the chart and report in {into}: {exc.strerror}")
+        return []
+
+
 def _other(demo: Demo, member_id: str) -> str:
     return demo.ids[0] if member_id != demo.ids[0] else demo.ids[-1]
 
@@ -389,7 +408,10 @@ def _print_keep_instructions(demo: Demo) -> None:
     "folder",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Folder for the network (default: a new temporary folder).",
+    help=(
+        "Folder for the network (default: a temporary folder, removed at the end; the "
+        "chart and report are then kept in ./rcf-demo-output)."
+    ),
 )
 @click.pass_context
 @guarded
@@ -400,7 +422,7 @@ def demo(ctx: click.Context, keep: bool, folder: Path | None) -> None:
     if folder is not None and folder.exists() and any(folder.iterdir()):
         raise ConfigError(f"{folder} is not empty; give a new folder or none.")
     root = folder or Path(tempfile.mkdtemp(prefix="rcf-demo-"))
-    session = Demo(LocalNetwork(root), MEMBERS)
+    session = Demo(LocalNetwork(root, outlive_parent=keep), MEMBERS)
     console.rule(f"rcf demo in {root}")
     finished = False
     # A library blocked in C (gRPC) may swallow the KeyboardInterrupt itself; the
@@ -428,12 +450,24 @@ def demo(ctx: click.Context, keep: bool, folder: Path | None) -> None:
         console.print("\ninterrupted: stopping the network")
         keep = False
     finally:
+        kept: list[Path] = []
         if not (keep and finished):
             session.net.stop_all()
             if folder is None:
+                if finished:
+                    kept = keep_outputs(session.outputs, Path.cwd() / OUTPUT_FOLDER)
                 shutil.rmtree(root, ignore_errors=True)
     if not finished:
         sys.exit(130)
+    if kept:
+        console.print(
+            f"\nthe network's folder {root} was removed; what the demo wrote for you to open "
+            f"is kept in {kept[0].parent}:",
+            markup=False,
+            highlight=False,
+        )
+        for path in kept:
+            console.print(f"  {path}", markup=False, highlight=False)
     if keep:
         _print_keep_instructions(session)
     else:

@@ -40,4 +40,5 @@ def step_aggregate(demo: Demo) -> None:
     if result.returncode != 0:
         raise ConfigError(f"The situation report failed: {result.stderr.strip()}")
     click.echo(result.stdout.rstrip())
+    demo.outputs += [chart, report]
     console.print(f"chart: {chart}\nreport: {report}", markup=False, highlight=False)

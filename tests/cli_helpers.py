@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from rcf.devnet.processes import die_with_parent
+
 RCF = str(Path(sys.executable).parent / "rcf")
 
 
@@ -48,9 +50,15 @@ def fails(*args: str, cwd: Path | None = None) -> str:
 
 @contextmanager
 def serving(*args: str, ready: Path, timeout: float = 20) -> Iterator[subprocess.Popen[bytes]]:
-    """Run `rcf ARGS` in the background until ready exists; SIGTERM it afterwards."""
+    """Run `rcf ARGS` in the background until ready exists; SIGTERM it afterwards.
+
+    The server dies with the test run even if that is killed (no finally runs then)."""
     proc = subprocess.Popen(
-        [RCF, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+        [RCF, *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=die_with_parent(),  # noqa: PLW1509
     )
     try:
         deadline = time.monotonic() + timeout

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+
+import pytest
 
 from tests.cli_helpers import fails, ok, rcf, serving
 
@@ -193,13 +196,26 @@ def test_audit_verify_detects_tampering(tmp_path: Path) -> None:
     assert "altered" in fails("audit", "verify", "--node-dir", str(th))
 
 
+@pytest.mark.timeout(300)  # the whole demo; minutes on a loaded machine
 def test_demo_runs_end_to_end_and_cleans_up(tmp_path: Path) -> None:
-    result = rcf("demo", "--dir", str(tmp_path / "demo"), timeout=300)
+    # Without --dir: a temporary folder, removed at the end, except for what the demo
+    # tells the user to open, which is kept in the current folder.
+    result = rcf("demo", cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "FAILED" not in result.stdout
     assert "demo complete: network stopped" in result.stdout
     assert "hash chain and signatures verified" in result.stdout
-    assert not (tmp_path / "demo" / "demo-pids.json").exists()
+    found = re.search(r"rcf demo in (\S+)", result.stdout)
+    assert found, result.stdout[:500]
+    assert not Path(found.group(1)).exists()
+    kept = tmp_path / "rcf-demo-output"
+    assert sorted(p.name for p in kept.iterdir()) == [
+        "regional-movements-2025.png",
+        "situation-2025-Q3.html",
+    ]
+    assert (kept / "regional-movements-2025.png").read_bytes().startswith(b"\x89PNG")
+    last_lines = result.stdout.rstrip().splitlines()[-3:]
+    assert any(str(kept / "situation-2025-Q3.html") in line for line in last_lines), last_lines
 
 
 def test_bad_input_is_one_sentence_and_non_zero(tmp_path: Path) -> None:

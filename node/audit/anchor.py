@@ -55,7 +55,14 @@ SCHEMA = (
 BATCH_RECORDS = 1_000
 BATCH_BYTES = 900 * 1024  # under the hub's 1 MiB bound, with room for the envelope
 RPC_TIMEOUT_S = 10.0
-BACKOFF_MAX_S = 60.0
+# After an outage the hub is retried at most this far apart (and at once when the
+# node sees it back: hub_seen), so a backlog drains within seconds of its return.
+BACKOFF_MAX_S = 15.0
+
+
+def retry_delay(failures: int, interval_s: float) -> float:
+    """Seconds before the next attempt after failures consecutive failures (no jitter)."""
+    return float(min(BACKOFF_MAX_S, interval_s * 2 ** min(failures, 10)))
 
 
 def join_proof(proof: list[bytes]) -> bytes:
@@ -220,6 +227,8 @@ class AuditShipper:
         self._batch_records = batch_records
         self._lock = threading.Lock()
         self._resume_from: int | None = None
+        self._wake = threading.Event()
+        self.failures = 0
         self.last_error = ""
 
     # -- shipping -------------------------------------------------------------
@@ -388,22 +397,36 @@ class AuditShipper:
         self.ship_all()
         self.witness_latest()
 
+    def hub_seen(self) -> None:
+        """The hub answered someone here (a directory refresh): retry now, backoff reset."""
+        if self.failures:
+            self.failures = 0
+            self._wake.set()
+
+    def wake(self) -> None:
+        """End the current wait at once (to stop, or to ship now)."""
+        self._wake.set()
+
     def run(self, stop: threading.Event, interval_s: float) -> None:
-        """Cycle every interval_s until stop; back off exponentially while the hub fails."""
-        failures = 0
+        """Cycle every interval_s until stop; back off exponentially (capped at
+        BACKOFF_MAX_S) while the hub fails, and retry at once when hub_seen()."""
         delay = 0.0
-        while not stop.wait(delay):
+        while True:
+            self._wake.wait(delay)
+            self._wake.clear()
+            if stop.is_set():
+                return
             try:
                 self.cycle()
-                failures, self.last_error = 0, ""
+                self.failures, self.last_error = 0, ""
                 delay = interval_s
             except RcfError as exc:
-                failures += 1
+                self.failures += 1
                 self.last_error = str(exc)
-                delay = min(BACKOFF_MAX_S, interval_s * 2 ** min(failures, 10))
+                delay = retry_delay(self.failures, interval_s)
                 delay *= 0.5 + random.random() / 2  # jitter, not a secret
                 log.warning("audit_ship_failed", reason=exc.reason, retry_in_s=round(delay, 2))
             except Exception:  # the loop must survive anything one cycle hits
-                failures += 1
-                delay = min(BACKOFF_MAX_S, interval_s * 2 ** min(failures, 10))
+                self.failures += 1
+                delay = retry_delay(self.failures, interval_s)
                 log.exception("audit_ship_crashed")

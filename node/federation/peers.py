@@ -334,6 +334,10 @@ class PeerClient:
         except grpc.RpcError as exc:
             error = _peer_error(responder, exc)
             self._audit_call(spec, out, responder, purpose, "failed", error.reason)
+            if error.reason == "unreachable" and self.refresh_directory is not None:
+                # Refused or dropped: the peer may have come back elsewhere. The
+                # caller's retry then dials the endpoint the newest directory lists.
+                self.refresh_directory()
             raise error from exc
         except RcfError as exc:
             self._audit_call(spec, out, responder, purpose, "failed", exc.reason)

@@ -13,6 +13,7 @@ import structlog
 
 from rcf.node.audit import view as audit_view
 from rcf.node.audit.anchor import AnchorStore, AuditShipper
+from rcf.node.audit.backlog import audit_backlog
 from rcf.node.audit.operations import console_action_event, reconcile_operations
 from rcf.node.data.dictionary import cached_dictionary, load_dictionary, sync_dictionary
 from rcf.node.data.store import DataStore
@@ -218,6 +219,7 @@ class NodeServer:
                 directory_expires_at_ms=lambda: self.directory.peek().expires_at_ms,
                 policy_version=lambda: self.policy.gate.policy.version if self.policy.gate else 0,
                 audit_batches=lambda: (self.state.batches, self.state.batched_writes),
+                audit_backlog=lambda: audit_backlog(self.audit, self.shipper.anchor),
                 data_db=self.layout.data_db,
             ),
         )
@@ -300,6 +302,8 @@ class NodeServer:
                 log.info("dictionary_updated", version=self.directory.peek().dictionary_version)
             self.peers.prune()
             self.last_refresh_error = ""
+            # The hub answered: audit shipping need not sit out its backoff.
+            self.shipper.hub_seen()
         except RcfError as exc:
             self.last_refresh_error = str(exc)
             log.warning("directory_refresh_failed", reason=exc.reason, error=str(exc))
@@ -345,6 +349,7 @@ class NodeServer:
 
     def status(self) -> operator_pb2.StatusResponse:
         directory = self.directory.peek()
+        backlog = audit_backlog(self.audit, self.shipper.anchor)
         return operator_pb2.StatusResponse(
             member_id=self.config.member_id,
             federation_endpoint=self.address,
@@ -355,6 +360,12 @@ class NodeServer:
             last_refresh_error=self.last_refresh_error,
             audit_records=self.audit.count(),
             signing_key_id=self.signing_key.key_id,
+            audit_unshipped_records=backlog.unshipped,
+            audit_oldest_unshipped_at_ms=backlog.oldest_at_ms,
+            audit_backlog_warning=backlog.warning(
+                now_ms(), self.config.audit_backlog_warn_s, member_id=self.config.member_id
+            ),
+            audit_ship_error=self.shipper.last_error,
         )
 
     def served(self, query_type: QueryType[P]) -> P:
@@ -367,6 +378,7 @@ class NodeServer:
 
     def stop(self, grace: float = 1.0) -> None:
         self._stop.set()
+        self.shipper.wake()
         if self._shipping.is_alive():
             self._shipping.join(timeout=15)
         for served in self._served.values():

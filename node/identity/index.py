@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -96,6 +97,21 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def _ignore_interrupts() -> None:
+    # A Ctrl-C goes to the terminal's whole process group: the parent stops the
+    # pool; a worker that took it too would only print its own traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of spawned workers that leave SIGINT to the parent (every pool here)."""
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_ignore_interrupts,
+    )
+
+
 def build_token_index(
     records: Sequence[Record],
     key: OprfKey,
@@ -113,9 +129,7 @@ def build_token_index(
         return _index_chunk(key.secret, records)
     size = max(1, min(CHUNK, -(-len(records) // n_workers)))
     own = executor is None
-    pool = executor or ProcessPoolExecutor(
-        max_workers=n_workers, mp_context=multiprocessing.get_context("spawn")
-    )
+    pool = executor or worker_pool(n_workers)
     try:
         futures = [pool.submit(_index_chunk, key.secret, c) for c in _chunks(records, size)]
         rows: list[TokenRow] = []
@@ -124,6 +138,11 @@ def build_token_index(
             batch = f.result()
             rows += batch.rows
             skipped += batch.skipped
+    except BaseException:
+        if own:
+            # Interrupted: drop the chunks not started; the running ones end soon.
+            pool.shutdown(cancel_futures=True)
+        raise
     finally:
         if own:
             pool.shutdown()

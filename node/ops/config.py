@@ -44,6 +44,10 @@ DEFAULTS: dict[str, Any] = {
     "metrics_listen": "127.0.0.1:0",
     # Seconds between shipping audit records to the hub and witnessing its checkpoints.
     "audit_ship_interval_s": 2.0,
+    # Warn (rcf node status, rcf audit verify, metrics) when the oldest audit record
+    # the hub has not accepted is older than this: long against the shipping interval
+    # and its capped backoff, short against what an auditor would call a gap.
+    "audit_backlog_warn_s": 600.0,
     # How long a responder remembers an identity check between its two rounds.
     "identity_check_ttl_s": 120.0,
 }
@@ -82,6 +86,7 @@ class NodeConfig:
     metrics_listen: str = "127.0.0.1:0"
     audit_ship_interval_s: float = 2.0
     identity_check_ttl_s: float = 120.0
+    audit_backlog_warn_s: float = 600.0
     allow: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
@@ -230,6 +235,7 @@ class NodeLayout:
                 metrics_listen=str(merged["metrics_listen"]),
                 audit_ship_interval_s=float(merged["audit_ship_interval_s"]),
                 identity_check_ttl_s=float(merged["identity_check_ttl_s"]),
+                audit_backlog_warn_s=float(merged["audit_backlog_warn_s"]),
                 allow=allow,
             )
         except (KeyError, ValueError, TypeError) as exc:
@@ -238,6 +244,7 @@ class NodeLayout:
             config.max_message_bytes < 1024
             or config.directory_refresh_s <= 0
             or config.audit_ship_interval_s <= 0
+            or config.audit_backlog_warn_s <= 0
         ):
             raise ConfigError(
                 f"{self.config}: limits must be positive (max_message_bytes >= 1024)."

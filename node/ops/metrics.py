@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from rcf.node.audit.backlog import Backlog
 from rcf.trust.clock import now_ms
 from rcf.trust.errors import ConfigError
 from rcf.trust.join_token import split_address, unreachable_kind
@@ -35,6 +36,7 @@ class NodeGauges:
     policy_version: Callable[[], int]
     audit_batches: Callable[[], tuple[int, int]]  # (commits, records committed)
     data_db: Path
+    audit_backlog: Callable[[], Backlog] | None = None
 
 
 class _Collector(Collector):
@@ -69,6 +71,18 @@ class _Collector(Collector):
             "rcf_audit_records_committed", "Audit records committed in those batches.",
             value=records,
         )  # fmt: skip
+        if g.audit_backlog is not None:
+            backlog = g.audit_backlog()
+            yield GaugeMetricFamily(
+                "rcf_audit_unshipped_records",
+                "Audit records written here that the hub has not accepted yet.",
+                value=backlog.unshipped,
+            )
+            yield GaugeMetricFamily(
+                "rcf_audit_oldest_unshipped_age_seconds",
+                "Seconds the oldest audit record not accepted by the hub has waited (0: none).",
+                value=backlog.age_s(now),
+            )
         rows = CounterMetricFamily(
             "rcf_import_rows", "Rows imported into the data store, by dataset and outcome.",
             labels=["dataset", "outcome"],

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15rcf/v1/operator.proto\x12\x06rcf.v1\"I\n\x0fPingPeerRequest\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\x12\x12\n\ntimeout_ms\x18\x03 \x01(\x05\"\x99\x01\n\x10PingPeerResponse\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x10\n\x08query_id\x18\x02 \x01(\t\x12\x12\n\nlatency_ms\x18\x03 \x01(\x01\x12\x15\n\rsigner_member\x18\x04 \x01(\t\x12\x15\n\rsigner_key_id\x18\x05 \x01(\t\x12\x1e\n\x16request_digest_matches\x18\x06 \x01(\x08\"\x0f\n\rStatusRequest\"\x81\x02\n\x0eStatusResponse\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x1b\n\x13\x66\x65\x64\x65ration_endpoint\x18\x02 \x01(\t\x12\x18\n\x10\x64irectory_serial\x18\x03 \x01(\x04\x12\x1f\n\x17\x64irectory_expires_at_ms\x18\x04 \x01(\x03\x12\x1f\n\x17\x64irectory_fetched_at_ms\x18\x05 \x01(\x03\x12\x1a\n\x12last_refresh_error\x18\x06 \x01(\t\x12\x15\n\raudit_records\x18\x07 \x01(\x03\x12\x16\n\x0esigning_key_id\x18\x08 \x01(\t\x12\x18\n\x10metrics_endpoint\x18\t \x01(\t\"\x19\n\x17RefreshDirectoryRequest\"6\n\x12\x41pplyPolicyRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\"(\n\x15RollbackPolicyRequest\x12\x0f\n\x07version\x18\x01 \x01(\x04\"Z\n\x0bPolicyIssue\x12\x10\n\x08severity\x18\x01 \x01(\t\x12\x0c\n\x04\x66ile\x18\x02 \x01(\t\x12\x0c\n\x04line\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x0c\n\x04hint\x18\x05 \x01(\t\"{\n\x13\x41pplyPolicyResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x15\n\rsource_sha256\x18\x02 \x01(\t\x12\x15\n\rapplied_at_ms\x18\x03 \x01(\x03\x12%\n\x08warnings\x18\x04 \x03(\x0b\x32\x13.rcf.v1.PolicyIssue\"\x19\n\x17RecordOperationsRequest\"+\n\x18RecordOperationsResponse\x12\x0f\n\x07\x61udited\x18\x01 \x01(\x05\"]\n\x1aRecordConsoleActionRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12\x11\n\tquery_ids\x18\x04 \x03(\t\"0\n\x1bRecordConsoleActionResponse\x12\x11\n\trecord_id\x18\x01 \x01(\t\"T\n\x0f\x41uditLogRequest\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x12\n\nquery_type\x18\x02 \x01(\t\x12\x0e\n\x06member\x18\x03 \x01(\t\x12\x0e\n\x06verify\x18\x04 \x01(\x08\"\xca\x01\n\nAuditEntry\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05ts_ms\x18\x02 \x01(\x03\x12\x10\n\x08query_id\x18\x03 \x01(\t\x12\x12\n\nquery_type\x18\x04 \x01(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12\x11\n\trequester\x18\x06 \x01(\t\x12\x11\n\tresponder\x18\x07 \x01(\t\x12\x0c\n\x04side\x18\x08 \x01(\t\x12\x10\n\x08\x64\x65\x63ision\x18\t \x01(\t\x12\x0e\n\x06reason\x18\n \x01(\t\x12\x13\n\x0brecord_hash\x18\x0b \x01(\t\"\x86\x01\n\x10\x41uditLogResponse\x12#\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x12.rcf.v1.AuditEntry\x12\x10\n\x08last_seq\x18\x02 \x01(\x04\x12\x10\n\x08verified\x18\x03 \x01(\x08\x12\x18\n\x10verified_records\x18\x04 \x01(\x04\x12\x0f\n\x07problem\x18\x05 \x01(\t2\xdb\x04\n\x08Operator\x12\x37\n\x06Status\x12\x15.rcf.v1.StatusRequest\x1a\x16.rcf.v1.StatusResponse\x12=\n\x08PingPeer\x12\x17.rcf.v1.PingPeerRequest\x1a\x18.rcf.v1.PingPeerResponse\x12K\n\x10RefreshDirectory\x12\x1f.rcf.v1.RefreshDirectoryRequest\x1a\x16.rcf.v1.StatusResponse\x12\x46\n\x0b\x41pplyPolicy\x12\x1a.rcf.v1.ApplyPolicyRequest\x1a\x1b.rcf.v1.ApplyPolicyResponse\x12L\n\x0eRollbackPolicy\x12\x1d.rcf.v1.RollbackPolicyRequest\x1a\x1b.rcf.v1.ApplyPolicyResponse\x12U\n\x10RecordOperations\x12\x1f.rcf.v1.RecordOperationsRequest\x1a .rcf.v1.RecordOperationsResponse\x12^\n\x13RecordConsoleAction\x12\".rcf.v1.RecordConsoleActionRequest\x1a#.rcf.v1.RecordConsoleActionResponse\x12=\n\x08\x41uditLog\x12\x17.rcf.v1.AuditLogRequest\x1a\x18.rcf.v1.AuditLogResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15rcf/v1/operator.proto\x12\x06rcf.v1\"I\n\x0fPingPeerRequest\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\x12\x12\n\ntimeout_ms\x18\x03 \x01(\x05\"\x99\x01\n\x10PingPeerResponse\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x10\n\x08query_id\x18\x02 \x01(\t\x12\x12\n\nlatency_ms\x18\x03 \x01(\x01\x12\x15\n\rsigner_member\x18\x04 \x01(\t\x12\x15\n\rsigner_key_id\x18\x05 \x01(\t\x12\x1e\n\x16request_digest_matches\x18\x06 \x01(\x08\"\x0f\n\rStatusRequest\"\x81\x03\n\x0eStatusResponse\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x1b\n\x13\x66\x65\x64\x65ration_endpoint\x18\x02 \x01(\t\x12\x18\n\x10\x64irectory_serial\x18\x03 \x01(\x04\x12\x1f\n\x17\x64irectory_expires_at_ms\x18\x04 \x01(\x03\x12\x1f\n\x17\x64irectory_fetched_at_ms\x18\x05 \x01(\x03\x12\x1a\n\x12last_refresh_error\x18\x06 \x01(\t\x12\x15\n\raudit_records\x18\x07 \x01(\x03\x12\x16\n\x0esigning_key_id\x18\x08 \x01(\t\x12\x18\n\x10metrics_endpoint\x18\t \x01(\t\x12\x1f\n\x17\x61udit_unshipped_records\x18\n \x01(\x03\x12$\n\x1c\x61udit_oldest_unshipped_at_ms\x18\x0b \x01(\x03\x12\x1d\n\x15\x61udit_backlog_warning\x18\x0c \x01(\t\x12\x18\n\x10\x61udit_ship_error\x18\r \x01(\t\"\x19\n\x17RefreshDirectoryRequest\"6\n\x12\x41pplyPolicyRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\"(\n\x15RollbackPolicyRequest\x12\x0f\n\x07version\x18\x01 \x01(\x04\"Z\n\x0bPolicyIssue\x12\x10\n\x08severity\x18\x01 \x01(\t\x12\x0c\n\x04\x66ile\x18\x02 \x01(\t\x12\x0c\n\x04line\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x0c\n\x04hint\x18\x05 \x01(\t\"{\n\x13\x41pplyPolicyResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x15\n\rsource_sha256\x18\x02 \x01(\t\x12\x15\n\rapplied_at_ms\x18\x03 \x01(\x03\x12%\n\x08warnings\x18\x04 \x03(\x0b\x32\x13.rcf.v1.PolicyIssue\"\x19\n\x17RecordOperationsRequest\"+\n\x18RecordOperationsResponse\x12\x0f\n\x07\x61udited\x18\x01 \x01(\x05\"]\n\x1aRecordConsoleActionRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12\x11\n\tquery_ids\x18\x04 \x03(\t\"0\n\x1bRecordConsoleActionResponse\x12\x11\n\trecord_id\x18\x01 \x01(\t\"T\n\x0f\x41uditLogRequest\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x12\n\nquery_type\x18\x02 \x01(\t\x12\x0e\n\x06member\x18\x03 \x01(\t\x12\x0e\n\x06verify\x18\x04 \x01(\x08\"\xca\x01\n\nAuditEntry\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05ts_ms\x18\x02 \x01(\x03\x12\x10\n\x08query_id\x18\x03 \x01(\t\x12\x12\n\nquery_type\x18\x04 \x01(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12\x11\n\trequester\x18\x06 \x01(\t\x12\x11\n\tresponder\x18\x07 \x01(\t\x12\x0c\n\x04side\x18\x08 \x01(\t\x12\x10\n\x08\x64\x65\x63ision\x18\t \x01(\t\x12\x0e\n\x06reason\x18\n \x01(\t\x12\x13\n\x0brecord_hash\x18\x0b \x01(\t\"\x86\x01\n\x10\x41uditLogResponse\x12#\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x12.rcf.v1.AuditEntry\x12\x10\n\x08last_seq\x18\x02 \x01(\x04\x12\x10\n\x08verified\x18\x03 \x01(\x08\x12\x18\n\x10verified_records\x18\x04 \x01(\x04\x12\x0f\n\x07problem\x18\x05 \x01(\t2\xdb\x04\n\x08Operator\x12\x37\n\x06Status\x12\x15.rcf.v1.StatusRequest\x1a\x16.rcf.v1.StatusResponse\x12=\n\x08PingPeer\x12\x17.rcf.v1.PingPeerRequest\x1a\x18.rcf.v1.PingPeerResponse\x12K\n\x10RefreshDirectory\x12\x1f.rcf.v1.RefreshDirectoryRequest\x1a\x16.rcf.v1.StatusResponse\x12\x46\n\x0b\x41pplyPolicy\x12\x1a.rcf.v1.ApplyPolicyRequest\x1a\x1b.rcf.v1.ApplyPolicyResponse\x12L\n\x0eRollbackPolicy\x12\x1d.rcf.v1.RollbackPolicyRequest\x1a\x1b.rcf.v1.ApplyPolicyResponse\x12U\n\x10RecordOperations\x12\x1f.rcf.v1.RecordOperationsRequest\x1a .rcf.v1.RecordOperationsResponse\x12^\n\x13RecordConsoleAction\x12\".rcf.v1.RecordConsoleActionRequest\x1a#.rcf.v1.RecordConsoleActionResponse\x12=\n\x08\x41uditLog\x12\x17.rcf.v1.AuditLogRequest\x1a\x18.rcf.v1.AuditLogResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,31 +38,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STATUSREQUEST']._serialized_start=264
   _globals['_STATUSREQUEST']._serialized_end=279
   _globals['_STATUSRESPONSE']._serialized_start=282
-  _globals['_STATUSRESPONSE']._serialized_end=539
-  _globals['_REFRESHDIRECTORYREQUEST']._serialized_start=541
-  _globals['_REFRESHDIRECTORYREQUEST']._serialized_end=566
-  _globals['_APPLYPOLICYREQUEST']._serialized_start=568
-  _globals['_APPLYPOLICYREQUEST']._serialized_end=622
-  _globals['_ROLLBACKPOLICYREQUEST']._serialized_start=624
-  _globals['_ROLLBACKPOLICYREQUEST']._serialized_end=664
-  _globals['_POLICYISSUE']._serialized_start=666
-  _globals['_POLICYISSUE']._serialized_end=756
-  _globals['_APPLYPOLICYRESPONSE']._serialized_start=758
-  _globals['_APPLYPOLICYRESPONSE']._serialized_end=881
-  _globals['_RECORDOPERATIONSREQUEST']._serialized_start=883
-  _globals['_RECORDOPERATIONSREQUEST']._serialized_end=908
-  _globals['_RECORDOPERATIONSRESPONSE']._serialized_start=910
-  _globals['_RECORDOPERATIONSRESPONSE']._serialized_end=953
-  _globals['_RECORDCONSOLEACTIONREQUEST']._serialized_start=955
-  _globals['_RECORDCONSOLEACTIONREQUEST']._serialized_end=1048
-  _globals['_RECORDCONSOLEACTIONRESPONSE']._serialized_start=1050
-  _globals['_RECORDCONSOLEACTIONRESPONSE']._serialized_end=1098
-  _globals['_AUDITLOGREQUEST']._serialized_start=1100
-  _globals['_AUDITLOGREQUEST']._serialized_end=1184
-  _globals['_AUDITENTRY']._serialized_start=1187
-  _globals['_AUDITENTRY']._serialized_end=1389
-  _globals['_AUDITLOGRESPONSE']._serialized_start=1392
-  _globals['_AUDITLOGRESPONSE']._serialized_end=1526
-  _globals['_OPERATOR']._serialized_start=1529
-  _globals['_OPERATOR']._serialized_end=2132
+  _globals['_STATUSRESPONSE']._serialized_end=667
+  _globals['_REFRESHDIRECTORYREQUEST']._serialized_start=669
+  _globals['_REFRESHDIRECTORYREQUEST']._serialized_end=694
+  _globals['_APPLYPOLICYREQUEST']._serialized_start=696
+  _globals['_APPLYPOLICYREQUEST']._serialized_end=750
+  _globals['_ROLLBACKPOLICYREQUEST']._serialized_start=752
+  _globals['_ROLLBACKPOLICYREQUEST']._serialized_end=792
+  _globals['_POLICYISSUE']._serialized_start=794
+  _globals['_POLICYISSUE']._serialized_end=884
+  _globals['_APPLYPOLICYRESPONSE']._serialized_start=886
+  _globals['_APPLYPOLICYRESPONSE']._serialized_end=1009
+  _globals['_RECORDOPERATIONSREQUEST']._serialized_start=1011
+  _globals['_RECORDOPERATIONSREQUEST']._serialized_end=1036
+  _globals['_RECORDOPERATIONSRESPONSE']._serialized_start=1038
+  _globals['_RECORDOPERATIONSRESPONSE']._serialized_end=1081
+  _globals['_RECORDCONSOLEACTIONREQUEST']._serialized_start=1083
+  _globals['_RECORDCONSOLEACTIONREQUEST']._serialized_end=1176
+  _globals['_RECORDCONSOLEACTIONRESPONSE']._serialized_start=1178
+  _globals['_RECORDCONSOLEACTIONRESPONSE']._serialized_end=1226
+  _globals['_AUDITLOGREQUEST']._serialized_start=1228
+  _globals['_AUDITLOGREQUEST']._serialized_end=1312
+  _globals['_AUDITENTRY']._serialized_start=1315
+  _globals['_AUDITENTRY']._serialized_end=1517
+  _globals['_AUDITLOGRESPONSE']._serialized_start=1520
+  _globals['_AUDITLOGRESPONSE']._serialized_end=1654
+  _globals['_OPERATOR']._serialized_start=1657
+  _globals['_OPERATOR']._serialized_end=2260
 # @@protoc_insertion_point(module_scope)

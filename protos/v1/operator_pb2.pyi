@@ -107,6 +107,10 @@ class StatusResponse(_message.Message):
     AUDIT_RECORDS_FIELD_NUMBER: _builtins.int
     SIGNING_KEY_ID_FIELD_NUMBER: _builtins.int
     METRICS_ENDPOINT_FIELD_NUMBER: _builtins.int
+    AUDIT_UNSHIPPED_RECORDS_FIELD_NUMBER: _builtins.int
+    AUDIT_OLDEST_UNSHIPPED_AT_MS_FIELD_NUMBER: _builtins.int
+    AUDIT_BACKLOG_WARNING_FIELD_NUMBER: _builtins.int
+    AUDIT_SHIP_ERROR_FIELD_NUMBER: _builtins.int
     member_id: _builtins.str
     federation_endpoint: _builtins.str
     directory_serial: _builtins.int
@@ -117,6 +121,14 @@ class StatusResponse(_message.Message):
     signing_key_id: _builtins.str
     metrics_endpoint: _builtins.str
     """Where Prometheus scrapes this node (http://HOST:PORT/metrics, loopback only)."""
+    audit_unshipped_records: _builtins.int
+    """Audit records the hub has not accepted yet, and when the oldest of them was
+    written (0: none); a sentence when that is older than audit_backlog_warn_s.
+    """
+    audit_oldest_unshipped_at_ms: _builtins.int
+    audit_backlog_warning: _builtins.str
+    audit_ship_error: _builtins.str
+    """Why the last attempt to ship audit records failed ("" after a success)."""
     def __init__(
         self,
         *,
@@ -129,10 +141,14 @@ class StatusResponse(_message.Message):
         audit_records: _builtins.int = ...,
         signing_key_id: _builtins.str = ...,
         metrics_endpoint: _builtins.str = ...,
+        audit_unshipped_records: _builtins.int = ...,
+        audit_oldest_unshipped_at_ms: _builtins.int = ...,
+        audit_backlog_warning: _builtins.str = ...,
+        audit_ship_error: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit_records", b"audit_records", "directory_expires_at_ms", b"directory_expires_at_ms", "directory_fetched_at_ms", b"directory_fetched_at_ms", "directory_serial", b"directory_serial", "federation_endpoint", b"federation_endpoint", "last_refresh_error", b"last_refresh_error", "member_id", b"member_id", "metrics_endpoint", b"metrics_endpoint", "signing_key_id", b"signing_key_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit_backlog_warning", b"audit_backlog_warning", "audit_oldest_unshipped_at_ms", b"audit_oldest_unshipped_at_ms", "audit_records", b"audit_records", "audit_ship_error", b"audit_ship_error", "audit_unshipped_records", b"audit_unshipped_records", "directory_expires_at_ms", b"directory_expires_at_ms", "directory_fetched_at_ms", b"directory_fetched_at_ms", "directory_serial", b"directory_serial", "federation_endpoint", b"federation_endpoint", "last_refresh_error", b"last_refresh_error", "member_id", b"member_id", "metrics_endpoint", b"metrics_endpoint", "signing_key_id", b"signing_key_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
