@@ -94,17 +94,25 @@ def build_query(
 
 
 def shown(cell: aggregate_pb2.MergedCell) -> str:
-    """A merged value as people read it: 1,234 exact, ~1,234 approximate, 1,234+ at least."""
+    """A merged value as people read it: 1,234 exact, ~1,234 ±12 approximate (± at 95%),
+    1,234+ at least."""
     text = f"{cell.value:,}"
     if cell.approximate:
         text = APPROXIMATE_MARK + text
     if cell.lower_bound:
         text += LOWER_BOUND_MARK
+    if cell.margin95:
+        text += f" ±{cell.margin95:,}"
     return text
 
 
 def is_total(cell: aggregate_pb2.MergedCell) -> bool:
     return any(part == "" for part in cell.key)
+
+
+def no_node(member: aggregate_pb2.MemberOutcome) -> bool:
+    """A member the directory lists without a node endpoint (IOM, UNHCR): not a failure."""
+    return member.outcome == "unreachable" and member.reason == "no_endpoint"
 
 
 def member_rows(result: aggregate_pb2.RegionalAggregate) -> list[list[str]]:
@@ -114,6 +122,8 @@ def member_rows(result: aggregate_pb2.RegionalAggregate) -> list[list[str]]:
         d = m.disclosure
         if m.outcome == "answered":
             release = [f"k={d.min_cell_size}"]
+            if d.perturbation:
+                release.append(f"{d.perturbation} perturbation")
             if d.noise and d.noise != "none":
                 release.append(f"{d.noise} eps={d.epsilon:g} scale={d.noise_scale:.3g}")
             if d.round_to:
@@ -124,12 +134,16 @@ def member_rows(result: aggregate_pb2.RegionalAggregate) -> list[list[str]]:
             latency = f"{m.latency_ms:.0f} ms"
         else:
             how, latency = "", ""
-        rows.append([m.member_id, OUTCOME_LABELS.get(m.outcome, m.outcome), m.reason, latency, how])
+        label = "no node" if no_node(m) else OUTCOME_LABELS.get(m.outcome, m.outcome)
+        rows.append([m.member_id, label, "" if no_node(m) else m.reason, latency, how])
     return rows
 
 
 def pivot(result: aggregate_pb2.RegionalAggregate) -> tuple[list[str], list[list[str]], int]:
-    """(columns, rows, rows of zeros left out) of the merged table for a terminal."""
+    """(columns, rows, rows left out) of the merged table for a terminal.
+
+    A row is left out only if every value in it is 0 with nothing suppressed: a code no
+    member recorded. A row with a suppressed part (0+) is shown: it says something."""
     dims = list(result.dimensions)
     cells = list(result.cells)
     if len(dims) == 2:
@@ -140,7 +154,7 @@ def pivot(result: aggregate_pb2.RegionalAggregate) -> tuple[list[str], list[list
         out, zeros = [], 0
         for r in rows_keys:
             row_cells = [by_key.get((r, c)) for c in cols_keys]
-            if r and all(x is None or x.value == 0 for x in row_cells):
+            if r and all(x is None or (x.value == 0 and not x.lower_bound) for x in row_cells):
                 zeros += 1
                 continue
             out.append([r or "Total", *[shown(x) if x is not None else "" for x in row_cells]])
@@ -148,7 +162,7 @@ def pivot(result: aggregate_pb2.RegionalAggregate) -> tuple[list[str], list[list
     header = [*dims, "value"] if dims else ["value"]
     out, zeros = [], 0
     for c in sorted(cells, key=lambda c: (is_total(c), list(c.key))):
-        if not is_total(c) and c.value == 0:
+        if not is_total(c) and c.value == 0 and not c.lower_bound:
             zeros += 1
             continue
         out.append([*[k or "Total" for k in c.key], shown(c)])
@@ -175,12 +189,12 @@ def to_csv(result: aggregate_pb2.RegionalAggregate) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(
         [*result.dimensions, "value", "is_total", "lower_bound", "approximate", "members",
-         "suppressed_by"]
+         "suppressed_by", "margin95"]
     )  # fmt: skip
     for c in result.cells:
         writer.writerow(
             [*c.key, c.value, int(is_total(c)), int(c.lower_bound), int(c.approximate),
-             c.members, " ".join(c.suppressed_by)]
+             c.members, " ".join(c.suppressed_by), c.margin95]
         )  # fmt: skip
     return buf.getvalue()
 
@@ -207,6 +221,7 @@ def to_json(result: aggregate_pb2.RegionalAggregate) -> dict[str, Any]:
                         "caveat": m.disclosure.caveat,
                         "min_cell_size": m.disclosure.min_cell_size,
                         "noise": m.disclosure.noise,
+                        "perturbation": m.disclosure.perturbation or None,
                         "epsilon": m.disclosure.epsilon or None,
                         "delta": m.disclosure.delta or None,
                         "noise_scale": m.disclosure.noise_scale or None,
@@ -229,6 +244,7 @@ def to_json(result: aggregate_pb2.RegionalAggregate) -> dict[str, Any]:
                 "approximate": c.approximate,
                 "members": c.members,
                 "suppressed_by": list(c.suppressed_by),
+                "margin95": c.margin95,
             }
             for c in result.cells
         ],

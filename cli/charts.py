@@ -45,8 +45,13 @@ def chart_png(result: aggregate_pb2.RegionalAggregate, *, title: str) -> bytes:
             _bars(ax, result, dims)
         ax.set_title(title, fontsize=11)
         ax.set_ylabel(result.measure or "records")
+        # Counts start at zero: a cut axis exaggerates small changes.
+        ax.set_ylim(bottom=0)
         ax.grid(axis="y", alpha=0.3)
-        note = "hollow: lower bound (a member suppressed its part)"
+        note = (
+            "hollow: lower bound (a member suppressed its part); "
+            "whiskers: ± at 95% of the members' perturbation, noise and rounding"
+        )
         fig.text(0.01, 0.01, note, fontsize=7, color="#555555")
         fig.tight_layout(rect=(0, 0.03, 1, 1))
         buf = io.BytesIO()
@@ -54,6 +59,13 @@ def chart_png(result: aggregate_pb2.RegionalAggregate, *, title: str) -> bytes:
         return buf.getvalue()
     finally:
         plt.close(fig)
+
+
+def has_figures(result: aggregate_pb2.RegionalAggregate) -> bool:
+    """Whether a chart would show anything: an answer with a value to draw."""
+    return any(m.outcome == "answered" for m in result.members) and any(
+        c.value or c.lower_bound for c in _interior(result) or result.cells
+    )
 
 
 def write_chart(result: aggregate_pb2.RegionalAggregate, path: Path, *, title: str) -> None:
@@ -75,7 +87,10 @@ def _lines(ax: Axes, result: aggregate_pb2.RegionalAggregate, dims: list[str]) -
         series = {name: {c.key[m]: c for c in cells if c.key[other] == name} for name in top}
     for name, by_month in series.items():
         ys = [by_month[mo].value if mo in by_month else 0 for mo in months]
+        errs = [by_month[mo].margin95 if mo in by_month else 0 for mo in months]
         line = ax.plot(months, ys, marker="o", label=name)[0]
+        if any(errs):
+            ax.errorbar(months, ys, yerr=errs, fmt="none", ecolor=line.get_color(), alpha=0.5)
         hollow = [i for i, mo in enumerate(months) if mo in by_month and by_month[mo].lower_bound]
         if hollow:
             ax.plot([months[i] for i in hollow], [ys[i] for i in hollow], "o",
@@ -104,6 +119,9 @@ def _bars(ax: Axes, result: aggregate_pb2.RegionalAggregate, dims: list[str]) ->
         labels = [c.key[0] if c.key else "total" for c in ordered]
         values = [c.value for c in ordered]
         lower = [c.lower_bound for c in ordered]
+        errs = [c.margin95 for c in ordered]
+        if any(errs):
+            ax.errorbar(labels, values, yerr=errs, fmt="none", ecolor="#555555", alpha=0.6)
     bars = ax.bar(labels, values, color="#3b6ea5")
     for bar, lb in zip(bars, lower, strict=True):
         if lb:

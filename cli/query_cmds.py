@@ -15,12 +15,13 @@ from rcf.cli.aggregate_view import (
     build_query,
     caveats,
     member_rows,
+    no_node,
     parse_deadline,
     pivot,
     to_csv,
     to_json,
 )
-from rcf.cli.charts import write_chart
+from rcf.cli.charts import has_figures, write_chart
 from rcf.cli.errors import EXIT_UNAVAILABLE, guarded
 from rcf.cli.operator_client import aggregate_stub
 from rcf.cli.options import node_dir_option
@@ -122,8 +123,11 @@ def query_aggregate(
         purpose=purpose,
     )
     result = ask(NodeLayout(node_dir), request)
-    if chart is not None:
+    if chart is not None and has_figures(result):
         write_chart(result, chart, title=_title(result))
+    elif chart is not None:
+        # An empty axis reads as "zero"; no answer is not zero.
+        click.echo(f"No chart written to {chart}: no member released a figure.", err=True)
     answered = sum(m.outcome == "answered" for m in result.members)
     if as_json:
         emit_json(to_json(result))
@@ -147,23 +151,35 @@ def _all_unavailable(result: aggregate_pb2.RegionalAggregate) -> bool:
 
 def _print(result: aggregate_pb2.RegionalAggregate) -> None:
     answered = sum(m.outcome == "answered" for m in result.members)
+    # Members without a node (IOM, UNHCR) cannot answer: shown as "no node", not counted.
+    with_node = sum(not no_node(m) for m in result.members)
     table(
-        f"{answered} of {len(result.members)} members answered in {result.wall_ms / 1000:.2f} s",
+        f"{answered} of {with_node} members with a node answered in {result.wall_ms / 1000:.2f} s",
         ["member", "outcome", "reason", "latency", "released as"],
         member_rows(result),
     )
+    notes = []
+    if answered == 0:
+        # No figures at all is not a table of zeros.
+        refused = all(m.outcome == "refused" for m in result.members if not no_node(m))
+        console.print(
+            "Refused by all members: no figures." if refused else "No member answered: no figures.",
+            markup=False,
+            highlight=False,
+        )
+        return
     header, rows, zeros = pivot(result)
     table(_title(result) + " (merged)", header, rows)
-    notes = []
     if zeros:
-        notes.append(
-            f"{zeros} rows with nothing released (zero or suppressed) not shown; see --csv."
-        )
+        notes.append(f"{zeros} codes that no member recorded are not shown.")
     if any(c.lower_bound for c in result.cells):
         notes.append("N+ : at least N, a member suppressed its part (small numbers stay home).")
     if any(c.approximate for c in result.cells):
-        notes.append("~N : members noised or rounded their parts.")
-    if answered < len(result.members):
+        notes.append(
+            "~N ±M : members perturbed, noised or rounded their parts; the true value lies"
+            " within ±M of N with 95% probability."
+        )
+    if answered < with_node:
         notes.append("Partial: only the members marked answered are in the totals.")
     for text, who in caveats(result):
         notes.append(f"Caveat ({', '.join(who)}): {text}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from rcf.cli.aggregate_view import parse_deadline
+from rcf.cli.aggregate_view import no_node, parse_deadline
 from rcf.cli.errors import guarded
 from rcf.cli.options import node_dir_option
 from rcf.cli.output import console, table
@@ -37,6 +37,12 @@ def report() -> None:
     show_default=True,
     help="Purpose stated to every member (from the data dictionary).",
 )
+@click.option(
+    "--measure",
+    default=None,
+    help="What to count: default each dataset's count column (persons, victims, ...); "
+    "'records' counts records.",
+)
 @guarded
 def situation(
     node_dir: Path,
@@ -46,6 +52,7 @@ def situation(
     datasets: tuple[str, ...],
     deadline: str,
     purpose: str,
+    measure: str | None,
 ) -> None:
     """Regional totals by month, top nationalities and routes, change against the previous
     period, every member's outcome and every caveat: one self-contained HTML file."""
@@ -61,6 +68,7 @@ def situation(
         deadline_ms=deadline_ms,
         purpose=purpose,
         datasets=datasets,
+        measure=measure,
     )
     gather(sections, lambda request: ask(layout, request))
     text = render_html(sections, when, member=member, generated_at=dt.datetime.now(dt.UTC))
@@ -72,13 +80,17 @@ def situation(
             sum(m.outcome == "answered" for m in q.result.members) if q.result else 0
             for q in s.queries
         ]
-        asked = max((len(q.result.members) for q in s.queries if q.result), default=0)
+        # Members without a node (IOM, UNHCR) cannot answer: not counted as asked.
+        asked = max(
+            (sum(not no_node(m) for m in q.result.members) for q in s.queries if q.result),
+            default=0,
+        )
         rows.append(
             [s.dataset.name, len(s.queries), f"{min(answered)} to {max(answered)} of {asked}"]
         )
     table(
         f"situation report {when.label} (against {previous(when).label}) → {out}",
-        ["dataset", "queries", "members answered"],
+        ["dataset", "queries", "members with a node answered"],
         rows,
     )
     console.print(f"wrote {out} ({out.stat().st_size:,} bytes, charts embedded)", markup=False)

@@ -13,13 +13,14 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import grpc
 
-from rcf.cli.aggregate_view import OUTCOME_LABELS
+from rcf.cli.aggregate_view import OUTCOME_LABELS, no_node
 from rcf.cli.charts import chart_png
 from rcf.protos.v1 import aggregate_pb2
 from rcf.trust.dictionary import DataDictionary, Dataset
@@ -114,6 +115,19 @@ class Section:
         return out
 
 
+RECORDS = "records"
+
+
+def count_measure(dataset: Dataset, measure: str | None) -> str | None:
+    """The measure a report counts: the dataset's count column (persons, victims …) unless
+    ``measure`` names another; None (records) for ``records`` or a dataset without one."""
+    if measure == RECORDS:
+        return None
+    if measure is not None:
+        return measure if measure in dataset.measures else None
+    return dataset.measures[0] if dataset.measures else None
+
+
 def _request(
     dataset: str,
     by: Sequence[str],
@@ -122,8 +136,9 @@ def _request(
     members: Sequence[str],
     deadline_ms: int,
     purpose: str,
+    measure: str | None = None,
 ) -> aggregate_pb2.AggregateOperatorRequest:
-    query = aggregate_pb2.AggregateQuery(dataset=dataset, group_by=list(by))
+    query = aggregate_pb2.AggregateQuery(dataset=dataset, group_by=list(by), measure=measure or "")
     query.filters.add(
         dimension="month", between=aggregate_pb2.ValueRange(low=months[0], high=months[1])
     )
@@ -144,8 +159,10 @@ def plan(
     deadline_ms: int = 10_000,
     purpose: str = "regional-analysis",
     datasets: Sequence[str] = (),
+    measure: str | None = None,
 ) -> list[Section]:
-    """The queries of the report, per aggregate dataset (all of them unless named)."""
+    """The queries of the report, per aggregate dataset (all of them unless named), each
+    counting ``count_measure(dataset, measure)``."""
     before = previous(period)
     sections = []
     for ds in dictionary.datasets.values():
@@ -156,7 +173,8 @@ def plan(
             by: Sequence[str], p: Period, ds: Dataset = ds
         ) -> aggregate_pb2.AggregateOperatorRequest:
             return _request(ds.name, by, (p.first, p.last), members=members,
-                            deadline_ms=deadline_ms, purpose=purpose)  # fmt: skip
+                            deadline_ms=deadline_ms, purpose=purpose,
+                            measure=count_measure(ds, measure))  # fmt: skip
 
         both = Period(f"{before.label} and {period.label}", before.months + period.months)
         section = Section(ds, Query("regional totals by month", req(["month"], both)))
@@ -198,19 +216,24 @@ class Figure:
     value: int
     lower_bound: bool
     approximate: bool
+    margin95: int = 0
 
     def text(self) -> str:
         t = f"{self.value:,}"
         if self.approximate:
             t = "~" + t
-        return t + ("+" if self.lower_bound else "")
+        t += "+" if self.lower_bound else ""
+        return t + (f" ±{self.margin95:,}" if self.margin95 else "")
 
 
 def _sum(cells: Sequence[aggregate_pb2.MergedCell]) -> Figure:
+    # Independent parts: variances add, so margins add in quadrature.
+    margin = math.ceil(math.sqrt(sum(c.margin95 * c.margin95 for c in cells)))
     return Figure(
         sum(c.value for c in cells),
         any(c.lower_bound for c in cells),
         any(c.approximate for c in cells),
+        margin,
     )
 
 
@@ -222,7 +245,7 @@ def period_total(result: aggregate_pb2.RegionalAggregate, period: Period) -> Fig
 def by_value(result: aggregate_pb2.RegionalAggregate) -> dict[str, Figure]:
     """A one-dimension table's interior cells by their value."""
     return {
-        c.key[0]: Figure(c.value, c.lower_bound, c.approximate)
+        c.key[0]: Figure(c.value, c.lower_bound, c.approximate, c.margin95)
         for c in result.cells
         if c.key and c.key[0] != ""
     }
@@ -272,9 +295,19 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
 
 
+def no_answer(result: aggregate_pb2.RegionalAggregate) -> str:
+    """What to print instead of figures when no member answered."""
+    with_node = [m for m in result.members if not no_node(m)]
+    if with_node and all(m.outcome == "refused" for m in with_node):
+        return "No answer: refused by all members."
+    return "No answer: no member answered."
+
+
 def _top_table(dim: str, now: Query, before: Query, period: Period, prior: Period) -> str:
     if now.result is None or before.result is None:
         return f'<p class="bad">{_e(now.error or before.error)}</p>'
+    if not any(m.outcome == "answered" for m in now.result.members):
+        return f'<p class="bad">{_e(no_answer(now.result))}</p>'
     cur, old = by_value(now.result), by_value(before.result)
     zero = Figure(0, False, False)
     top = sorted((k for k in cur if cur[k].value > 0), key=lambda k: -cur[k].value)[:TOP]
@@ -301,6 +334,8 @@ def _outcomes(section: Section) -> str:
             outcome = found.get(member)
             if outcome is None:
                 row.append("not asked" if q.result else "query failed")
+            elif no_node(outcome):
+                row.append("no node")  # IOM, UNHCR: not a failure
             else:
                 label = OUTCOME_LABELS.get(outcome.outcome, outcome.outcome)
                 row.append(f"{label} ({outcome.reason})" if outcome.reason else label)
@@ -347,24 +382,30 @@ def _section_html(section: Section, period: Period, prior: Period) -> str:
     if ds.description:
         out.append(f"<p>{_e(ds.description)}</p>")
     monthly = section.monthly
+    what = monthly.request.query.measure or RECORDS
     if monthly.result is None:
         out.append(f'<p class="bad">Regional totals by month: {_e(monthly.error)}</p>')
+    elif not any(m.outcome == "answered" for m in monthly.result.members):
+        # Nobody answered: say so; never totals of 0 or an empty chart.
+        out.append(f"<h3>Regional totals ({_e(what)})</h3>")
+        out.append(f'<p class="bad">{_e(no_answer(monthly.result))}</p>')
     else:
         now, before = period_total(monthly.result, period), period_total(monthly.result, prior)
-        out.append("<h3>Regional totals</h3>")
-        what = monthly.result.measure or "records"
+        out.append(f"<h3>Regional totals ({_e(what)})</h3>")
         totals = [[what, before.text(), now.text(), change(now, before)]]
         out.append(_table(["", prior.label, period.label, "change"], totals))
         months = [c for c in monthly.result.cells if c.key and c.key[0] != ""]
-        title = f"{ds.name}: regional totals by month"
+        title = f"{ds.name}: {what} by month, {prior.first} to {period.last}"
         out.append(_img(chart_png(monthly.result, title=title), title))
         by_month = [
-            [c.key[0], Figure(c.value, c.lower_bound, c.approximate).text()]
+            [c.key[0], Figure(c.value, c.lower_bound, c.approximate, c.margin95).text()]
             for c in sorted(months, key=lambda c: c.key[0])
         ]
-        out.append(_table(["month", "regional total"], by_month))
+        out.append(_table(["month", f"regional total ({what})"], by_month))
     for dim, now_q, before_q in section.breakdowns:
-        out.append(f"<h3>Top {_e(dim.replace('_', ' '))} values, {_e(period.label)}</h3>")
+        out.append(
+            f"<h3>Top {_e(dim.replace('_', ' '))} values, {_e(period.label)} ({_e(what)})</h3>"
+        )
         out.append(_top_table(dim, now_q, before_q, period, prior))
     out.append("<h3>Member outcomes</h3>")
     out.append(_outcomes(section))

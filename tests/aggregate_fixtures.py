@@ -80,6 +80,9 @@ filters = ["month", "route", "nationality"]
 min_cell_size = 5
 max_group_by = 2
 min_population = 20
+# Exact values, so these tests can check suppression against the records; the
+# cell-key default has its own tests (test_aggregate_cellkey.py).
+perturbation = "none"
 """
     )
     return f"""

@@ -48,7 +48,7 @@ def test_regional_query_as_json_shows_every_member(rso: str) -> None:
 def test_table_csv_and_chart(rso: str, tmp_path: Path) -> None:
     chart = tmp_path / "chart.png"
     text = ok(*QUERY, "--members", "AU,TH", "--node-dir", rso, "--chart", str(chart))
-    assert "2 of 2 members answered" in text
+    assert "2 of 2 members with a node answered" in text
     assert "at least N" in text and "Caveat (AU, TH): RESTRICTED" in text
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = list(csv.DictReader(io.StringIO(ok(*QUERY, "--members", "AU,TH", "--node-dir", rso,
@@ -120,7 +120,10 @@ def test_situation_report_is_one_html_file_with_every_dataset(rso: str, tmp_path
     assert checker.stack == []
     aggregate = [n for n, d in default_dictionary().datasets.items() if d.kind == "aggregate"]
     assert checker.section_ids == aggregate
-    assert checker.images == len(aggregate)
+    # Only movements are shared; a dataset refused by all says so and draws no chart.
+    assert checker.images == 1
+    assert html.count("No answer: refused by all members.") >= len(aggregate) - 1
+    assert "Regional totals (persons)" in html and "regional total (persons)" in html
     assert "RESTRICTED - Bali Process members only" in html
     assert "http://" not in html and "https://" not in html  # self-contained
     # Q2 holds AU's and TH's records: the monthly totals of Q2 are there, Q3 empty.
@@ -130,3 +133,17 @@ def test_situation_report_is_one_html_file_with_every_dataset(rso: str, tmp_path
 def test_report_rejects_a_bad_period(rso: str, tmp_path: Path) -> None:
     assert "not a quarter" in fails("report", "situation", "--period", "2025-Q5", "--out",
                                     str(tmp_path / "r.html"), "--node-dir", rso)  # fmt: skip
+
+
+def test_refused_by_all_is_not_zero_and_draws_no_chart(rso: str, tmp_path: Path) -> None:
+    # No member's rule grants trafficking figures: every member with a node refuses.
+    chart = tmp_path / "none.png"
+    words = ["query", "aggregate", "--dataset", "trafficking_victims", "--by", "nationality",
+             "--regional", "--node-dir", rso]  # fmt: skip
+    result = rcf(*words, "--chart", str(chart))
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "Refused by all members: no figures." in result.stdout
+    assert "(merged)" not in result.stdout  # no table of zeros
+    assert "no member released a figure" in result.stderr and not chart.exists()
+    data = json.loads(rcf(*words, "--json").stdout)
+    assert data["cells"] == [] and {m["outcome"] for m in data["members"]} == {"refused"}

@@ -140,9 +140,9 @@ def test_month_of_a_date_field_groups_and_filters_by_month() -> None:
     assert "substr(event_date, 1, 7)" in sql
     assert params == ["2025-02-01", "2025-03-31"]  # the date index serves the range
     conn = sqlite3.connect(":memory:")
-    conn.execute("CREATE TABLE irregular_movements (event_date TEXT)")
+    conn.execute("CREATE TABLE irregular_movements (event_date TEXT, _record_key INTEGER)")
     conn.executemany(
-        "INSERT INTO irregular_movements VALUES (?)",
+        "INSERT INTO irregular_movements (event_date) VALUES (?)",
         [("2025-01-31",), ("2025-02-01",), ("2025-02-28",), ("2025-03-31",), ("2025-04-01",)],
     )
     table = execute(conn, vq)

@@ -248,7 +248,10 @@ def test_values_travel_as_parameters_never_as_sql_text() -> None:
     sql, params = build_sql(vq)
     assert "MMR" not in sql and "2023-01" not in sql
     assert params == ["MMR", "2023-01"]
-    assert sql.startswith("SELECT sex, COUNT(*), COUNT(*) FROM trafficking_victims WHERE")
+    assert sql.startswith(
+        "SELECT sex, COUNT(*), COUNT(*), COALESCE(SUM(_record_key), 0) FROM trafficking_victims"
+        " WHERE"
+    )
 
 
 def test_noised_grids_span_the_whole_domain(data: tuple[DataStore, dict[str, Path]]) -> None:

@@ -61,7 +61,8 @@ from dataclasses import dataclass
 
 import opendp.prelude as dp
 
-from rcf.node.aggregate.execute import CellTable
+from rcf.node.aggregate import cellkey
+from rcf.node.aggregate.execute import CellTable, Key
 from rcf.node.aggregate.query import Value
 from rcf.node.policy.model import Decision
 from rcf.trust.errors import RcfError, RequestRejected
@@ -75,7 +76,12 @@ SUPPRESSED_PRIMARY = "suppressed_primary"
 SUPPRESSED_SECONDARY = "suppressed_secondary"
 ROUNDED = "rounded"
 NOISED = "noised"
-STATUSES = (EXACT, SUPPRESSED_PRIMARY, SUPPRESSED_SECONDARY, ROUNDED, NOISED)
+PERTURBED = "perturbed"  # the cell-key method (node.aggregate.cellkey)
+STATUSES = (EXACT, SUPPRESSED_PRIMARY, SUPPRESSED_SECONDARY, ROUNDED, NOISED, PERTURBED)
+
+PERTURB_NONE = "none"
+PERTURB_CELL_KEY = cellkey.CELL_KEY
+PERTURBATIONS = (PERTURB_CELL_KEY, PERTURB_NONE)
 
 NOISE_NONE = "none"
 DISCRETE_LAPLACE = "discrete_laplace"
@@ -140,8 +146,11 @@ class ReleaseRules:
     min_population: int = 0
     differencing: str = DIFFERENCING_REFUSE
     sum_clamp: int = DEFAULT_SUM_CLAMP
+    perturbation: str = PERTURB_NONE  # the policy's default is the cell-key method
 
     def __post_init__(self) -> None:
+        if self.perturbation not in PERTURBATIONS:
+            raise ValueError(f"unknown perturbation {self.perturbation!r}")
         if self.min_cell_size < 1:
             raise ValueError("min_cell_size must be at least 1")
         if self.round_to is not None and self.round_to < 1:
@@ -166,6 +175,11 @@ class ReleaseRules:
     @property
     def noised(self) -> bool:
         return self.noise != NOISE_NONE
+
+    @property
+    def perturbed(self) -> bool:
+        """Cell-key perturbation applies (noise, when asked for, replaces it)."""
+        return self.perturbation == PERTURB_CELL_KEY and not self.noised
 
 
 def rules_from_decision(
@@ -204,6 +218,7 @@ def rules_from_decision(
         min_population=c.min_population if min_population is None else min_population,
         differencing=c.differencing if differencing is None else differencing,
         sum_clamp=c.sum_clamp if sum_clamp is None else sum_clamp,
+        perturbation=c.perturbation,
     )
 
 
@@ -221,6 +236,9 @@ class ReleasedCell:
     mechanism: str = ""  # the noise mechanism, when noised
     scale: float | None = None  # the noise scale per interior cell, when noised
     rounded_to: int | None = None  # the rounding base, when rounded
+    # The variance of the released value around the true one (perturbation or noise,
+    # and rounding): what a merger needs to state a sum's uncertainty. 0 when exact.
+    variance: float = 0.0
 
     @property
     def is_total(self) -> bool:
@@ -248,6 +266,7 @@ class ReleasedTable:
     epsilon: float | None = None
     round_to: int | None = None
     flags: tuple[str, ...] = ()
+    perturbation: str = PERTURB_NONE
 
     def cell(self, key: TotalKey) -> ReleasedCell | None:
         return next((c for c in self.cells if c.key == key), None)
@@ -402,15 +421,27 @@ def release(
         assert rules.epsilon is not None
         scale = noise_scale(rules.noise, rules.epsilon, table.sensitivity, rules.delta)
         noised = add_noise([values[key] for key in keys], rules.noise, scale)
-        values = {key: max(0, v) for key, v in zip(keys, noised, strict=True)}
+        # Not clamped at 0: a clamp biases every sum upwards (a merged total of many
+        # noised zeros would grow with the grid). Readers clamp for display only.
+        values = dict(zip(keys, noised, strict=True))
         records = None  # only noised values may decide anything from here on
     elif table.measure is None:
         records = None  # a count's records are its value
 
     totals = _totals_keys(table)
-    values.update(_sum_totals(keys, values, totals))
-    if records is not None:
-        records.update(_sum_totals(keys, records, totals))
+    variances: dict[TotalKey, float] = {}
+    if rules.perturbed:
+        values, records, variances = _perturb(table, keys, totals)
+    else:
+        values.update(_sum_totals(keys, values, totals))
+        if records is not None:
+            records.update(_sum_totals(keys, records, totals))
+        if scale is not None:
+            one = noise_variance(rules.noise, scale)
+            variances = {key: one for key in keys}
+            # A total of noised cells carries the noise of every cell it covers.
+            covered = _sum_totals(keys, dict.fromkeys(keys, 1), totals)
+            variances.update({key: one * n for key, n in covered.items()})
 
     def sensitive(key: TotalKey) -> bool:
         if 0 < values[key] < k:
@@ -432,6 +463,8 @@ def release(
             _protect_linear(entries, suppressed, cost)
 
     base = rules.round_to if rules.round_to is not None and rules.round_to > 1 else None
+    # Unbiased random rounding to base b adds r(b-r) ≤ b²/4 of variance (r: remainder).
+    rounding_variance = base * base / 4 if base is not None else 0.0
     mechanism = rules.noise if rules.noised else ""
     cells = []
     for key in entries:
@@ -442,7 +475,12 @@ def release(
         value = values[key]
         if base is not None:
             value = _round_released(value, base, k, rng)
-        status = NOISED if rules.noised else ROUNDED if base is not None else EXACT
+        if rules.noised:
+            status = NOISED
+        elif rules.perturbed:
+            status = PERTURBED
+        else:
+            status = ROUNDED if base is not None else EXACT
         cells.append(
             ReleasedCell(
                 key=key,
@@ -451,6 +489,7 @@ def release(
                 mechanism=mechanism,
                 scale=scale,
                 rounded_to=base,
+                variance=variances.get(key, 0.0) + rounding_variance,
             )
         )
     return ReleasedTable(
@@ -464,7 +503,47 @@ def release(
         epsilon=rules.epsilon if rules.noised else None,
         round_to=base,
         flags=flags,
+        perturbation=PERTURB_CELL_KEY if rules.perturbed else PERTURB_NONE,
     )
+
+
+def _perturb(
+    table: CellTable, keys: Sequence[Key], totals: Sequence[TotalKey]
+) -> tuple[dict[TotalKey, int], dict[TotalKey, int] | None, dict[TotalKey, float]]:
+    """Cell-key perturbation of every cell and, each as its own figure, every total.
+
+    Returns the released values, the released record counts (for a measure sum: what
+    the small-cell rule reads; None for a count, whose value is its record count) and
+    each entry's variance. A total's records and key sum are those of the cells it
+    covers, so the same population gives the same total in any table.
+    """
+    exact: dict[TotalKey, int] = {key: table.values[key] for key in keys}
+    counts: dict[TotalKey, int] = {key: table.records[key] for key in keys}
+    key_sums: dict[TotalKey, int] = {key: table.key_sums.get(key, 0) for key in keys}
+    exact.update(_sum_totals(keys, exact, totals))
+    counts.update(_sum_totals(keys, counts, totals))
+    key_sums.update(_sum_totals(keys, key_sums, totals))
+    values: dict[TotalKey, int] = {}
+    released_counts: dict[TotalKey, int] = {}
+    variances: dict[TotalKey, float] = {}
+    for key in [*keys, *totals]:
+        ck = cellkey.cell_key(key_sums[key])
+        n = counts[key]
+        released_counts[key] = cellkey.perturb_count(n, ck)
+        if table.measure is None:
+            values[key] = released_counts[key]
+            variances[key] = cellkey.variance(n)
+        else:
+            values[key], variances[key] = cellkey.perturb_sum(exact[key], n, ck)
+    return values, (None if table.measure is None else released_counts), variances
+
+
+def noise_variance(mechanism: str, scale: float) -> float:
+    """The variance of one draw of OpenDP's integer noise at scale."""
+    if mechanism == DISCRETE_LAPLACE:
+        a = math.exp(-1.0 / scale)
+        return 2 * a / (1 - a) ** 2
+    return scale * scale  # the discrete Gaussian's variance is at most sigma²
 
 
 # -- secondary suppression -----------------------------------------------------------------

@@ -29,7 +29,7 @@ import itertools
 import re
 import sqlite3
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from rcf.node.aggregate.query import QueryError, SqlCondition, ValidatedQuery, Value, derived_from
@@ -41,6 +41,7 @@ DOMAIN = "domain"
 TOO_MANY_CELLS = "too_many_cells"
 UNBOUNDED_DIMENSION = "unbounded_dimension"
 
+RECORD_KEY = "_record_key"  # node.data.store.RECORD_KEY_COLUMN (the store imports us)
 _IDENT = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 Key = tuple[Value, ...]
@@ -51,7 +52,10 @@ class CellTable:
     """A query's exact result: the grid of cells and the population it was drawn from.
 
     ``values[key]`` is the cell's count of records, or its measure sum; ``records[key]``
-    its count of records (equal to the value for a count). ``sensitivity`` is the most
+    its count of records (equal to the value for a count); ``key_sums[key]`` the sum of
+    its records' record keys (the cell-key method; ``population_key_sum`` the same over
+    every selected record with a value in every group-by dimension, the grand total's
+    records). ``sensitivity`` is the most
     one record can change one cell: 1 for counts, the clamp for clamped sums, None for
     an unclamped sum (which cannot be noised).
     """
@@ -65,10 +69,12 @@ class CellTable:
     population: int
     sensitivity: int | None
     grid: str = OBSERVED
+    key_sums: Mapping[Key, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
         object.__setattr__(self, "records", MappingProxyType(dict(self.records)))
+        object.__setattr__(self, "key_sums", MappingProxyType(dict(self.key_sums)))
 
     def keys(self) -> list[Key]:
         """Every cell of the grid, in level order (first dimension slowest)."""
@@ -77,7 +83,7 @@ class CellTable:
 
 def _ident(name: str) -> str:
     # The dictionary already admits only these; checked again because this is SQL text.
-    if not _IDENT.match(name):
+    if name != RECORD_KEY and not _IDENT.match(name):
         raise QueryError(f"{name!r} is not a valid identifier.")
     return name
 
@@ -134,7 +140,8 @@ def build_sql(vq: ValidatedQuery, *, sum_clamp: int | None = None) -> tuple[str,
         params.append(sum_clamp)
     where, where_params = _where(vq.dataset, vq.conditions)
     params.extend(where_params)
-    select = ", ".join([*groups, "COUNT(*)", total])
+    # The record keys' sum, for the cell-key method (NULL-safe for a store mid-migration).
+    select = ", ".join([*groups, "COUNT(*)", total, f"COALESCE(SUM({RECORD_KEY}), 0)"])
     group = f" GROUP BY {', '.join(groups)}" if groups else ""
     # S608: identifiers come from the dictionary (checked above); values are parameters.
     return f"SELECT {select} FROM {table}{where}{group}", params  # noqa: S608
@@ -228,6 +235,7 @@ def execute(
     n = len(vq.group_by)
     values: dict[Key, int] = {}
     records: dict[Key, int] = {}
+    key_sums: dict[Key, int] = {}
     population = 0
     for row in conn.execute(sql, params):
         key: Key = tuple(row[:n])
@@ -237,6 +245,7 @@ def execute(
             continue
         values[key] = total
         records[key] = count
+        key_sums[key] = int(row[n + 2])
         if len(values) > MAX_CELLS:
             raise _too_many()
     if levels_fixed is None:
@@ -272,6 +281,7 @@ def execute(
         population=population,
         sensitivity=sensitivity,
         grid=grid,
+        key_sums={key: key_sums.get(key, 0) for key in dense_values},
     )
 
 
@@ -306,6 +316,7 @@ def aggregate_index_columns(dataset: Dataset) -> list[tuple[str, ...]]:
         if dataset.date_field:
             cols.append(dataset.date_field)
         cols.extend(dataset.measures)
+        cols.append(RECORD_KEY)
         out.append(tuple(cols))
     return out
 

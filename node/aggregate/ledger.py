@@ -2,8 +2,9 @@
 
 ``aggregate_query_history`` is append-only (triggers refuse UPDATE and DELETE):
 one row per released answer — requester, dataset, query id and population, kept
-for the requester's whole history, so that a later query whose population differs
-by 1 … k-1 records is caught (differencing protection).
+for the node's whole history, so that a later query, from any requester, whose
+population differs by 1 … k-1 records from any earlier release is caught
+(differencing protection across requesters).
 
 Privacy budgets are not kept here: they are charged once, by the policy gate at
 authorisation (``policy_usage``, see ``node.policy.store``), bound to the audit chain.
@@ -29,6 +30,8 @@ SCHEMA = (
     " UNIQUE (requester, query_id))",
     "CREATE INDEX IF NOT EXISTS ix_aggregate_history_population"
     " ON aggregate_query_history (requester, dataset, population)",
+    "CREATE INDEX IF NOT EXISTS ix_aggregate_history_dataset_population"
+    " ON aggregate_query_history (dataset, population)",
     "CREATE TRIGGER IF NOT EXISTS aggregate_history_no_update BEFORE UPDATE"
     " ON aggregate_query_history"
     " BEGIN SELECT RAISE(ABORT, 'the query history is append-only'); END",
@@ -47,12 +50,16 @@ def create_schema(conn: sqlite3.Connection) -> None:
 def populations_near_in(
     conn: sqlite3.Connection, requester: str, dataset: str, population: int, within: int
 ) -> tuple[int, ...]:
-    """Earlier populations of requester on dataset within ``within`` records of population
-    (all of history; what ``disclosure.release`` takes as ``history``)."""
+    """Earlier released populations of dataset within ``within`` records of population,
+    whoever they were released to (all of history; what ``disclosure.release`` takes as
+    ``history``). Two requesters who pool their answers, or one who asks under two
+    names, are one adversary: a one-record difference between AU's answer and NZ's is
+    as revealing as between two of AU's. ``requester`` is kept for the record only."""
+    del requester  # across requesters, by design
     rows = conn.execute(
-        "SELECT DISTINCT population FROM aggregate_query_history WHERE requester = ?"
-        " AND dataset = ? AND population BETWEEN ? AND ?",
-        (requester, dataset, population - within, population + within),
+        "SELECT DISTINCT population FROM aggregate_query_history WHERE dataset = ?"
+        " AND population BETWEEN ? AND ?",
+        (dataset, population - within, population + within),
     ).fetchall()
     return tuple(int(r[0]) for r in rows)
 

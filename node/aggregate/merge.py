@@ -14,6 +14,13 @@ did not reach that value) contributes 0 there: absent from an observed grid mean
 no records. Members that did not answer contribute nothing, and the table says so
 (``complete`` is False).
 
+Perturbed and noised values are summed as released, never clamped, so a merged sum is
+unbiased; its ``margin95`` is the ± half-width at 95% of the sum's perturbation, noise
+and rounding (from each member's stated variance, assuming independent members).
+Totals are each member's own protected total, not sums of perturbed cells.
+An interior cell that no member released a non-zero value for, and none suppressed,
+is not a row: a code nobody recorded is not shown (its count is ``dropped``).
+
 The merged table carries every answering member's caveat.
 """
 
@@ -22,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rcf.node.aggregate.cellkey import margin95
 from rcf.node.aggregate.disclosure import EXACT, ReleasedCell, ReleasedTable, TotalKey
 
 ANSWERED = "answered"
@@ -63,6 +71,11 @@ class MergedCell:
     approximate: bool  # some member's part is noised or rounded
     members: int  # members whose released value is in the sum
     suppressed_by: tuple[str, ...] = ()
+    margin95: int = 0  # ± at 95% of the sum's perturbation, noise and rounding
+
+    @property
+    def is_total(self) -> bool:
+        return any(v is None for v in self.key)
 
 
 @dataclass(frozen=True)
@@ -73,6 +86,7 @@ class MergedTable:
     cells: tuple[MergedCell, ...]
     outcomes: tuple[MemberOutcome, ...]
     caveats: tuple[tuple[str, str], ...]  # (member, caveat)
+    dropped: int = 0  # interior cells left out: nothing released by any member
 
     @property
     def complete(self) -> bool:
@@ -109,8 +123,11 @@ def merge(
         for released in table.cells:
             keys.setdefault(released.key, None)
     cells = []
+    dropped = 0
     for key in keys:
         value = 0
+        variance = 0.0
+        nonzero = False
         members = 0
         approximate = False
         suppressed_by: list[str] = []
@@ -123,8 +140,13 @@ def merge(
                 suppressed_by.append(member)
                 continue
             value += c.value
+            variance += c.variance
+            nonzero = nonzero or c.value != 0
             members += 1
             approximate = approximate or c.status != EXACT
+        if not nonzero and not suppressed_by and not any(v is None for v in key):
+            dropped += 1
+            continue
         cells.append(
             MergedCell(
                 key=key,
@@ -133,6 +155,7 @@ def merge(
                 approximate=approximate,
                 members=members,
                 suppressed_by=tuple(suppressed_by),
+                margin95=margin95(variance),
             )
         )
     return MergedTable(
@@ -142,4 +165,5 @@ def merge(
         cells=tuple(cells),
         outcomes=tuple(outcomes),
         caveats=tuple((member, t.caveat) for member, t, _ in answered),
+        dropped=dropped,
     )

@@ -12,7 +12,7 @@ The query type, in the pipeline's stages:
 * ``answer`` (the handler): reciprocity if the rule asks for it, then the query as
   parameterised SQL on the store. The exact table never leaves this process: it is
   handed to the release step, keyed by requester and query id.
-* ``release``: the requester's earlier populations of the dataset →
+* ``release``: the dataset's earlier released populations (every requester's) →
   ``disclosure.release`` (minimum population, differencing, noise, suppression,
   rounding, caveat) → the population is recorded only once the release succeeded.
 
@@ -143,7 +143,7 @@ class AggregateResponder:
         self._local = threading.local()
         self._pending: dict[tuple[str, str], tuple[CellTable, ReleaseRules]] = {}
         self._pending_lock = threading.Lock()
-        self._history_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._history_locks: dict[str, threading.Lock] = {}
         state.run(create_schema)
 
     def spec(self) -> QuerySpec[Request, Response]:
@@ -196,7 +196,7 @@ class AggregateResponder:
         with self._pending_lock:
             table, rules = self._pending.pop((requester, authorized.query_id))
         k = rules.min_cell_size
-        with self._history_lock(requester, table.dataset):
+        with self._history_lock(table.dataset):
             history = self._state.run(
                 lambda conn: populations_near_in(
                     conn, requester, table.dataset, table.population, k
@@ -229,8 +229,8 @@ class AggregateResponder:
         )
         return response
 
-    def _history_lock(self, requester: str, dataset: str) -> threading.Lock:
-        # Check-release-record is one step per requester and dataset, so two queries
-        # in flight cannot both pass the differencing check against the same history.
+    def _history_lock(self, dataset: str) -> threading.Lock:
+        # Check-release-record is one step per dataset (the history spans requesters), so
+        # two queries in flight cannot both pass the differencing check against it.
         with self._pending_lock:
-            return self._history_locks.setdefault((requester, dataset), threading.Lock())
+            return self._history_locks.setdefault(dataset, threading.Lock())

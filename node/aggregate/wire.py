@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from rcf.node.aggregate.disclosure import (
     EXACT,
     NOISED,
+    PERTURB_NONE,
+    PERTURBED,
     ROUNDED,
     SUPPRESSED_PRIMARY,
     SUPPRESSED_SECONDARY,
@@ -40,6 +42,7 @@ STATUS_TO_WIRE = {
     SUPPRESSED_SECONDARY: aggregate_pb2.CELL_STATUS_SUPPRESSED_SECONDARY,
     ROUNDED: aggregate_pb2.CELL_STATUS_ROUNDED,
     NOISED: aggregate_pb2.CELL_STATUS_NOISED,
+    PERTURBED: aggregate_pb2.CELL_STATUS_PERTURBED,
 }
 STATUS_FROM_WIRE = {v: k for k, v in STATUS_TO_WIRE.items()}
 MAX_EPSILON = 100.0  # a requested epsilon above this is no privacy at all
@@ -146,12 +149,14 @@ def table_to_proto(table: ReleasedTable, *, scale: float | None, delta: float | 
         round_to=table.round_to or 0,
         flags=list(table.flags),
         dictionary_version=dictionary_version,
+        perturbation="" if table.perturbation == PERTURB_NONE else table.perturbation,
     )
     for c in table.cells:
         msg.cells.add(
             key=key_to_wire(c.key),
             status=STATUS_TO_WIRE[c.status],
             value=c.value if c.value is not None else 0,
+            variance=c.variance,
         )
     return msg
 
@@ -164,6 +169,8 @@ def table_from_proto(msg: aggregate_pb2.AggregateTable, int_dims: Sequence[bool]
         if status is None:
             raise QueryError("A cell has an unknown status.", reason="bad_answer")
         suppressed = status in (SUPPRESSED_PRIMARY, SUPPRESSED_SECONDARY)
+        if not math.isfinite(c.variance) or c.variance < 0:
+            raise QueryError("A cell states an impossible variance.", reason="bad_answer")
         cells.append(
             ReleasedCell(
                 key=key_from_wire(c.key, int_dims),
@@ -172,6 +179,7 @@ def table_from_proto(msg: aggregate_pb2.AggregateTable, int_dims: Sequence[bool]
                 mechanism=msg.noise if status == NOISED else "",
                 scale=msg.noise_scale if status == NOISED else None,
                 rounded_to=msg.round_to or None,
+                variance=0.0 if suppressed else c.variance,
             )
         )
     return ReleasedTable(
@@ -185,6 +193,7 @@ def table_from_proto(msg: aggregate_pb2.AggregateTable, int_dims: Sequence[bool]
         epsilon=msg.epsilon or None,
         round_to=msg.round_to or None,
         flags=tuple(msg.flags),
+        perturbation=msg.perturbation or PERTURB_NONE,
     )
 
 
@@ -208,6 +217,7 @@ def merged_to_proto(merged: MergedTable) -> list[aggregate_pb2.MergedCell]:
             approximate=c.approximate,
             members=c.members,
             suppressed_by=list(c.suppressed_by),
+            margin95=c.margin95,
         )
         for c in merged.cells
     ]
@@ -223,6 +233,7 @@ def merged_from_proto(msg: aggregate_pb2.RegionalAggregate) -> MergedTable:
             approximate=c.approximate,
             members=c.members,
             suppressed_by=tuple(c.suppressed_by),
+            margin95=c.margin95,
         )
         for c in msg.cells
     )

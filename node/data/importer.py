@@ -45,7 +45,7 @@ from typing import Any, BinaryIO
 
 import structlog
 
-from rcf.node.data.store import IMPORT_COLUMN, DataStore
+from rcf.node.data.store import IMPORT_COLUMN, RECORD_KEY_COLUMN, RECORD_KEY_SQL, DataStore
 from rcf.node.identity import token_store
 from rcf.trust.clock import now_ms
 from rcf.trust.dictionary import ID_FIELD, DataDictionary, Dataset, Dimension
@@ -730,8 +730,8 @@ def _merge(store: DataStore, conn: Any, ds: Dataset, result: ImportResult, start
         f" ({', '.join(f'excluded.{c}' for c in data_cols)})"
     )
     conn.execute(
-        f"INSERT INTO {ds.name} ({', '.join(columns)}, {IMPORT_COLUMN})"  # noqa: S608
-        f" SELECT {', '.join(columns)}, ? FROM staging WHERE true ORDER BY rowid"
+        f"INSERT INTO {ds.name} ({', '.join(columns)}, {IMPORT_COLUMN}, {RECORD_KEY_COLUMN})"  # noqa: S608
+        f" SELECT {', '.join(columns)}, ?, {RECORD_KEY_SQL} FROM staging WHERE true ORDER BY rowid"
         f" ON CONFLICT({ID_FIELD}) DO UPDATE SET {sets}, {IMPORT_COLUMN} = excluded.{IMPORT_COLUMN}"
         f" WHERE {differs}",
         (import_id,),

@@ -46,6 +46,10 @@ from rcf.trust.oprf import OprfKey
 from rcf.trust.sqlite import immediate
 
 IMPORT_COLUMN = "_import_id"
+# The cell-key method's fixed random record key (node.aggregate.cellkey): drawn once,
+# when the record is first inserted, and kept by every later import of the record.
+RECORD_KEY_COLUMN = "_record_key"
+RECORD_KEY_SQL = "(random() & 4294967295)"  # uniform on 0 .. 2^32-1, never negative
 CACHE_KIB = -65536  # negative: KiB, as SQLite takes it
 
 # Extra indexes beyond the date field, per dataset: lookups later issues make.
@@ -94,6 +98,7 @@ def table_ddl(dataset: Dataset) -> list[str]:
         cols.append(f"{d.name} {column_type(dataset, d.name)}{'' if d.optional else ' NOT NULL'}")
     cols += [f"{m} INTEGER NOT NULL" for m in dataset.measures]
     cols.append(f"{IMPORT_COLUMN} INTEGER NOT NULL")
+    cols.append(f"{RECORD_KEY_COLUMN} INTEGER NOT NULL DEFAULT {RECORD_KEY_SQL}")
     stmts = [f"CREATE TABLE IF NOT EXISTS {dataset.name} ({', '.join(cols)})"]
     for index_cols in index_columns(dataset):
         stmts.append(
@@ -206,6 +211,15 @@ class DataStore:
                                 f"ALTER TABLE {dataset.name} ADD COLUMN {col}"
                                 f" {column_type(dataset, col)}"
                             )
+                    if RECORD_KEY_COLUMN not in have:
+                        # A store from before the cell-key method: every record gets
+                        # its key now (ALTER TABLE cannot take a random default).
+                        self.conn.execute(
+                            f"ALTER TABLE {dataset.name} ADD COLUMN {RECORD_KEY_COLUMN} INTEGER"
+                        )
+                        self.conn.execute(
+                            f"UPDATE {dataset.name} SET {RECORD_KEY_COLUMN} = {RECORD_KEY_SQL}"  # noqa: S608
+                        )
                 for stmt in table_ddl(dataset):
                     self.conn.execute(stmt)
             # Covering indexes for the common aggregate group-bys (node.aggregate.execute).

@@ -41,6 +41,8 @@ def terms(rule: Rule) -> str:
         parts.append(f"group-by <= {rule.max_group_by}")
     if rule.query == "Aggregate" and rule.differencing != "refuse":
         parts.append(f"differencing {rule.differencing}")
+    if rule.query == "Aggregate" and rule.perturbation != "cell_key":
+        parts.append(f"perturbation {rule.perturbation}")
     if rule.reciprocity:
         parts.append("reciprocity")
     if rule.detail is not None:

@@ -191,6 +191,7 @@ def _grant(
         sum_clamp=rule.sum_clamp if rule.sum_clamp is not None else DEFAULT_SUM_CLAMP,
         min_population=rule.min_population or 0,
         differencing=rule.differencing,
+        perturbation=rule.perturbation,
         reciprocity=rule.reciprocity,
         caveat=rule.caveat or policy_caveat,
         detail=rule.detail,

@@ -27,6 +27,7 @@ NOISE_MECHANISMS = ("none", "geometric", "discrete_gaussian")
 # What an Aggregate release does with a query whose population is within k of one the
 # same requester asked before (see node.aggregate.disclosure).
 DIFFERENCING_MODES = ("refuse", "flag", "off")
+PERTURBATIONS = ("cell_key", "none")  # "cell_key": the published cell-key table; "none": exact
 DEFAULT_DELTA = 1e-9  # δ of a discrete_gaussian rule that names none
 MAX_DELTA = 1e-3  # a larger δ is not a privacy guarantee worth the name
 DEFAULT_SUM_CLAMP = 100  # a noised measure sum counts at most this much of one record
@@ -122,6 +123,7 @@ class Rule:
     sum_clamp: int | None = None
     min_population: int | None = None
     differencing: str = "refuse"
+    perturbation: str = "cell_key"
     max_group_by: int | None = None
     reciprocity: bool = False
     caveat: str = ""
@@ -202,6 +204,7 @@ class Constraints:
     sum_clamp: int = DEFAULT_SUM_CLAMP
     min_population: int = 0
     differencing: str = "refuse"
+    perturbation: str = "cell_key"
     reciprocity: bool = False
     caveat: str = ""
     detail: str | None = None

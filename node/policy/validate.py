@@ -357,6 +357,7 @@ def _output_differences(a: Rule, b: Rule) -> list[str]:
         "sum_clamp",
         "min_population",
         "differencing",
+        "perturbation",
         "caveat",
         "detail",
         "exclude_categories",

@@ -39,6 +39,8 @@ class _CellStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CellStatus
     """unbiased random rounding to the table's round_to"""
     CELL_STATUS_NOISED: _CellStatus.ValueType  # 5
     """the table's noise mechanism at its scale (then rounded if round_to > 1)"""
+    CELL_STATUS_PERTURBED: _CellStatus.ValueType  # 6
+    """the cell-key method's published table (then rounded if round_to > 1)"""
 
 class CellStatus(_CellStatus, metaclass=_CellStatusEnumTypeWrapper):
     """What the release step did to one entry of the table."""
@@ -53,6 +55,8 @@ CELL_STATUS_ROUNDED: CellStatus.ValueType  # 4
 """unbiased random rounding to the table's round_to"""
 CELL_STATUS_NOISED: CellStatus.ValueType  # 5
 """the table's noise mechanism at its scale (then rounded if round_to > 1)"""
+CELL_STATUS_PERTURBED: CellStatus.ValueType  # 6
+"""the cell-key method's published table (then rounded if round_to > 1)"""
 Global___CellStatus: _TypeAlias = CellStatus  # noqa: Y015
 
 @_typing.final
@@ -207,9 +211,12 @@ class AggregateCell(_message.Message):
     KEY_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     VALUE_FIELD_NUMBER: _builtins.int
+    VARIANCE_FIELD_NUMBER: _builtins.int
     status: Global___CellStatus.ValueType
     value: _builtins.int
-    """0 and meaningless when suppressed"""
+    """0 and meaningless when suppressed; may be negative when noised"""
+    variance: _builtins.float
+    """of the released value around the true one; 0 when exact"""
     @_builtins.property
     def key(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """One value per dimension of the table, in the table's dimension order; an empty
@@ -222,10 +229,11 @@ class AggregateCell(_message.Message):
         key: _abc.Iterable[_builtins.str] | None = ...,
         status: Global___CellStatus.ValueType = ...,
         value: _builtins.int = ...,
+        variance: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "status", b"status", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "status", b"status", "value", b"value", "variance", b"variance"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -248,6 +256,7 @@ class AggregateTable(_message.Message):
     ROUND_TO_FIELD_NUMBER: _builtins.int
     FLAGS_FIELD_NUMBER: _builtins.int
     DICTIONARY_VERSION_FIELD_NUMBER: _builtins.int
+    PERTURBATION_FIELD_NUMBER: _builtins.int
     dataset: _builtins.str
     measure: _builtins.str
     """empty: the number of records"""
@@ -267,6 +276,8 @@ class AggregateTable(_message.Message):
     """0: not rounded"""
     dictionary_version: _builtins.str
     """the responder's dictionary"""
+    perturbation: _builtins.str
+    """"cell_key" (PROTOCOL-aggregate.md, table cell_key_v1) or empty"""
     @_builtins.property
     def dimensions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -293,10 +304,11 @@ class AggregateTable(_message.Message):
         round_to: _builtins.int = ...,
         flags: _abc.Iterable[_builtins.str] | None = ...,
         dictionary_version: _builtins.str = ...,
+        perturbation: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["caveat", b"caveat", "cells", b"cells", "dataset", b"dataset", "delta", b"delta", "dictionary_version", b"dictionary_version", "dimensions", b"dimensions", "epsilon", b"epsilon", "flags", b"flags", "measure", b"measure", "min_cell_size", b"min_cell_size", "noise", b"noise", "noise_scale", b"noise_scale", "round_to", b"round_to"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caveat", b"caveat", "cells", b"cells", "dataset", b"dataset", "delta", b"delta", "dictionary_version", b"dictionary_version", "dimensions", b"dimensions", "epsilon", b"epsilon", "flags", b"flags", "measure", b"measure", "min_cell_size", b"min_cell_size", "noise", b"noise", "noise_scale", b"noise_scale", "perturbation", b"perturbation", "round_to", b"round_to"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -428,6 +440,7 @@ class MergedCell(_message.Message):
     APPROXIMATE_FIELD_NUMBER: _builtins.int
     MEMBERS_FIELD_NUMBER: _builtins.int
     SUPPRESSED_BY_FIELD_NUMBER: _builtins.int
+    MARGIN95_FIELD_NUMBER: _builtins.int
     value: _builtins.int
     """the sum of the members' released values"""
     lower_bound: _builtins.bool
@@ -436,6 +449,8 @@ class MergedCell(_message.Message):
     """some member's part is noised or rounded"""
     members: _builtins.int
     """members whose value is in the sum"""
+    margin95: _builtins.int
+    """± half-width at 95% of the sum's perturbation, noise and rounding"""
     @_builtins.property
     def key(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """as AggregateCell.key"""
@@ -451,10 +466,11 @@ class MergedCell(_message.Message):
         approximate: _builtins.bool = ...,
         members: _builtins.int = ...,
         suppressed_by: _abc.Iterable[_builtins.str] | None = ...,
+        margin95: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approximate", b"approximate", "key", b"key", "lower_bound", b"lower_bound", "members", b"members", "suppressed_by", b"suppressed_by", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approximate", b"approximate", "key", b"key", "lower_bound", b"lower_bound", "margin95", b"margin95", "members", b"members", "suppressed_by", b"suppressed_by", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
