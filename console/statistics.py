@@ -42,7 +42,7 @@ def chart_data(result: aggregate_pb2.RegionalAggregate) -> dict[str, Any]:
     # A cell suppressed everywhere has no number to draw: a bar at zero would read as "none".
     cells = [
         c for c in result.cells
-        if not is_total(c) and not (c.suppressed_by and c.value == 0 and not c.lower_bound)
+        if not is_total(c) and not (c.suppressed_by and c.value == 0)
     ]  # fmt: skip
     dims = list(result.dimensions)
     if not dims or not cells:
