@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ROOMS = ("node", "hub", "trust", "cli", "protos", "auditor", "benchmarks", "devnet")
+ROOMS = ("node", "hub", "trust", "cli", "protos", "auditor", "benchmarks", "devnet", "console")
 BARE = (*ROOMS, "policies", "deploy")
 
 
@@ -59,7 +59,7 @@ def test_node_is_rooms_with_no_loose_modules() -> None:
 def test_what_agencies_deploy_never_imports_demo_or_benchmark_code() -> None:
     bad = [
         f"{p.relative_to(ROOT)}: {name}"
-        for p in _sources("node", "hub", "trust", "auditor", "protos")
+        for p in _sources("node", "hub", "trust", "auditor", "protos", "console")
         for name in _imports(p)
         if name.startswith(("rcf.devnet", "rcf.benchmarks"))
     ]

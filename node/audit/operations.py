@@ -126,3 +126,21 @@ def reconcile_operations(layout: NodeLayout, audit: AuditLog) -> int:
         audit.append(op.event, with_write=mark)
         count += 1
     return count
+
+
+def console_action_event(
+    member_id: str, *, user: str, action: str, detail: str, query_ids: list[str]
+) -> AuditEvent:
+    """The audit record of what a web-console user did: the account name in the reason
+    (never a subject), the peer queries it made by id, so `rcf audit log` shows who."""
+    reason = f"user={user}" + (f" {detail}" if detail else "")
+    if query_ids:
+        reason += " queries=" + ",".join(query_ids)
+    return local_event(
+        member_id,
+        action=f"console_{action}",
+        purpose="console",
+        decision="done",
+        reason=reason,
+        subject_sha256=_digest([user, action, detail, query_ids]),
+    )

@@ -11,9 +11,10 @@ from typing import Any, TypeVar, cast
 
 import structlog
 
+from rcf.node.audit import view as audit_view
 from rcf.node.audit.anchor import AnchorStore, AuditShipper
 from rcf.node.audit.backlog import audit_backlog
-from rcf.node.audit.operations import reconcile_operations
+from rcf.node.audit.operations import console_action_event, reconcile_operations
 from rcf.node.data.dictionary import cached_dictionary, load_dictionary, sync_dictionary
 from rcf.node.data.store import DataStore
 from rcf.node.federation.binding import (
@@ -178,6 +179,8 @@ class NodeServer:
                 refresh=lambda: self.refresh_directory(patient=True),
                 policy=self.policy,
                 record_operations=lambda: reconcile_operations(self.layout, self.audit),
+                record_console_action=self.record_console_action,
+                audit_log=self.audit_log,
             ),
             self._operator,
         )
@@ -310,6 +313,39 @@ class NodeServer:
     def _refresh_loop(self) -> None:
         while not self._stop.wait(self.config.directory_refresh_s):
             self.refresh_directory(raise_errors=False)
+
+    def audit_log(self, request: operator_pb2.AuditLogRequest) -> operator_pb2.AuditLogResponse:
+        """The newest audit records (filtered) and, if asked, a check of the whole chain."""
+        records = audit_view.newest(
+            self.audit, limit=request.limit or 100, query_type=request.query_type,
+            member=request.member,
+        )  # fmt: skip
+        reply = operator_pb2.AuditLogResponse(last_seq=self.audit.last_seq())
+        for rec in records:
+            e = rec.event
+            reply.entries.add(
+                seq=rec.seq, ts_ms=rec.ts_ms, query_id=e.query_id, query_type=e.query_type,
+                purpose=e.purpose, requester=e.requester, responder=e.responder, side=e.side,
+                decision=e.decision, reason=e.reason, record_hash=rec.record_hash,
+            )  # fmt: skip
+        if request.verify:
+            member = self.directory.current().member(self.config.member_id)
+            keys = {k.key_id: k.public_key for k in member.signing_keys} if member else {}
+            check = audit_view.check_chain(self.state, self.layout.root, self.audit, keys)
+            reply.verified, reply.verified_records, reply.problem = (
+                check.ok, check.records, check.problem,
+            )  # fmt: skip
+        return reply
+
+    def record_console_action(
+        self, user: str, action: str, detail: str, query_ids: list[str]
+    ) -> str:
+        """Audit a web-console user's action (operator API); returns the record's id."""
+        event = console_action_event(
+            self.config.member_id, user=user, action=action, detail=detail, query_ids=query_ids
+        )
+        self.audit.append(event)
+        return event.query_id
 
     def status(self) -> operator_pb2.StatusResponse:
         directory = self.directory.peek()

@@ -7,6 +7,7 @@ signs, sends, verifies and audits.
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Callable
 
 import grpc
@@ -20,6 +21,11 @@ from rcf.trust.serving import refusals_as_status
 
 TOKEN_HEADER = "x-rcf-operator-token"  # noqa: S105 - a header name, not a secret
 DEFAULT_PEER_TIMEOUT_MS = 5000
+# What a console action may carry (operator.proto, RecordConsoleActionRequest).
+_CONSOLE_USER = re.compile(r"[a-z0-9._-]{1,64}")
+_CONSOLE_ACTION = re.compile(r"[a-z_]{1,40}")
+_CONSOLE_DETAIL = re.compile(r"[ -~]{0,200}")
+_QUERY_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 def authenticate(context: grpc.ServicerContext, token: bytes) -> None:
@@ -42,7 +48,12 @@ class OperatorServicer(operator_pb2_grpc.OperatorServicer):
         refresh: Callable[[], None],
         policy: PolicyAdmin | None = None,
         record_operations: Callable[[], int] | None = None,
+        record_console_action: Callable[[str, str, str, list[str]], str] | None = None,
+        audit_log: Callable[[operator_pb2.AuditLogRequest], operator_pb2.AuditLogResponse]
+        | None = None,
     ) -> None:
+        self._audit_log = audit_log
+        self._record_console_action = record_console_action
         self._record_operations = record_operations
         self._token = token.encode()
         self._peers = peers
@@ -102,6 +113,50 @@ class OperatorServicer(operator_pb2_grpc.OperatorServicer):
                 status="UNIMPLEMENTED",
             )  # fmt: skip
         return operator_pb2.RecordOperationsResponse(audited=self._record_operations())
+
+    @refusals_as_status
+    def RecordConsoleAction(
+        self, request: operator_pb2.RecordConsoleActionRequest, context: grpc.ServicerContext
+    ) -> operator_pb2.RecordConsoleActionResponse:
+        """Audit what a console user did, under the account name."""
+        self._authenticate(context)
+        if self._record_console_action is None:
+            raise RequestRejected(
+                "This node does not record console actions.", reason="unsupported",
+                status="UNIMPLEMENTED",
+            )  # fmt: skip
+        ids = list(request.query_ids)
+        if not (
+            _CONSOLE_USER.fullmatch(request.user)
+            and _CONSOLE_ACTION.fullmatch(request.action)
+            and _CONSOLE_DETAIL.fullmatch(request.detail)
+            and len(ids) <= 64
+            and all(_QUERY_ID.fullmatch(q) for q in ids)
+        ):
+            raise RequestRejected(
+                "A console action needs a user, an action and a short plain-text detail.",
+                reason="invalid_argument", status="INVALID_ARGUMENT",
+            )  # fmt: skip
+        record_id = self._record_console_action(request.user, request.action, request.detail, ids)
+        return operator_pb2.RecordConsoleActionResponse(record_id=record_id)
+
+    @refusals_as_status
+    def AuditLog(
+        self, request: operator_pb2.AuditLogRequest, context: grpc.ServicerContext
+    ) -> operator_pb2.AuditLogResponse:
+        """The node's audit log for its console (newest first), and its chain check."""
+        self._authenticate(context)
+        if self._audit_log is None:
+            raise RequestRejected(
+                "This node does not show its audit log.", reason="unsupported",
+                status="UNIMPLEMENTED",
+            )  # fmt: skip
+        if request.limit > 1000 or len(request.query_type) > 64 or len(request.member) > 16:
+            raise RequestRejected(
+                "Ask for at most 1000 records, with a short type and member.",
+                reason="invalid_argument", status="INVALID_ARGUMENT",
+            )  # fmt: skip
+        return self._audit_log(request)
 
     @refusals_as_status
     def ApplyPolicy(

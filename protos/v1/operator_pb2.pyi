@@ -316,3 +316,182 @@ class RecordOperationsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RecordOperationsResponse: _TypeAlias = RecordOperationsResponse  # noqa: Y015
+
+@_typing.final
+class RecordConsoleActionRequest(_message.Message):
+    """What a user of the node's web console did (rcf console), for the node's audit log:
+    the node appends a local record of type "console_" + action whose reason starts
+    "user=NAME". The console holds the operator token, so the node trusts the name as
+    it trusts the CLI; peer queries the action made keep their own records, linked by
+    query_ids.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    QUERY_IDS_FIELD_NUMBER: _builtins.int
+    user: _builtins.str
+    """the console account name: [a-z0-9._-], 1..64"""
+    action: _builtins.str
+    """[a-z_], 1..40: identity_check, policy_apply, user_add …"""
+    detail: _builtins.str
+    """printable ASCII, at most 200; never an identifier"""
+    @_builtins.property
+    def query_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """at most 64, each at most 64 characters"""
+
+    def __init__(
+        self,
+        *,
+        user: _builtins.str = ...,
+        action: _builtins.str = ...,
+        detail: _builtins.str = ...,
+        query_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "detail", b"detail", "query_ids", b"query_ids", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordConsoleActionRequest: _TypeAlias = RecordConsoleActionRequest  # noqa: Y015
+
+@_typing.final
+class RecordConsoleActionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORD_ID_FIELD_NUMBER: _builtins.int
+    record_id: _builtins.str
+    """the audit record's query id"""
+    def __init__(
+        self,
+        *,
+        record_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["record_id", b"record_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordConsoleActionResponse: _TypeAlias = RecordConsoleActionResponse  # noqa: Y015
+
+@_typing.final
+class AuditLogRequest(_message.Message):
+    """The node's own audit log, newest first, for its console's auditors; with verify the
+    node also checks its whole chain (sequence, hashes, batch signatures) with its keys.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    QUERY_TYPE_FIELD_NUMBER: _builtins.int
+    MEMBER_FIELD_NUMBER: _builtins.int
+    VERIFY_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    """1..1000 records shown"""
+    query_type: _builtins.str
+    """only this type ("" any)"""
+    member: _builtins.str
+    """only records with this requester or responder ("" any)"""
+    verify: _builtins.bool
+    def __init__(
+        self,
+        *,
+        limit: _builtins.int = ...,
+        query_type: _builtins.str = ...,
+        member: _builtins.str = ...,
+        verify: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "member", b"member", "query_type", b"query_type", "verify", b"verify"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditLogRequest: _TypeAlias = AuditLogRequest  # noqa: Y015
+
+@_typing.final
+class AuditEntry(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQ_FIELD_NUMBER: _builtins.int
+    TS_MS_FIELD_NUMBER: _builtins.int
+    QUERY_ID_FIELD_NUMBER: _builtins.int
+    QUERY_TYPE_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    REQUESTER_FIELD_NUMBER: _builtins.int
+    RESPONDER_FIELD_NUMBER: _builtins.int
+    SIDE_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    RECORD_HASH_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
+    ts_ms: _builtins.int
+    query_id: _builtins.str
+    query_type: _builtins.str
+    purpose: _builtins.str
+    requester: _builtins.str
+    responder: _builtins.str
+    side: _builtins.str
+    decision: _builtins.str
+    reason: _builtins.str
+    record_hash: _builtins.str
+    def __init__(
+        self,
+        *,
+        seq: _builtins.int = ...,
+        ts_ms: _builtins.int = ...,
+        query_id: _builtins.str = ...,
+        query_type: _builtins.str = ...,
+        purpose: _builtins.str = ...,
+        requester: _builtins.str = ...,
+        responder: _builtins.str = ...,
+        side: _builtins.str = ...,
+        decision: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        record_hash: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "purpose", b"purpose", "query_id", b"query_id", "query_type", b"query_type", "reason", b"reason", "record_hash", b"record_hash", "requester", b"requester", "responder", b"responder", "seq", b"seq", "side", b"side", "ts_ms", b"ts_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditEntry: _TypeAlias = AuditEntry  # noqa: Y015
+
+@_typing.final
+class AuditLogResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    LAST_SEQ_FIELD_NUMBER: _builtins.int
+    VERIFIED_FIELD_NUMBER: _builtins.int
+    VERIFIED_RECORDS_FIELD_NUMBER: _builtins.int
+    PROBLEM_FIELD_NUMBER: _builtins.int
+    last_seq: _builtins.int
+    verified: _builtins.bool
+    """with verify: the whole chain checked out"""
+    verified_records: _builtins.int
+    problem: _builtins.str
+    """with verify and a broken chain: one sentence"""
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditEntry]: ...
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___AuditEntry] | None = ...,
+        last_seq: _builtins.int = ...,
+        verified: _builtins.bool = ...,
+        verified_records: _builtins.int = ...,
+        problem: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "last_seq", b"last_seq", "problem", b"problem", "verified", b"verified", "verified_records", b"verified_records"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditLogResponse: _TypeAlias = AuditLogResponse  # noqa: Y015

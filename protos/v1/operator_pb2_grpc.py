@@ -64,6 +64,16 @@ class OperatorStub:
                 request_serializer=rcf_dot_v1_dot_operator__pb2.RecordOperationsRequest.SerializeToString,
                 response_deserializer=rcf_dot_v1_dot_operator__pb2.RecordOperationsResponse.FromString,
                 _registered_method=True)
+        self.RecordConsoleAction = channel.unary_unary(
+                '/rcf.v1.Operator/RecordConsoleAction',
+                request_serializer=rcf_dot_v1_dot_operator__pb2.RecordConsoleActionRequest.SerializeToString,
+                response_deserializer=rcf_dot_v1_dot_operator__pb2.RecordConsoleActionResponse.FromString,
+                _registered_method=True)
+        self.AuditLog = channel.unary_unary(
+                '/rcf.v1.Operator/AuditLog',
+                request_serializer=rcf_dot_v1_dot_operator__pb2.AuditLogRequest.SerializeToString,
+                response_deserializer=rcf_dot_v1_dot_operator__pb2.AuditLogResponse.FromString,
+                _registered_method=True)
 
 
 class OperatorServicer:
@@ -105,6 +115,18 @@ class OperatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordConsoleAction(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AuditLog(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OperatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -137,6 +159,16 @@ def add_OperatorServicer_to_server(servicer, server):
                     servicer.RecordOperations,
                     request_deserializer=rcf_dot_v1_dot_operator__pb2.RecordOperationsRequest.FromString,
                     response_serializer=rcf_dot_v1_dot_operator__pb2.RecordOperationsResponse.SerializeToString,
+            ),
+            'RecordConsoleAction': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordConsoleAction,
+                    request_deserializer=rcf_dot_v1_dot_operator__pb2.RecordConsoleActionRequest.FromString,
+                    response_serializer=rcf_dot_v1_dot_operator__pb2.RecordConsoleActionResponse.SerializeToString,
+            ),
+            'AuditLog': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuditLog,
+                    request_deserializer=rcf_dot_v1_dot_operator__pb2.AuditLogRequest.FromString,
+                    response_serializer=rcf_dot_v1_dot_operator__pb2.AuditLogResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -301,6 +333,60 @@ class Operator:
             '/rcf.v1.Operator/RecordOperations',
             rcf_dot_v1_dot_operator__pb2.RecordOperationsRequest.SerializeToString,
             rcf_dot_v1_dot_operator__pb2.RecordOperationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordConsoleAction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rcf.v1.Operator/RecordConsoleAction',
+            rcf_dot_v1_dot_operator__pb2.RecordConsoleActionRequest.SerializeToString,
+            rcf_dot_v1_dot_operator__pb2.RecordConsoleActionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuditLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rcf.v1.Operator/AuditLog',
+            rcf_dot_v1_dot_operator__pb2.AuditLogRequest.SerializeToString,
+            rcf_dot_v1_dot_operator__pb2.AuditLogResponse.FromString,
             options,
             channel_credentials,
             insecure,

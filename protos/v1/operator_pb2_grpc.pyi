@@ -39,6 +39,8 @@ class OperatorStub:
     ApplyPolicy: _grpc.UnaryUnaryMultiCallable[_operator_pb2.ApplyPolicyRequest, _operator_pb2.ApplyPolicyResponse]
     RollbackPolicy: _grpc.UnaryUnaryMultiCallable[_operator_pb2.RollbackPolicyRequest, _operator_pb2.ApplyPolicyResponse]
     RecordOperations: _grpc.UnaryUnaryMultiCallable[_operator_pb2.RecordOperationsRequest, _operator_pb2.RecordOperationsResponse]
+    RecordConsoleAction: _grpc.UnaryUnaryMultiCallable[_operator_pb2.RecordConsoleActionRequest, _operator_pb2.RecordConsoleActionResponse]
+    AuditLog: _grpc.UnaryUnaryMultiCallable[_operator_pb2.AuditLogRequest, _operator_pb2.AuditLogResponse]
 
 @_typing.type_check_only
 class OperatorAsyncStub(OperatorStub):
@@ -49,6 +51,8 @@ class OperatorAsyncStub(OperatorStub):
     ApplyPolicy: _aio.UnaryUnaryMultiCallable[_operator_pb2.ApplyPolicyRequest, _operator_pb2.ApplyPolicyResponse]  # type: ignore[assignment]
     RollbackPolicy: _aio.UnaryUnaryMultiCallable[_operator_pb2.RollbackPolicyRequest, _operator_pb2.ApplyPolicyResponse]  # type: ignore[assignment]
     RecordOperations: _aio.UnaryUnaryMultiCallable[_operator_pb2.RecordOperationsRequest, _operator_pb2.RecordOperationsResponse]  # type: ignore[assignment]
+    RecordConsoleAction: _aio.UnaryUnaryMultiCallable[_operator_pb2.RecordConsoleActionRequest, _operator_pb2.RecordConsoleActionResponse]  # type: ignore[assignment]
+    AuditLog: _aio.UnaryUnaryMultiCallable[_operator_pb2.AuditLogRequest, _operator_pb2.AuditLogResponse]  # type: ignore[assignment]
 
 class OperatorServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -92,5 +96,19 @@ class OperatorServicer(metaclass=_abc_1.ABCMeta):
         request: _operator_pb2.RecordOperationsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_operator_pb2.RecordOperationsResponse, _abc.Awaitable[_operator_pb2.RecordOperationsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RecordConsoleAction(
+        self,
+        request: _operator_pb2.RecordConsoleActionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_operator_pb2.RecordConsoleActionResponse, _abc.Awaitable[_operator_pb2.RecordConsoleActionResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def AuditLog(
+        self,
+        request: _operator_pb2.AuditLogRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_operator_pb2.AuditLogResponse, _abc.Awaitable[_operator_pb2.AuditLogResponse]]: ...
 
 def add_OperatorServicer_to_server(servicer: OperatorServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
