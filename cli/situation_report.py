@@ -13,8 +13,10 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
+import importlib.resources
 import math
 import re
+import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -264,18 +266,14 @@ def change(now: Figure, before: Figure) -> str:
 
 # -- HTML ---------------------------------------------------------------------------------
 
-CSS = """
-body{font-family:system-ui,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:70em;
-color:#1d2733;line-height:1.4;padding:0 1em}
-h1{font-size:1.6em;margin-bottom:.2em} h2{margin-top:2em;border-bottom:2px solid #3b6ea5}
-h3{font-size:1.05em;margin-top:1.4em}
-table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}
-th,td{border:1px solid #c9d2dc;padding:.25em .6em;text-align:left}
-td.n{text-align:right;font-variant-numeric:tabular-nums} th{background:#eef2f6}
-.caveat{background:#fff4d6;border-left:4px solid #e0a800;padding:.5em 1em;margin:1em 0}
-.bad{color:#a12a2a;font-weight:600} .note{color:#555;font-size:.9em}
-img{max-width:100%;border:1px solid #e3e8ee}
-"""
+# The page around the sections: package data, so that a report's look is edited as HTML.
+TEMPLATE = "situation-report.html"
+
+
+def _page(title: str, content: str) -> str:
+    """content inside the shipped page template (title and content are HTML already)."""
+    text = (importlib.resources.files("rcf.cli") / "templates" / TEMPLATE).read_text("utf-8")
+    return string.Template(text).substitute(title=title, content=content)
 
 
 def _e(text: object) -> str:
@@ -432,11 +430,6 @@ def render_html(
     for s in sections:
         for text, who in _caveats(s).items():
             all_caveats.setdefault(text, set()).update(who)
-    head = (
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>Regional situation report {_e(period.label)}</title>"
-        f"<style>{CSS}</style></head><body>"
-    )
     intro = [
         f"<h1>Regional situation report, {_e(period.label)}</h1>",
         f'<p class="note">Compared with {_e(prior.label)}. Compiled by the {_e(member)} node on '
@@ -457,4 +450,4 @@ def render_html(
         for text, who in all_caveats.items()
     ]
     body = [_section_html(s, period, prior) for s in sections]
-    return head + "\n".join(intro + body) + "\n</body></html>\n"
+    return _page(f"Regional situation report {_e(period.label)}", "\n".join(intro + body))

@@ -30,7 +30,14 @@ from rcf.devnet.demo_aggregate import step_aggregate
 from rcf.devnet.demo_alerts import step_alerts
 from rcf.devnet.demo_audit import step_audit_trail
 from rcf.devnet.demo_identity import step_identity
-from rcf.devnet.local_network import Demo, LocalNetwork, MemberSpec, rcf_command, stop_kept
+from rcf.devnet.local_network import (
+    Demo,
+    LocalNetwork,
+    MemberSpec,
+    failure_text,
+    rcf_command,
+    stop_kept,
+)
 from rcf.devnet.synthetic import DATASET_CODES, generate_member_data
 from rcf.node.data.dictionary import load_dictionary
 from rcf.node.data.importer import import_file
@@ -295,7 +302,7 @@ def step_policy(demo: Demo) -> None:
         node_dir = str(demo.net.node_layout(member_id).root)
         result = _rcf("policy", "apply", str(path), "--node-dir", node_dir)
         if result.returncode != 0:
-            raise ConfigError(f"Applying {path.name} failed: {result.stderr.strip()}")
+            raise ConfigError(f"Applying {path.name} failed: {failure_text(result)}")
         history = json.loads(_rcf("policy", "history", "--node-dir", node_dir, "--json").stdout)
         rows.append([member_id, path.name, len(history), result.stdout.strip().splitlines()[-1]])
     table(
@@ -310,7 +317,7 @@ def step_policy(demo: Demo) -> None:
             "policy", "explain", "--requester", requester, *args, "--node-dir", node_dir, "--json"
         )
         if result.returncode != 0:
-            raise ConfigError(f"rcf policy explain failed: {result.stderr.strip()}")
+            raise ConfigError(f"rcf policy explain failed: {failure_text(result)}")
         d = json.loads(result.stdout)
         rows.append(
             [

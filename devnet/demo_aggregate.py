@@ -7,7 +7,7 @@ import subprocess
 import click
 
 from rcf.cli.output import console
-from rcf.devnet.local_network import Demo, rcf_command
+from rcf.devnet.local_network import Demo, failure_text, rcf_command
 from rcf.trust.errors import ConfigError
 
 QUERY = ["--dataset", "irregular_movements", "--by", "nationality", "--from", "2025-01",
@@ -31,14 +31,14 @@ def step_aggregate(demo: Demo) -> None:
     console.print("$ " + " ".join(shown), markup=False, highlight=False)
     result = _run("query", "aggregate", *QUERY, "--chart", str(chart), "--node-dir", node_dir)
     if result.returncode not in (0, 3):
-        raise ConfigError(f"The regional query failed: {result.stderr.strip()}")
+        raise ConfigError(f"The regional query failed: {failure_text(result)}")
     click.echo(result.stdout.rstrip())
     report = demo.net.root / "situation-2025-Q3.html"
     console.print(f"$ rcf report situation --period 2025-Q3 --out {report.name}", markup=False)
     result = _run("report", "situation", "--period", "2025-Q3", "--out", str(report),
                   "--node-dir", node_dir)  # fmt: skip
     if result.returncode != 0:
-        raise ConfigError(f"The situation report failed: {result.stderr.strip()}")
+        raise ConfigError(f"The situation report failed: {failure_text(result)}")
     click.echo(result.stdout.rstrip())
     demo.outputs += [chart, report]
     console.print(f"chart: {chart}\nreport: {report}", markup=False, highlight=False)

@@ -8,7 +8,7 @@ import time
 from typing import Protocol
 
 from rcf.cli.output import console, table
-from rcf.devnet.local_network import LocalNetwork, rcf_command
+from rcf.devnet.local_network import LocalNetwork, failure_text, rcf_command
 from rcf.hub.audit_log import AuditLogReader
 from rcf.node.audit.anchor import AnchorStore
 from rcf.node.audit.chain import AuditLog
@@ -85,4 +85,4 @@ def step_audit_trail(demo: DemoLike) -> None:
         console.print(f"[bold]$ {shown}[/bold]")
         console.print(result.stdout.rstrip(), markup=False, highlight=False)
         if result.returncode != 0:
-            raise ConfigError(f"{shown} failed: {result.stderr.strip()}")
+            raise ConfigError(f"{shown} failed: {failure_text(result)}")

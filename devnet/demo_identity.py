@@ -16,7 +16,7 @@ import subprocess
 from typing import Any
 
 from rcf.cli.output import console, table
-from rcf.devnet.local_network import rcf_command
+from rcf.devnet.local_network import failure_text, rcf_command
 from rcf.trust.errors import ConfigError
 
 NO_HIT = ("Zebulon Quartermaine", "1961-02-03", "NZL")
@@ -69,7 +69,7 @@ def step_identity(demo: Any) -> None:
             capture_output=True, text=True, check=False, timeout=120,
         )  # fmt: skip
         if result.returncode != 0:
-            raise ConfigError(f"rcf query identity failed: {result.stderr.strip()}")
+            raise ConfigError(f"rcf query identity failed: {failure_text(result)}")
         answers = json.loads(result.stdout)["responders"]
         cells = []
         for member, a in sorted(answers.items()):

@@ -39,6 +39,12 @@ def rcf_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "rcf.cli"]
 
 
+def failure_text(result: subprocess.CompletedProcess[str]) -> str:
+    """Why a child rcf command failed, in its own last words (never an empty sentence)."""
+    lines = (result.stderr.strip() or result.stdout.strip()).splitlines()
+    return lines[-1] if lines else f"it exited {result.returncode} and said nothing"
+
+
 def start_and_wait(
     argv: list[str],
     ready: Callable[[], bool],

@@ -52,7 +52,8 @@ if outside:
     problems.append(f"RECORD installs {len(outside)} files outside rcf/, e.g. {outside[0]}.")
 names = {str(f) for f in dist.files or ()}
 for needed in ("rcf/trust/default_dictionary.toml", "rcf/deploy/systemd/rcf-hub.service",
-               "rcf/deploy/systemd/rcf-node@.service", "rcf/protos/PROTOCOL.md"):
+               "rcf/deploy/systemd/rcf-node@.service", "rcf/protos/PROTOCOL.md",
+               "rcf/cli/templates/situation-report.html"):
     if needed not in names:
         problems.append(f"the wheel does not ship {needed}.")
 if not any(n.startswith("rcf/policies/") and n.endswith(".toml") for n in names):

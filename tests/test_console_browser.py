@@ -78,6 +78,8 @@ def test_officer_checks_a_person_who_hits(tab: Page, cn: ConsoleNet) -> None:
     pg = tab
     log_in(pg, cn, "olga")
     assert pg.inner_text("#member") == "AU"
+    # the audit backlog (issue 27): a count the operator can read, not a silent queue
+    assert pg.inner_text("#unshipped").replace(",", "").isdigit()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     pg.screenshot(path=str(SCREENSHOTS / "console-dashboard.png"), full_page=True)
     pg.click("nav >> text=Checks")
