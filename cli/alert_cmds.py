@@ -19,7 +19,7 @@ from rcf.cli.errors import guarded
 from rcf.cli.operator_client import operator_channel
 from rcf.cli.options import node_dir_option
 from rcf.cli.output import console, emit_json, json_option, table, utc_time
-from rcf.node.alerts.model import CLEARABLE
+from rcf.node.alerts.model import CLEARABLE, document_label
 from rcf.node.ops.config import NodeLayout
 from rcf.node.policy.model import ALERT_CATEGORIES, ALERT_SEVERITIES
 from rcf.protos.v1 import alerts_pb2, alerts_pb2_grpc
@@ -103,17 +103,6 @@ def _view(rec: alerts_pb2.AlertRecord) -> dict[str, Any]:
     if rec.position:
         view["log_position"] = rec.position
     return view
-
-
-def _document(a: alerts_pb2.Alert) -> str:
-    parts = [a.issuing_state or "(state withheld)", a.document_type]
-    if a.document_number:
-        parts.append(a.document_number)
-    if a.number_range_first:
-        parts.append(f"{a.number_range_first}-{a.number_range_last}")
-    if a.series:
-        parts.append(f"series {a.series}*")
-    return " ".join(p for p in parts if p)
 
 
 def _status(rec: alerts_pb2.AlertRecord) -> str:
@@ -222,7 +211,7 @@ def alert_list(
                 rec.alert.raised_by,
                 rec.alert.category,
                 rec.alert.severity,
-                _document(rec.alert),
+                document_label(rec.alert),
                 _status(rec),
                 "verified" if rec.verified else "FAILS",
             ]
@@ -317,7 +306,7 @@ def alert_watch(node_dir: Path, as_json: bool) -> None:
                     a = event.alert.alert
                     console.print(
                         f"{utc_time(event.at_ms)} {event.kind}: {a.alert_id} v{a.version} "
-                        f"from {a.raised_by} ({a.category}, {a.severity}) {_document(a)}"
+                        f"from {a.raised_by} ({a.category}, {a.severity}) {document_label(a)}"
                         + (" WITHDRAWN" if a.withdrawn else ""),
                         highlight=False,
                         markup=False,

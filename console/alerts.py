@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from rcf.node.alerts.model import document_label
 from rcf.node.policy.model import ALERT_CATEGORIES, ALERT_SEVERITIES
 from rcf.protos.v1 import alerts_pb2
 from rcf.trust.errors import ConfigError
@@ -33,17 +34,6 @@ def draft_from(form: Mapping[str, str]) -> alerts_pb2.AlertDraft:
     return alerts_pb2.AlertDraft(**{k: v for k, v in values.items() if v})
 
 
-def document_of(a: alerts_pb2.Alert) -> str:
-    parts = [a.issuing_state or "(state withheld)", a.document_type]
-    if a.document_number:
-        parts.append(a.document_number)
-    if a.number_range_first:
-        parts.append(f"{a.number_range_first}-{a.number_range_last}")
-    if a.series:
-        parts.append(f"series {a.series}*")
-    return " ".join(p for p in parts if p)
-
-
 def row(rec: alerts_pb2.AlertRecord, *, own_member: str) -> dict[str, Any]:
     """What the alerts table shows of one alert (also sent to the live feed as JSON)."""
     a = rec.alert
@@ -53,7 +43,7 @@ def row(rec: alerts_pb2.AlertRecord, *, own_member: str) -> dict[str, Any]:
         "raised_by": a.raised_by,
         "category": a.category.replace("_", " "),
         "severity": a.severity,
-        "document": document_of(a),
+        "document": document_label(a),
         "modus_operandi": a.modus_operandi,
         "caveat": a.handling_caveat,
         "signature": "verified" if rec.verified else "NOT verified",

@@ -65,11 +65,8 @@ def sql_count(layout: NodeLayout, where: str = "", params: tuple[Any, ...] = ())
         return int(conn.execute(sql, params).fetchone()[0])
 
 
-def policy(member: str, rule: str = "", *, caveat: str = CAVEAT) -> str:
-    """A policy for member: Ping for all, and the given Aggregate rule text (or a default)."""
-    rule = (
-        rule
-        or """
+# Movement statistics for everyone, under the release step's defaults (cell-key).
+MOVEMENTS_RULE = """
 [[rule]]
 id = "movements"
 requesters = ["*"]
@@ -80,7 +77,15 @@ filters = ["month", "route", "nationality"]
 min_cell_size = 5
 max_group_by = 2
 min_population = 20
-# Exact values, so these tests can check suppression against the records; the
+"""
+
+
+def policy(member: str, rule: str = "", *, caveat: str = CAVEAT) -> str:
+    """A policy for member: Ping for all, and the given Aggregate rule text (or a default)."""
+    rule = (
+        rule
+        or MOVEMENTS_RULE
+        + """# Exact values, so these tests can check suppression against the records; the
 # cell-key default has its own tests (test_aggregate_cellkey.py).
 perturbation = "none"
 """

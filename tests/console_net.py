@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rcf.console.server import ConsoleServer
 from rcf.console.sessions import Sessions
-from tests.aggregate_fixtures import AU_DATA, TH_DATA, load, movement_rows
+from tests.aggregate_fixtures import AU_DATA, MOVEMENTS_RULE, TH_DATA, load, movement_rows
 from tests.identity_net import POLICY, identity_network
 from tests.network import Network
 
@@ -46,27 +46,13 @@ class ConsoleNet:
         return self.server.url
 
 
-# TH shares movement statistics with everyone, beside its identity rules.
-MOVEMENTS_RULE = """
-[[rule]]
-id = "movements"
-requesters = ["*"]
-query = "Aggregate"
-datasets = ["irregular_movements"]
-group_by = ["nationality", "month", "route", "sex"]
-filters = ["month", "route", "nationality"]
-min_cell_size = 5
-max_group_by = 2
-min_population = 20
-"""
-
-
 @contextmanager
 def console_network(root: Path) -> Iterator[ConsoleNet]:
     net = identity_network(root / "net")
     load(net.layout("AU"), movement_rows("AU", AU_DATA), root)
     load(net.layout("TH"), movement_rows("TH", TH_DATA), root)
     th_policy = textwrap.dedent(POLICY.format(member="TH", detail="hit_with_reference"))
+    # TH shares movement statistics with everyone, beside its identity rules.
     net.nodes["TH"].policy.apply(th_policy + MOVEMENTS_RULE, "TH.toml")
     clock = Clock()
     try:

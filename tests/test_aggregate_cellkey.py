@@ -23,6 +23,7 @@ from rcf.trust.dictionary import default_dictionary
 from tests.aggregate_fixtures import (
     AU_DATA,
     DATASET,
+    MOVEMENTS_RULE,
     TH_DATA,
     apply,
     ask,
@@ -40,19 +41,6 @@ from tests.test_aggregate_disclosure import covers, recoverable, tables
 
 YEAR_2025 = ("event_date BETWEEN ? AND ?", ("2025-01-01", "2025-12-31"))
 
-CELL_KEY_RULE = """
-[[rule]]
-id = "movements"
-requesters = ["*"]
-query = "Aggregate"
-datasets = ["irregular_movements"]
-group_by = ["nationality", "month", "route", "sex"]
-filters = ["month", "route", "nationality"]
-min_cell_size = 5
-max_group_by = 2
-min_population = 20
-"""
-
 
 @pytest.fixture
 def region(net: Network, tmp_path: Path) -> Network:
@@ -60,7 +48,7 @@ def region(net: Network, tmp_path: Path) -> Network:
     load(net.layout("AU"), movement_rows("AU", AU_DATA), tmp_path)
     load(net.layout("TH"), movement_rows("TH", TH_DATA), tmp_path)
     for member, node in net.nodes.items():
-        apply(node, policy(member, CELL_KEY_RULE))
+        apply(node, policy(member, MOVEMENTS_RULE))
     return net
 
 
@@ -201,7 +189,7 @@ def test_regional_figures_from_generated_data_hold_the_truth(
     for member, rows in generated.items():
         load(net.layout(member), rows, tmp_path)
     for member, node in net.nodes.items():
-        apply(node, policy(member, CELL_KEY_RULE))
+        apply(node, policy(member, MOVEMENTS_RULE))
     q = query(by=("nationality",), month_from="2000-01", month_to="2099-12")
     q.measure = measure
     result = ask(net.nodes["NZ"], q, regional=True)

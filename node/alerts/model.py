@@ -343,3 +343,15 @@ ICAO_TO_ISO = {"D": "DEU"}
 
 def issuer_code(icao: str) -> str:
     return ICAO_TO_ISO.get(icao, icao)
+
+
+def document_label(a: alerts_pb2.Alert) -> str:
+    """The document an alert is about, in one line for people: state, type, number, series."""
+    parts = [a.issuing_state or "(state withheld)", a.document_type]
+    if a.document_number:
+        parts.append(a.document_number)
+    if a.number_range_first:
+        parts.append(f"{a.number_range_first}-{a.number_range_last}")
+    if a.series:
+        parts.append(f"series {a.series}*")
+    return " ".join(p for p in parts if p)
